@@ -1,0 +1,38 @@
+//! The hub's HTTP API (warp), under `/v1`: platforms and networks, two-phase transfers,
+//! HTLC swaps, messages, a WebSocket event stream and the OpenAPI document.
+//!
+//! This crate owns the *edges* of a request: authentication with roles, idempotency keys,
+//! shape validation, pagination, the one error shape, and durable event replay. It never
+//! decides anything about cross-chain state: that is the [`HubBackend`]'s job. It never
+//! returns an internal error's text to a client, and it records an idempotent response
+//! only after the backend has made the operation durable.
+
+pub mod auth;
+pub mod backend;
+pub mod error;
+pub mod model;
+pub mod openapi;
+pub mod server;
+pub mod store;
+
+pub use auth::{ApiKeyConfig, KeyRing, Principal, Role};
+pub use backend::{BackendError, HubBackend, OpId};
+pub use error::{ApiError, ErrorCode};
+pub use server::{routes, ApiState};
+pub use store::{ApiStore, Event, EventBus, SledApiStore};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Bind the API on `addr` (use port 0 for any free port) and serve until `shutdown`
+/// resolves. Returns the bound address and the server future to await.
+pub fn serve(
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, impl Future<Output = ()>), std::io::Error> {
+    warp::serve(routes(state))
+        .try_bind_with_graceful_shutdown(addr, shutdown)
+        .map_err(|e| std::io::Error::other(format!("cannot bind the api on {addr}: {e}")))
+}

@@ -1,0 +1,252 @@
+//! Request and response bodies of the HTTP API (JSON). These are the API's own types: the
+//! hub maps them to its domain types, so the wire shape can stay stable while the
+//! internals change.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest accepted message payload, in bytes (after hex decoding).
+pub const MAX_MESSAGE_PAYLOAD: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformInfo {
+    /// Registered name, e.g. `alpha`, `anvil-31337`.
+    pub name: String,
+    /// Platform family: `native`, `evm`, `utxo`, `external`.
+    pub kind: String,
+    pub healthy: bool,
+    /// Declared capabilities (finality model, contract support, hash and signature schemes,
+    /// asset model), as the adapter reports them.
+    pub capabilities: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub platform: String,
+    /// `up` or `down`.
+    pub status: String,
+    pub consensus: String,
+    pub head_height: u64,
+    pub finalized_height: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One page of a list; pass `next` back as `after` for the following page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// One side of a two-phase transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegSpec {
+    pub network: String,
+    pub asset: String,
+    /// Decimal integer in the asset's smallest unit.
+    pub amount: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST /v1/transfers`: P locks `source` on its network for Q; Q locks `counter` on the
+/// other network for P. Both are released only after both locks are validated; both are
+/// refunded if that has not happened within `timeout_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTransfer {
+    pub source: LegSpec,
+    pub counter: LegSpec,
+    pub timeout_secs: u64,
+}
+
+/// One side of an HTLC swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapSide {
+    pub network: String,
+    pub asset: String,
+    pub amount: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST /v1/swaps`: hash-time-locked swap. The initiator's timelock must exceed the
+/// participant's by the hub's configured margin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSwap {
+    pub initiator: SwapSide,
+    pub participant: SwapSide,
+    /// sha256 of the 32-byte secret, 64 hex digits. Omit to let the hub's wallet create
+    /// and hold the secret for the initiator.
+    #[serde(default)]
+    pub hashlock: Option<String>,
+    pub initiator_timeout_secs: u64,
+    pub participant_timeout_secs: u64,
+}
+
+/// `POST /v1/messages`: a payload for a contract or account on another network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMessage {
+    pub source: String,
+    pub destination: String,
+    pub sender: String,
+    pub recipient: String,
+    /// Hex-encoded payload, at most 64 KiB decoded.
+    pub payload_hex: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Transfer,
+    Swap,
+    Message,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Transfer => "transfer",
+            OpKind::Swap => "swap",
+            OpKind::Message => "message",
+        }
+    }
+}
+
+/// One leg (or hop) of an operation, with the evidence the hub checked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegStatus {
+    pub network: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
+}
+
+/// Status of a transfer, swap or message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    pub id: String,
+    pub kind: OpKind,
+    pub state: String,
+    /// True once the operation can change no more (released, refunded, delivered, ...).
+    pub terminal: bool,
+    /// Machine-readable reason when the operation waits, is stuck or failed, e.g.
+    /// `awaiting_counterparty_lock`, `awaiting_finality`, `adapter_unhealthy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub legs: Vec<LegStatus>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+fn check_amount(field: &str, s: &str, problems: &mut Vec<String>) {
+    match s.parse::<u128>() {
+        Ok(0) => problems.push(format!("{field}: amount must be positive")),
+        Ok(_) => {}
+        Err(_) => problems.push(format!(
+            "{field}: amount `{s}` is not a decimal integer in the asset's smallest unit"
+        )),
+    }
+}
+
+fn check_nonempty(field: &str, s: &str, problems: &mut Vec<String>) {
+    if s.trim().is_empty() {
+        problems.push(format!("{field} is empty"));
+    }
+}
+
+fn check_leg(prefix: &str, l: &LegSpec, problems: &mut Vec<String>) {
+    check_nonempty(&format!("{prefix}.network"), &l.network, problems);
+    check_nonempty(&format!("{prefix}.asset"), &l.asset, problems);
+    check_nonempty(&format!("{prefix}.from"), &l.from, problems);
+    check_nonempty(&format!("{prefix}.to"), &l.to, problems);
+    check_amount(&format!("{prefix}.amount"), &l.amount, problems);
+}
+
+impl CreateTransfer {
+    /// Every problem with the request at once.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        check_leg("source", &self.source, &mut p);
+        check_leg("counter", &self.counter, &mut p);
+        if self.source.network == self.counter.network {
+            p.push(format!(
+                "source and counter are both on network `{}`; a transfer links two networks",
+                self.source.network
+            ));
+        }
+        if self.timeout_secs == 0 {
+            p.push("timeout_secs must be positive".into());
+        }
+        p
+    }
+}
+
+impl SwapSide {
+    fn as_leg(&self) -> LegSpec {
+        LegSpec {
+            network: self.network.clone(),
+            asset: self.asset.clone(),
+            amount: self.amount.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
+}
+
+impl CreateSwap {
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        check_leg("initiator", &self.initiator.as_leg(), &mut p);
+        check_leg("participant", &self.participant.as_leg(), &mut p);
+        if let Some(h) = &self.hashlock {
+            if hex::decode(h).map(|v| v.len() != 32).unwrap_or(true) {
+                p.push(format!(
+                    "hashlock `{h}` must be 64 hex digits (a sha256 digest)"
+                ));
+            }
+        }
+        if self.initiator_timeout_secs <= self.participant_timeout_secs {
+            p.push(format!(
+                "initiator_timeout_secs ({}) must exceed participant_timeout_secs ({})",
+                self.initiator_timeout_secs, self.participant_timeout_secs
+            ));
+        }
+        p
+    }
+}
+
+impl CreateMessage {
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        check_nonempty("source", &self.source, &mut p);
+        check_nonempty("destination", &self.destination, &mut p);
+        check_nonempty("sender", &self.sender, &mut p);
+        check_nonempty("recipient", &self.recipient, &mut p);
+        match hex::decode(&self.payload_hex) {
+            Ok(v) if v.len() > MAX_MESSAGE_PAYLOAD => p.push(format!(
+                "payload is {} bytes, the limit is {MAX_MESSAGE_PAYLOAD}",
+                v.len()
+            )),
+            Ok(_) => {}
+            Err(_) => p.push("payload_hex is not valid hex".into()),
+        }
+        if self.source == self.destination {
+            p.push(format!("source and destination are both `{}`", self.source));
+        }
+        if self.timeout_secs == 0 {
+            p.push("timeout_secs must be positive".into());
+        }
+        p
+    }
+}

@@ -1,0 +1,207 @@
+//! The OpenAPI 3 document served at `/v1/openapi.json`. A test checks that every route
+//! the server answers is documented here and that every documented path answers.
+
+use serde_json::{json, Value};
+
+fn op_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "kind", "state", "terminal", "legs", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["transfer", "swap", "message"]},
+            "state": {"type": "string"},
+            "terminal": {"type": "boolean"},
+            "reason": {"type": "string", "description": "machine-readable reason code"},
+            "legs": {"type": "array", "items": {"$ref": "#/components/schemas/LegStatus"}},
+            "created_at": {"type": "integer", "format": "int64"},
+            "updated_at": {"type": "integer", "format": "int64"},
+            "detail": {}
+        }
+    })
+}
+
+fn leg_spec() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["network", "asset", "amount", "from", "to"],
+        "properties": {
+            "network": {"type": "string", "minLength": 1},
+            "asset": {"type": "string", "minLength": 1},
+            "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "decimal integer, smallest unit"},
+            "from": {"type": "string", "minLength": 1},
+            "to": {"type": "string", "minLength": 1}
+        }
+    })
+}
+
+fn errors(codes: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        m.insert(
+            (*c).to_owned(),
+            json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn with_errors(mut ok: Value, codes: &[&str]) -> Value {
+    if let (Some(o), Value::Object(e)) = (ok.as_object_mut(), errors(codes)) {
+        o.extend(e);
+    }
+    ok
+}
+
+fn create_op(tag: &str, schema: &str, summary: &str) -> Value {
+    json!({
+        "post": {
+            "tags": [tag],
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": true,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}},
+            "responses": with_errors(json!({
+                "202": {"description": "accepted; the body is the operation's status",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OperationStatus"}}}}
+            }), &["400", "401", "403", "409", "413", "503"])
+        },
+        "get": {
+            "tags": [tag],
+            "summary": format!("list {tag}, oldest first"),
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                {"name": "after", "in": "query", "schema": {"type": "string"}}
+            ],
+            "responses": with_errors(json!({
+                "200": {"description": "one page",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OperationPage"}}}}
+            }), &["400", "401"])
+        }
+    })
+}
+
+fn get_op(tag: &str) -> Value {
+    json!({
+        "get": {
+            "tags": [tag],
+            "summary": format!("status of one {tag} entry"),
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "wait", "in": "query", "description": "seconds to wait for a terminal state (max 60)",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 60}}
+            ],
+            "responses": with_errors(json!({
+                "200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OperationStatus"}}}}
+            }), &["400", "401", "404"])
+        }
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Isthmus hub API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Cross-chain transfers, HTLC swaps and messages through the Isthmus hub. Every write takes an Idempotency-Key; every error has the shape {code, message, details}."
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "API key with a role: customer, provider or partner"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "method_not_allowed", "invalid_request", "idempotency_key_required", "idempotency_conflict", "conflict", "payload_too_large", "unavailable", "internal"]},
+                        "message": {"type": "string"},
+                        "details": {"type": "array", "items": {"type": "string"}}
+                    }
+                },
+                "LegSpec": leg_spec(),
+                "CreateTransfer": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["source", "counter", "timeout_secs"],
+                    "properties": {
+                        "source": {"$ref": "#/components/schemas/LegSpec"},
+                        "counter": {"$ref": "#/components/schemas/LegSpec"},
+                        "timeout_secs": {"type": "integer", "minimum": 1}
+                    }
+                },
+                "CreateSwap": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["initiator", "participant", "initiator_timeout_secs", "participant_timeout_secs"],
+                    "properties": {
+                        "initiator": {"$ref": "#/components/schemas/LegSpec"},
+                        "participant": {"$ref": "#/components/schemas/LegSpec"},
+                        "hashlock": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                        "initiator_timeout_secs": {"type": "integer", "minimum": 1},
+                        "participant_timeout_secs": {"type": "integer", "minimum": 1}
+                    }
+                },
+                "CreateMessage": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["source", "destination", "sender", "recipient", "payload_hex", "timeout_secs"],
+                    "properties": {
+                        "source": {"type": "string"}, "destination": {"type": "string"},
+                        "sender": {"type": "string"}, "recipient": {"type": "string"},
+                        "payload_hex": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
+                        "timeout_secs": {"type": "integer", "minimum": 1}
+                    }
+                },
+                "LegStatus": {
+                    "type": "object", "required": ["network", "state"],
+                    "properties": {"network": {"type": "string"}, "state": {"type": "string"},
+                                   "tx": {"type": "string"}, "evidence": {}}
+                },
+                "OperationStatus": op_schema(),
+                "OperationPage": {
+                    "type": "object", "required": ["items", "next"],
+                    "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/OperationStatus"}},
+                                   "next": {"type": "string", "nullable": true}}
+                },
+                "Event": {
+                    "type": "object", "required": ["seq", "kind", "subject", "data"],
+                    "properties": {"seq": {"type": "integer"}, "kind": {"type": "string"}, "subject": {"type": "string"},
+                                   "networks": {"type": "array", "items": {"type": "string"}}, "data": {}}
+                }
+            }
+        },
+        "paths": {
+            "/v1/health": {"get": {"tags": ["node"], "summary": "liveness; no key needed",
+                "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/v1/openapi.json": {"get": {"tags": ["node"], "summary": "this document",
+                "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/v1/platforms": {"get": {"tags": ["platforms"], "summary": "available platforms and their capabilities (Y.3530 8.1.1)",
+                "security": [{"apiKey": []}],
+                "responses": with_errors(json!({"200": {"description": "platforms", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}), &["401"])}},
+            "/v1/networks": {"get": {"tags": ["networks"], "summary": "networks with status, head and finalized height",
+                "security": [{"apiKey": []}],
+                "responses": with_errors(json!({"200": {"description": "networks", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}), &["401"])}},
+            "/v1/transfers": create_op("transfers", "CreateTransfer", "start a two-phase lock transfer (lock until both validated)"),
+            "/v1/transfers/{id}": get_op("transfers"),
+            "/v1/swaps": create_op("swaps", "CreateSwap", "start an HTLC swap"),
+            "/v1/swaps/{id}": get_op("swaps"),
+            "/v1/messages": create_op("messages", "CreateMessage", "send a cross-network message"),
+            "/v1/messages/{id}": get_op("messages"),
+            "/v1/events": {"get": {"tags": ["events"],
+                "summary": "WebSocket event stream; replay from a sequence number, filter server-side, ack on named subscriptions",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "subscription", "in": "query", "schema": {"type": "string"}, "description": "durable cursor name; send {\"ack\": seq} to advance it"},
+                    {"name": "kind", "in": "query", "schema": {"type": "string"}, "description": "exact kind or prefix ending in *"},
+                    {"name": "subject", "in": "query", "schema": {"type": "string"}},
+                    {"name": "network", "in": "query", "schema": {"type": "string"}}
+                ],
+                "responses": with_errors(json!({"101": {"description": "switching to WebSocket; each text frame is an Event"}}), &["400", "401"])}}
+        }
+    })
+}

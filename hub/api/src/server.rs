@@ -1,0 +1,589 @@
+//! The warp routes. Path and method matching is warp's; everything after that (auth,
+//! roles, idempotency, validation) happens in plain async functions that always answer
+//! with either a success body or the one error shape.
+
+use crate::auth::{KeyRing, Principal, Role};
+use crate::backend::{BackendError, HubBackend, OpId};
+use crate::error::{ApiError, ErrorCode};
+use crate::model::*;
+use crate::store::{Event, EventBus, IdempotencyRecord};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+/// Largest accepted request body.
+pub const MAX_BODY: u64 = 256 * 1024;
+/// Longest `?wait=` honoured, in seconds.
+pub const MAX_WAIT_SECS: u64 = 60;
+/// Largest page.
+pub const MAX_PAGE: usize = 200;
+
+/// Everything the routes share.
+pub struct ApiState {
+    pub backend: Arc<dyn HubBackend>,
+    pub keys: KeyRing,
+    pub bus: EventBus,
+    inflight: Mutex<HashSet<String>>,
+}
+
+impl ApiState {
+    pub fn new(backend: Arc<dyn HubBackend>, keys: KeyRing, bus: EventBus) -> Arc<Self> {
+        Arc::new(ApiState {
+            backend,
+            keys,
+            bus,
+            inflight: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+type Query = HashMap<String, String>;
+
+fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+fn error_reply(e: &ApiError) -> Response {
+    json_reply(e.status(), e)
+}
+
+fn respond(r: Result<Response, ApiError>) -> Result<Response, Infallible> {
+    Ok(r.unwrap_or_else(|e| error_reply(&e)))
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Rejected { message, details } => {
+                ApiError::new(ErrorCode::InvalidRequest, message).with_details(details)
+            }
+            BackendError::NotFound(what) => {
+                ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+            }
+            BackendError::Unavailable(why) => ApiError::new(ErrorCode::Unavailable, why),
+            BackendError::Internal(cause) => ApiError::internal(&cause),
+        }
+    }
+}
+
+struct Headers {
+    authorization: Option<String>,
+    api_key: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn headers() -> impl Filter<Extract = (Headers,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("x-api-key"))
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .map(|authorization, api_key, idempotency_key| Headers {
+            authorization,
+            api_key,
+            idempotency_key,
+        })
+        .or(warp::any().map(|| Headers {
+            authorization: None,
+            api_key: None,
+            idempotency_key: None,
+        }))
+        .unify()
+}
+
+fn authenticate(st: &ApiState, h: &Headers) -> Result<Principal, ApiError> {
+    st.keys
+        .authenticate(h.authorization.as_deref(), h.api_key.as_deref())
+}
+
+/// All routes under `/v1`, with errors mapped to the API's error shape.
+pub fn routes(
+    st: Arc<ApiState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let with = {
+        let st = st.clone();
+        warp::any().map(move || st.clone())
+    };
+    let query = warp::query::<Query>()
+        .or(warp::any().map(Query::new))
+        .unify();
+
+    let health = warp::path!("v1" / "health")
+        .and(warp::get())
+        .and(with.clone())
+        .map(|st: Arc<ApiState>| {
+            json_reply(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "status": "ok",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "last_event_seq": st.bus.store().last_seq(),
+                }),
+            )
+        });
+
+    let openapi = warp::path!("v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| json_reply(StatusCode::OK, &crate::openapi::document()));
+
+    let listing = |segment: &'static str| {
+        warp::path("v1")
+            .and(warp::path(segment))
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(with.clone())
+            .and(headers())
+            .and_then(move |st: Arc<ApiState>, h: Headers| async move {
+                respond(
+                    async {
+                        authenticate(&st, &h)?;
+                        let body = if segment == "platforms" {
+                            serde_json::to_value(st.backend.platforms().await?)
+                        } else {
+                            serde_json::to_value(st.backend.networks().await?)
+                        }
+                        .map_err(|e| ApiError::internal(&e))?;
+                        Ok(json_reply(StatusCode::OK, &body))
+                    }
+                    .await,
+                )
+            })
+    };
+    let platforms = listing("platforms");
+    let networks = listing("networks");
+
+    let ops = |segment: &'static str, kind: OpKind| {
+        let create = warp::path("v1")
+            .and(warp::path(segment))
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(with.clone())
+            .and(headers())
+            .and(warp::body::content_length_limit(MAX_BODY))
+            .and(warp::body::bytes())
+            .and_then(
+                move |st: Arc<ApiState>, h: Headers, body: Bytes| async move {
+                    respond(create_op(&st, kind, &h, body).await)
+                },
+            );
+        let get = warp::path("v1")
+            .and(warp::path(segment))
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(with.clone())
+            .and(headers())
+            .and(query)
+            .and_then(
+                move |id: String, st: Arc<ApiState>, h: Headers, q: Query| async move {
+                    respond(get_op(&st, kind, &id, &h, &q).await)
+                },
+            );
+        let list = warp::path("v1")
+            .and(warp::path(segment))
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(with.clone())
+            .and(headers())
+            .and(query)
+            .and_then(move |st: Arc<ApiState>, h: Headers, q: Query| async move {
+                respond(list_ops(&st, kind, &h, &q).await)
+            });
+        create.or(get).unify().or(list).unify()
+    };
+
+    let events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(with.clone())
+        .and(headers())
+        .and(query)
+        .map(
+            |ws: warp::ws::Ws, st: Arc<ApiState>, h: Headers, q: Query| match open_event_stream(
+                &st, &h, &q,
+            ) {
+                Ok(sub) => ws
+                    .on_upgrade(move |socket| stream_events(st, sub, socket))
+                    .into_response(),
+                Err(e) => error_reply(&e),
+            },
+        );
+
+    health
+        .or(openapi)
+        .unify()
+        .or(platforms)
+        .unify()
+        .or(networks)
+        .unify()
+        .or(ops("transfers", OpKind::Transfer))
+        .unify()
+        .or(ops("swaps", OpKind::Swap))
+        .unify()
+        .or(ops("messages", OpKind::Message))
+        .unify()
+        .or(events)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+async fn recover(r: warp::Rejection) -> Result<Response, Infallible> {
+    let e = if r.is_not_found() {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "no such endpoint; see /v1/openapi.json",
+        )
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds {MAX_BODY} bytes"),
+        )
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this path",
+        )
+    } else if let Some(e) = r.find::<ApiError>() {
+        e.clone()
+    } else {
+        ApiError::invalid(format!("request refused: {r:?}"))
+    };
+    Ok(error_reply(&e))
+}
+
+/// Removes the idempotency scope from the in-flight set when the request ends, whatever
+/// way it ends.
+struct InflightGuard<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    scope: String,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.scope);
+        }
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("request body is not valid: {e}")))
+}
+
+async fn create_op(
+    st: &ApiState,
+    kind: OpKind,
+    h: &Headers,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = authenticate(st, h)?;
+    who.require(&[Role::Customer], &format!("create a {}", kind.as_str()))?;
+    let key = h
+        .idempotency_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::IdempotencyKeyRequired,
+                "every write needs an `Idempotency-Key` header",
+            )
+        })?;
+    if key.len() > 200 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+        ));
+    }
+    let scope = format!("{}\u{0}{}\u{0}{}", who.name, kind.as_str(), key);
+    let body_sha256 = hex::encode(Sha256::digest(&body));
+    {
+        let mut set = st
+            .inflight
+            .lock()
+            .map_err(|_| ApiError::internal(&"in-flight set poisoned"))?;
+        if !set.insert(scope.clone()) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("a request with Idempotency-Key `{key}` is still being processed"),
+            ));
+        }
+    }
+    let _guard = InflightGuard {
+        set: &st.inflight,
+        scope: scope.clone(),
+    };
+    let store = st.bus.store();
+    if let Some(rec) = store
+        .get_idempotency(&scope)
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        if rec.body_sha256 == body_sha256 {
+            let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::ACCEPTED);
+            return Ok(json_reply(status, &rec.response));
+        }
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyConflict,
+            format!("Idempotency-Key `{key}` was already used with a different body"),
+        ));
+    }
+    let id = OpId(format!(
+        "{}_{}",
+        match kind {
+            OpKind::Transfer => "tr",
+            OpKind::Swap => "sw",
+            OpKind::Message => "msg",
+        },
+        &hex::encode(Sha256::digest(scope.as_bytes()))[..24]
+    ));
+    let status = match kind {
+        OpKind::Transfer => {
+            let req: CreateTransfer = parse_body(&body)?;
+            invalid_if(req.validate())?;
+            st.backend.create_transfer(&id, &who, req).await?
+        }
+        OpKind::Swap => {
+            let req: CreateSwap = parse_body(&body)?;
+            invalid_if(req.validate())?;
+            st.backend.create_swap(&id, &who, req).await?
+        }
+        OpKind::Message => {
+            let req: CreateMessage = parse_body(&body)?;
+            invalid_if(req.validate())?;
+            st.backend.create_message(&id, &who, req).await?
+        }
+    };
+    let response = serde_json::to_value(&status).map_err(|e| ApiError::internal(&e))?;
+    store
+        .put_idempotency(
+            &scope,
+            &IdempotencyRecord {
+                body_sha256,
+                status: StatusCode::ACCEPTED.as_u16(),
+                response: response.clone(),
+            },
+        )
+        .map_err(|e| ApiError::internal(&e))?;
+    tracing::info!(principal = %who.name, kind = kind.as_str(), id = %status.id, "operation accepted");
+    Ok(json_reply(StatusCode::ACCEPTED, &response))
+}
+
+fn invalid_if(problems: Vec<String>) -> Result<(), ApiError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "request has {} problem(s): {}",
+            problems.len(),
+            problems.join("; ")
+        ))
+        .with_details(problems))
+    }
+}
+
+fn parse_u64(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::invalid(format!("query parameter `{name}`=`{v}` is not a number"))
+            })
+        })
+        .transpose()
+}
+
+async fn get_op(
+    st: &ApiState,
+    kind: OpKind,
+    id: &str,
+    h: &Headers,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    authenticate(st, h)?;
+    let wait = parse_u64(q, "wait")?.unwrap_or(0).min(MAX_WAIT_SECS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // Subscribe before reading so an update between read and wait is not missed.
+    let mut updates = st.bus.subscribe();
+    loop {
+        let op = st
+            .backend
+            .get_operation(kind, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(kind.as_str(), id))?;
+        if op.terminal || tokio::time::Instant::now() >= deadline {
+            return Ok(json_reply(StatusCode::OK, &op));
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, updates.recv()).await {
+                Err(_) => break,
+                Ok(Ok(ev)) if ev.subject == id => break,
+                Ok(Ok(_)) => continue,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+            }
+        }
+    }
+}
+
+async fn list_ops(
+    st: &ApiState,
+    kind: OpKind,
+    h: &Headers,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    authenticate(st, h)?;
+    let limit = parse_u64(q, "limit")?.unwrap_or(50) as usize;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let page = st
+        .backend
+        .list_operations(kind, q.get("after").map(String::as_str), limit)
+        .await?;
+    Ok(json_reply(StatusCode::OK, &page))
+}
+
+/// A WebSocket subscription: where to start and which events to send.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub from: u64,
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub network: Option<String>,
+}
+
+impl Subscription {
+    pub fn matches(&self, e: &Event) -> bool {
+        let kind_ok = match self.kind.as_deref() {
+            None => true,
+            Some(k) => match k.strip_suffix('*') {
+                Some(prefix) => e.kind.starts_with(prefix),
+                None => e.kind == k,
+            },
+        };
+        kind_ok
+            && self.subject.as_deref().is_none_or(|s| e.subject == s)
+            && self
+                .network
+                .as_deref()
+                .is_none_or(|n| e.networks.iter().any(|x| x == n))
+    }
+}
+
+fn open_event_stream(st: &ApiState, h: &Headers, q: &Query) -> Result<Subscription, ApiError> {
+    let who = authenticate(st, h)?;
+    let name = q.get("subscription").map(|n| format!("{}/{}", who.name, n));
+    let from = match (parse_u64(q, "from")?, &name) {
+        (Some(f), _) => f,
+        (None, Some(n)) => match st
+            .bus
+            .store()
+            .get_cursor(n)
+            .map_err(|e| ApiError::internal(&e))?
+        {
+            Some(acked) => acked + 1,
+            None => 1,
+        },
+        (None, None) => st.bus.store().last_seq() + 1,
+    };
+    Ok(Subscription {
+        from,
+        name,
+        kind: q.get("kind").cloned(),
+        subject: q.get("subject").cloned(),
+        network: q.get("network").cloned(),
+    })
+}
+
+const REPLAY_PAGE: usize = 256;
+
+async fn stream_events(st: Arc<ApiState>, sub: Subscription, socket: warp::ws::WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    let mut live = st.bus.subscribe();
+    let mut next = sub.from.max(1);
+    // Sends stored events from `next` up to the end of the log.
+    async fn replay(
+        st: &ApiState,
+        sub: &Subscription,
+        next: &mut u64,
+        tx: &mut futures::stream::SplitSink<warp::ws::WebSocket, warp::ws::Message>,
+    ) -> bool {
+        loop {
+            let batch = match st.bus.store().events_from(*next, REPLAY_PAGE) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(%e, "event replay failed");
+                    return false;
+                }
+            };
+            let n = batch.len();
+            for e in batch {
+                *next = e.seq + 1;
+                if sub.matches(&e) {
+                    let Ok(text) = serde_json::to_string(&e) else {
+                        return false;
+                    };
+                    if tx.send(warp::ws::Message::text(text)).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            if n < REPLAY_PAGE {
+                return true;
+            }
+        }
+    }
+    if !replay(&st, &sub, &mut next, &mut tx).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            ev = live.recv() => match ev {
+                Ok(e) if e.seq < next => {}
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Whatever arrived live is also in the log; reading from the log keeps
+                    // order and fills any gap.
+                    if !replay(&st, &sub, &mut next, &mut tx).await {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            msg = rx.next() => match msg {
+                Some(Ok(m)) if m.is_text() => {
+                    let ack = m
+                        .to_str()
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                        .and_then(|v| v.get("ack").and_then(|a| a.as_u64()));
+                    match (ack, &sub.name) {
+                        (Some(seq), Some(name)) => {
+                            if let Err(e) = st.bus.store().put_cursor(name, seq) {
+                                tracing::error!(%e, "storing subscription cursor failed");
+                            }
+                        }
+                        _ => {
+                            let err = ApiError::invalid(
+                                "expected {\"ack\": <seq>} on a named subscription (?subscription=NAME)",
+                            );
+                            let text = serde_json::to_string(&err).unwrap_or_default();
+                            let _ = tx.send(warp::ws::Message::text(text)).await;
+                        }
+                    }
+                }
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    }
+}
