@@ -1,0 +1,287 @@
+//! A simulated world for the contract machines: two ledgers with escrows, a hub that persists
+//! the machine (and may crash), an inbox of chain observations delivered late, twice or out
+//! of order, and a fairness clock that lets time pass only as far as a live hub would allow.
+
+use isthmus_core::{Hash32, HashAlgo, NetworkId};
+use isthmus_lock_contracts::*;
+use std::collections::BTreeMap;
+
+/// One leg's ledger: the owner's balance, the beneficiary's, and the escrow between them.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub leg: LegId,
+    pub lock_id: LockId,
+    pub amount: u128,
+    pub beneficiary: Address,
+    pub owner_balance: u128,
+    pub beneficiary_balance: u128,
+    pub escrow: u128,
+    /// (tx, block, final)
+    pub lock: Option<(TxId, Hash32, bool)>,
+    pub settled: Option<(Settlement, TxId)>,
+    pub payouts: u32,
+    pub initial: u128,
+    pub counter: u32,
+}
+
+pub const INITIAL: u128 = 1_000_000;
+
+impl Ledger {
+    pub fn new(leg: LegId, lock_id: LockId, spec: &LegSpec) -> Self {
+        Ledger {
+            leg,
+            lock_id,
+            amount: spec.amount.0,
+            beneficiary: spec.to.clone(),
+            owner_balance: INITIAL,
+            beneficiary_balance: 0,
+            escrow: 0,
+            lock: None,
+            settled: None,
+            payouts: 0,
+            initial: INITIAL,
+            counter: 0,
+        }
+    }
+
+    fn observation(&self, tx: &TxId, block: Hash32) -> LockObservation {
+        LockObservation {
+            lock_id: self.lock_id,
+            tx: tx.clone(),
+            block,
+            height: u64::from(self.counter),
+            asset: AssetId("native".into()),
+            amount: Amount(self.amount),
+            beneficiary: self.beneficiary.clone(),
+        }
+    }
+
+    /// Include a lock tx; the escrow holds one lock per lock id.
+    pub fn include_lock(&mut self) -> Option<LockObservation> {
+        if self.lock.is_some() || self.settled.is_some() {
+            return None;
+        }
+        self.counter += 1;
+        let tx = TxId(format!("{}-lock-{}", self.leg, self.counter));
+        let block =
+            HashAlgo::Sha256.digest(format!("{}-block-{}", self.leg, self.counter).as_bytes());
+        self.owner_balance -= self.amount;
+        self.escrow += self.amount;
+        self.lock = Some((tx.clone(), block, false));
+        Some(self.observation(&tx, block))
+    }
+
+    pub fn finalize(&mut self) -> Option<(LockObservation, EvidenceRef)> {
+        let (tx, block, fin) = self.lock.as_mut()?;
+        if *fin {
+            return None;
+        }
+        *fin = true;
+        let (tx, block) = (tx.clone(), *block);
+        let ev = EvidenceRef {
+            height: u64::from(self.counter) + 6,
+            digest: HashAlgo::Sha256.digest(tx.0.as_bytes()),
+        };
+        Some((self.observation(&tx, block), ev))
+    }
+
+    pub fn reorg(&mut self) -> Option<(TxId, Hash32)> {
+        match &self.lock {
+            Some((tx, block, false)) => {
+                let out = (tx.clone(), *block);
+                self.lock = None;
+                self.escrow -= self.amount;
+                self.owner_balance += self.amount;
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.lock, Some((_, _, true)))
+    }
+
+    /// Pay the escrow out once. A second payout of the same kind returns the first tx (the
+    /// adapter's idempotent retry); a payout of the other kind is refused by the escrow.
+    pub fn pay_out(&mut self, how: Settlement) -> Result<TxId, String> {
+        if let Some((prev, tx)) = &self.settled {
+            return if *prev == how {
+                Ok(tx.clone())
+            } else {
+                Err(format!("leg {} already {prev}, cannot be {how}", self.leg))
+            };
+        }
+        if !self.is_final() {
+            return Err(format!("leg {} has no final lock to {how}", self.leg));
+        }
+        self.escrow -= self.amount;
+        match how {
+            Settlement::Refunded => self.owner_balance += self.amount,
+            Settlement::Released | Settlement::Claimed => self.beneficiary_balance += self.amount,
+        }
+        self.payouts += 1;
+        let tx = TxId(format!("{}-{how}", self.leg));
+        self.settled = Some((how, tx.clone()));
+        Ok(tx)
+    }
+
+    /// Escrowed equals locked, and value is conserved.
+    pub fn check(&self) {
+        let expected_escrow = match (&self.lock, &self.settled) {
+            (Some(_), None) => self.amount,
+            _ => 0,
+        };
+        assert_eq!(self.escrow, expected_escrow, "leg {} escrow", self.leg);
+        assert_eq!(
+            self.owner_balance + self.beneficiary_balance + self.escrow,
+            self.initial,
+            "leg {} conservation",
+            self.leg
+        );
+        assert!(
+            self.payouts <= 1,
+            "leg {} paid out {} times",
+            self.leg,
+            self.payouts
+        );
+    }
+}
+
+pub fn leg_spec(net: u64, amount: u128, timeout: Timestamp, locker: Locker) -> LegSpec {
+    LegSpec {
+        network: NetworkId(net),
+        asset: AssetId("native".into()),
+        amount: Amount(amount),
+        from: Address(format!("owner-{net}")),
+        to: Address(format!("beneficiary-{net}")),
+        timeout,
+        locker,
+    }
+}
+
+/// The hub: a durable copy of the machine plus a volatile action queue.
+pub struct Hub<M: Machine> {
+    /// What is on disk: the serialized machine.
+    pub stored: Vec<u8>,
+    pub live: M,
+    pub actions: Vec<Action>,
+    pub last_event: Option<M::Event>,
+    pub emitted: Vec<Action>,
+}
+
+impl<M: Machine + PartialEq + std::fmt::Debug> Hub<M> {
+    pub fn new(machine: M, initial: Vec<Action>) -> Self {
+        let stored = rmp_serde::to_vec_named(&machine).unwrap();
+        Hub {
+            stored,
+            live: machine,
+            emitted: initial.clone(),
+            actions: initial,
+            last_event: None,
+        }
+    }
+
+    /// Step, persist, then queue the actions (durable before acting).
+    pub fn step(&mut self, ev: &M::Event) -> Result<(), Rejection> {
+        let actions = self.live.step(ev)?;
+        self.stored = rmp_serde::to_vec_named(&self.live).unwrap();
+        self.last_event = Some(ev.clone());
+        self.emitted.extend(actions.iter().cloned());
+        self.actions.extend(actions);
+        Ok(())
+    }
+
+    /// kill -9: the queue is lost; the machine comes back from disk; the last recorded event
+    /// is replayed (the hub cannot know whether it was applied) and must change nothing; the
+    /// outstanding actions are re-derived.
+    pub fn crash_and_restart(&mut self) {
+        let restored: M = rmp_serde::from_slice(&self.stored).unwrap();
+        assert_eq!(restored, self.live, "state survives a restart");
+        self.live = restored;
+        self.actions.clear();
+        if let Some(ev) = self.last_event.clone() {
+            let before = self.live.clone();
+            let again = self.live.step(&ev);
+            assert_eq!(again, Ok(vec![]), "replaying the last event is a no-op");
+            assert_eq!(self.live, before, "replay changed the state");
+        }
+        self.retry();
+    }
+
+    /// The hub's retry timer.
+    pub fn retry(&mut self) {
+        let pending = self.live.pending_actions();
+        self.emitted.extend(pending.iter().cloned());
+        self.actions = pending;
+    }
+}
+
+/// Observations waiting to reach the hub, each stamped with when it happened.
+pub struct Inbox<E> {
+    pub queue: Vec<(Timestamp, E)>,
+    pub history: Vec<E>,
+}
+
+impl<E> Default for Inbox<E> {
+    fn default() -> Self {
+        Inbox {
+            queue: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
+impl<E: Clone> Inbox<E> {
+    pub fn push(&mut self, now: Timestamp, ev: E) {
+        self.history.push(ev.clone());
+        self.queue.push((now, ev));
+    }
+
+    pub fn take(&mut self, pick: usize) -> Option<E> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let i = pick % self.queue.len();
+        Some(self.queue.remove(i).1)
+    }
+
+    /// Re-send an old observation (a relayer retry, an adapter replay from a checkpoint).
+    pub fn duplicate(&mut self, now: Timestamp, pick: usize) {
+        if self.history.is_empty() {
+            return;
+        }
+        let ev = self.history[pick % self.history.len()].clone();
+        self.queue.push((now, ev));
+    }
+
+    pub fn oldest(&self) -> Option<Timestamp> {
+        self.queue.iter().map(|(t, _)| *t).min()
+    }
+}
+
+/// Fairness: a live hub handles every observation and every due action within `bound`.
+/// Time may not run past the oldest unhandled item by more than that.
+#[derive(Default)]
+pub struct Fairness {
+    pub due_since: BTreeMap<String, Timestamp>,
+}
+
+impl Fairness {
+    pub fn update(&mut self, now: Timestamp, pending: &[Action]) {
+        let keys: Vec<String> = pending.iter().map(|a| format!("{a:?}")).collect();
+        self.due_since.retain(|k, _| keys.contains(k));
+        for k in keys {
+            self.due_since.entry(k).or_insert(now);
+        }
+    }
+
+    pub fn horizon(&self, inbox_oldest: Option<Timestamp>, bound: u64) -> Timestamp {
+        self.due_since
+            .values()
+            .copied()
+            .chain(inbox_oldest)
+            .min()
+            .map_or(Timestamp::MAX, |t| t.saturating_add(bound))
+    }
+}
