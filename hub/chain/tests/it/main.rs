@@ -1,0 +1,3 @@
+//! Integration tests of isthmus-chain: config fixtures and multi-node networks.
+
+mod configs;
