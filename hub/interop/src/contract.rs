@@ -1,0 +1,124 @@
+//! One enum over the two predefined contracts, so the journal and the driver handle both
+//! with one code path.
+
+use isthmus_lock_contracts::{
+    Action, Htlc, HtlcEvent, InstanceId, Machine, Rejection, Status, TwoPhase, TwoPhaseEvent,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractKind {
+    TwoPhase,
+    Htlc,
+}
+
+impl ContractKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractKind::TwoPhase => "two_phase",
+            ContractKind::Htlc => "htlc",
+        }
+    }
+}
+
+/// A contract instance of either kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Contract {
+    TwoPhase(TwoPhase),
+    Htlc(Htlc),
+}
+
+/// An event for either kind. Applying an event of the other kind is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContractEvent {
+    TwoPhase(TwoPhaseEvent),
+    Htlc(HtlcEvent),
+}
+
+impl ContractEvent {
+    /// The `Tick` event of the right kind.
+    pub fn tick(kind: ContractKind, now: u64) -> Self {
+        match kind {
+            ContractKind::TwoPhase => ContractEvent::TwoPhase(TwoPhaseEvent::Tick { now }),
+            ContractKind::Htlc => ContractEvent::Htlc(HtlcEvent::Tick { now }),
+        }
+    }
+}
+
+/// Why an event of one kind cannot drive a contract of the other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {event} event cannot drive a {contract} contract")]
+pub struct KindMismatch {
+    pub event: &'static str,
+    pub contract: &'static str,
+}
+
+/// The outcome of applying an event.
+#[derive(Debug)]
+pub enum Applied {
+    /// The state changed; these actions became due.
+    Changed(Vec<Action>),
+    /// The event was already applied (or changes nothing): no write, no action.
+    Unchanged,
+}
+
+impl Contract {
+    pub fn kind(&self) -> ContractKind {
+        match self {
+            Contract::TwoPhase(_) => ContractKind::TwoPhase,
+            Contract::Htlc(_) => ContractKind::Htlc,
+        }
+    }
+
+    pub fn id(&self) -> InstanceId {
+        match self {
+            Contract::TwoPhase(m) => m.id,
+            Contract::Htlc(m) => m.id,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Contract::TwoPhase(m) => m.status(),
+            Contract::Htlc(m) => m.status(),
+        }
+    }
+
+    pub fn pending_actions(&self) -> Vec<Action> {
+        match self {
+            Contract::TwoPhase(m) => m.pending_actions(),
+            Contract::Htlc(m) => m.pending_actions(),
+        }
+    }
+
+    /// Apply `event`; a refused event leaves `self` unchanged.
+    pub fn step(
+        &mut self,
+        event: &ContractEvent,
+    ) -> Result<Result<Applied, Rejection>, KindMismatch> {
+        let before = self.clone();
+        let res = match (&mut *self, event) {
+            (Contract::TwoPhase(m), ContractEvent::TwoPhase(e)) => m.step(e),
+            (Contract::Htlc(m), ContractEvent::Htlc(e)) => m.step(e),
+            (c, e) => {
+                return Err(KindMismatch {
+                    event: match e {
+                        ContractEvent::TwoPhase(_) => "two_phase",
+                        ContractEvent::Htlc(_) => "htlc",
+                    },
+                    contract: c.kind().as_str(),
+                })
+            }
+        };
+        Ok(res.map(|actions| {
+            if *self == before {
+                Applied::Unchanged
+            } else {
+                Applied::Changed(actions)
+            }
+        }))
+    }
+}

@@ -1,0 +1,19 @@
+//! The interop core of the hub: it owns every lock-contract instance (two-phase transfers
+//! and HTLC swaps), applies events to them, and executes the actions they call for.
+//!
+//! The rule this crate exists to keep: **journal first, then act.** A transition is
+//! written to the [`Journal`] and flushed before any action it produces is executed or
+//! anyone is told about it, and actions are idempotent at the executor (they name derived
+//! lock ids), so a crash at any point is recovered by reloading the journal and
+//! re-executing [`Machine::pending_actions`]. This crate never talks to a chain itself:
+//! chains are reached through the [`ActionExecutor`] the hub plugs in.
+//!
+//! [`Machine::pending_actions`]: isthmus_lock_contracts::Machine::pending_actions
+
+pub mod contract;
+pub mod driver;
+pub mod journal;
+
+pub use contract::{Contract, ContractEvent, ContractKind};
+pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
+pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
