@@ -1,2 +1,270 @@
-//! placeholder
-fn main() {}
+//! The `xcl` command: check, build, test, audit, debug and format XCL contracts. This is the
+//! I/O layer around the pure `isthmus-transpiler` library; it is the only place that reads
+//! sources, writes outputs and runs the external compilers. It must never hide a failure:
+//! every problem ends in a message and a non-zero exit code.
+#![allow(clippy::print_stdout)] // a command-line tool's output is its interface
+
+mod evm;
+mod outcome;
+mod peers;
+mod vectors;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use isthmus_transpiler::diag::{has_errors, render, to_json};
+use isthmus_transpiler::target::Target;
+use isthmus_transpiler::{check_source, Diagnostic};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit codes: 0 success, 1 diagnostics (the source has errors), 2 usage, 3 tests failed or
+/// targets diverged, 4 audit findings at or above the threshold, 5 environment (I/O, missing
+/// compiler).
+const EXIT_DIAGNOSTICS: u8 = 1;
+const EXIT_TESTS: u8 = 3;
+const EXIT_AUDIT: u8 = 4;
+const EXIT_ENV: u8 = 5;
+
+#[derive(Parser)]
+#[command(
+    name = "xcl",
+    version,
+    about = "The XCL contract language: one source to Solidity, Vyper and Wasm"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum MessageFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Parse and type-check a contract.
+    Check {
+        file: PathBuf,
+        /// `json` prints diagnostics with byte offsets, like solc's standard JSON.
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Compile a contract to one or more targets.
+    Build {
+        file: PathBuf,
+        /// Comma-separated: solidity, vyper, wasm.
+        #[arg(long, default_value = "solidity,vyper,wasm")]
+        target: String,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Run NAME.vectors.toml on every target and compare the outcomes.
+    Test {
+        file: PathBuf,
+        /// Vectors file; defaults to the contract's name with `.vectors.toml`.
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+    },
+    /// Run the security detectors (reentrancy, timestamp, transaction order, unchecked
+    /// calls, unguarded writes) and report findings with SWC ids.
+    Audit {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+        /// Exit with code 4 when a finding is at least this severe.
+        #[arg(long, value_enum, default_value = "high")]
+        deny: DenyLevel,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DenyLevel {
+    Low,
+    Medium,
+    High,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ENV)
+        }
+    }
+}
+
+fn read(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+}
+
+fn report(file: &Path, src: &str, diags: &[Diagnostic], fmt: MessageFormat) {
+    let name = file.display().to_string();
+    match fmt {
+        MessageFormat::Json => println!("{}", to_json(&name, src, diags)),
+        MessageFormat::Human => {
+            if !diags.is_empty() {
+                eprint!("{}", render(&name, src, diags, false));
+            }
+        }
+    }
+}
+
+fn source_name(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Check {
+            file,
+            message_format,
+        } => {
+            let src = read(&file)?;
+            let fe = check_source(&src);
+            report(&file, &src, &fe.diagnostics, message_format);
+            if has_errors(&fe.diagnostics) {
+                return Ok(EXIT_DIAGNOSTICS);
+            }
+            if message_format == MessageFormat::Human {
+                println!("{}: ok", file.display());
+            }
+            Ok(0)
+        }
+        Cmd::Build {
+            file,
+            target,
+            out,
+            message_format,
+        } => {
+            let src = read(&file)?;
+            let fe = check_source(&src);
+            let Some(program) = fe.program else {
+                report(&file, &src, &fe.diagnostics, message_format);
+                return Ok(EXIT_DIAGNOSTICS);
+            };
+            let mut targets = Vec::new();
+            for t in target.split(',') {
+                targets.push(Target::parse(t).ok_or_else(|| {
+                    anyhow!("unknown target `{t}` (expected solidity, vyper or wasm)")
+                })?);
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut diags = fe.diagnostics.clone();
+            let mut failed = false;
+            for t in targets {
+                match isthmus_transpiler::build(&program, t, &source_name(&file)) {
+                    Ok(e) => {
+                        let path = out.join(format!("{}.{}", program.name, t.extension()));
+                        std::fs::write(&path, &e.code)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        let map = out.join(format!("{}.{}.map.json", program.name, t.extension()));
+                        std::fs::write(&map, serde_json::to_vec_pretty(&e.source_map)?)?;
+                        if message_format == MessageFormat::Human {
+                            println!("wrote {}", path.display());
+                        }
+                    }
+                    Err(d) => {
+                        failed = true;
+                        diags.extend(d);
+                    }
+                }
+            }
+            report(&file, &src, &diags, message_format);
+            Ok(if failed { EXIT_DIAGNOSTICS } else { 0 })
+        }
+        Cmd::Audit {
+            file,
+            message_format,
+            deny,
+        } => {
+            use isthmus_transpiler::audit::{audit, Severity};
+            let src = read(&file)?;
+            let fe = check_source(&src);
+            let Some(program) = fe.program else {
+                report(&file, &src, &fe.diagnostics, message_format);
+                return Ok(EXIT_DIAGNOSTICS);
+            };
+            let findings = audit(&program);
+            let threshold = match deny {
+                DenyLevel::Low => Severity::Low,
+                DenyLevel::Medium => Severity::Medium,
+                DenyLevel::High => Severity::High,
+            };
+            match message_format {
+                MessageFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "file": file.display().to_string(), "findings": findings })
+                ),
+                MessageFormat::Human => {
+                    for f in &findings {
+                        let (line, col) =
+                            isthmus_transpiler::diag::line_col(&src, f.span.start as usize);
+                        let sev = serde_json::to_value(f.severity)?;
+                        println!(
+                            "{}:{line}:{col}: {} {} [{}] {}",
+                            file.display(),
+                            sev.as_str().unwrap_or(""),
+                            f.swc,
+                            f.detector,
+                            f.message
+                        );
+                    }
+                    println!("{}: {} finding(s)", file.display(), findings.len());
+                }
+            }
+            Ok(if findings.iter().any(|f| f.severity >= threshold) {
+                EXIT_AUDIT
+            } else {
+                0
+            })
+        }
+        Cmd::Test { file, vectors } => {
+            let src = read(&file)?;
+            let fe = check_source(&src);
+            let Some(program) = fe.program else {
+                report(&file, &src, &fe.diagnostics, MessageFormat::Human);
+                return Ok(EXIT_DIAGNOSTICS);
+            };
+            let vpath = vectors.unwrap_or_else(|| {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                file.with_file_name(format!("{stem}.vectors.toml"))
+            });
+            let vtext = read(&vpath)?;
+            let v: vectors::Vectors =
+                toml::from_str(&vtext).with_context(|| format!("parsing {}", vpath.display()))?;
+            let work = std::env::temp_dir().join(format!(
+                "xcl-test-{}-{}",
+                program.name,
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&work)?;
+            let art = vectors::build_all(&program, &source_name(&file), &work);
+            let _ = std::fs::remove_dir_all(&work);
+            let art = art?;
+            let r = vectors::run(&program, &art, &v)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            println!(
+                "{}: {} passed, {} failed",
+                file.display(),
+                r.passed,
+                r.failed
+            );
+            Ok(if r.failed > 0 { EXIT_TESTS } else { 0 })
+        }
+    }
+}

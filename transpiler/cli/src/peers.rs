@@ -1,0 +1,131 @@
+//! Finding and running the external compilers (solc-js and vyper) from the peer directory.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `$ISTHMUS_PEERS`, or `.peers` in the nearest ancestor of the working directory that has one.
+pub fn peers_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ISTHMUS_PEERS") {
+        return Ok(PathBuf::from(p));
+    }
+    let cwd = std::env::current_dir()?;
+    for dir in cwd.ancestors() {
+        let p = dir.join(".peers");
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    bail!("no peer directory: set ISTHMUS_PEERS or run scripts/test.sh, which installs solc-js and vyper into .peers")
+}
+
+fn missing(what: &str, path: &Path) -> anyhow::Error {
+    anyhow!(
+        "{what} not found at {}; run scripts/test.sh (it installs solc-js and vyper 0.4.3 into the peer directory)",
+        path.display()
+    )
+}
+
+pub struct Compiled {
+    pub bytecode: Vec<u8>,
+}
+
+const SOLC_RUNNER: &str = r#"
+const solc = require(process.argv[1]);
+let input = '';
+process.stdin.on('data', d => { input += d; });
+process.stdin.on('end', () => { process.stdout.write(solc.compile(input)); });
+"#;
+
+/// Compiles Solidity sources with solc-js in one run; returns each contract's creation code.
+pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
+    let peers = peers_dir()?;
+    let module = peers.join("node/node_modules/solc");
+    if !module.join("index.js").exists() {
+        return Err(missing("solc-js", &module));
+    }
+    let mut srcs = serde_json::Map::new();
+    for (file, _, content) in sources {
+        srcs.insert(file.clone(), serde_json::json!({ "content": content }));
+    }
+    let input = serde_json::json!({
+        "language": "Solidity",
+        "sources": srcs,
+        "settings": {
+            "optimizer": { "enabled": false },
+            "outputSelection": { "*": { "*": ["evm.bytecode.object"] } }
+        }
+    });
+    let mut child = Command::new("node")
+        .arg("-e")
+        .arg(SOLC_RUNNER)
+        .arg(&module)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running node for solc-js")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json_start = text.find('{').unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(&text[json_start..]).with_context(|| {
+        format!(
+            "solc-js gave no JSON: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if let Some(errs) = v["errors"].as_array() {
+        let fatal: Vec<String> = errs
+            .iter()
+            .filter(|e| e["severity"] == "error")
+            .map(|e| e["formattedMessage"].as_str().unwrap_or("").to_string())
+            .collect();
+        if !fatal.is_empty() {
+            bail!(
+                "solc-js rejected the emitted Solidity:\n{}",
+                fatal.join("\n")
+            );
+        }
+    }
+    let mut res = Vec::new();
+    for (file, name, _) in sources {
+        let hexcode = v["contracts"][file][name]["evm"]["bytecode"]["object"]
+            .as_str()
+            .ok_or_else(|| anyhow!("solc-js produced no bytecode for {name}"))?;
+        res.push(Compiled {
+            bytecode: hex::decode(hexcode)?,
+        });
+    }
+    Ok(res)
+}
+
+/// Compiles one Vyper file with vyper 0.4.3.
+pub fn vyper(path: &Path) -> Result<Compiled> {
+    let peers = peers_dir()?;
+    let exe = peers.join("venv/bin/vyper");
+    if !exe.exists() {
+        return Err(missing("vyper", &exe));
+    }
+    let out = Command::new(&exe)
+        .arg("-f")
+        .arg("bytecode")
+        .arg(path)
+        .output()
+        .context("running vyper")?;
+    if !out.status.success() {
+        bail!(
+            "vyper rejected the emitted Vyper ({}):\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let h = text.trim().trim_start_matches("0x");
+    Ok(Compiled {
+        bytecode: hex::decode(h).context("vyper output is not hex")?,
+    })
+}
