@@ -14,6 +14,7 @@ pub mod chain;
 pub mod config;
 pub mod mempool;
 pub mod merkle;
+pub mod miner;
 pub mod pos;
 pub mod state;
 pub mod store;
