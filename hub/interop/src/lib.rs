@@ -10,10 +10,12 @@
 //!
 //! [`Machine::pending_actions`]: isthmus_lock_contracts::Machine::pending_actions
 
+pub mod backend;
 pub mod contract;
 pub mod driver;
 pub mod journal;
 
+pub use backend::{ApiNotifier, InteropBackend, NetworkDirectory};
 pub use contract::{Contract, ContractEvent, ContractKind};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};

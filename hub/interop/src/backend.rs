@@ -1,0 +1,391 @@
+//! The hub's implementation of the HTTP API's [`HubBackend`] for transfers and swaps: it
+//! turns API requests into lock-contract instances and drives them with the [`Driver`].
+
+use crate::contract::{Contract, ContractEvent, ContractKind};
+use crate::driver::{Driver, DriverError, Notifier};
+use crate::journal::StoredInstance;
+use async_trait::async_trait;
+use isthmus_core::{Hash32, NetworkId};
+use isthmus_hub_api::model::*;
+use isthmus_hub_api::{BackendError, EventBus, HubBackend, OpId, Principal};
+use isthmus_lock_contracts::{
+    Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, LegId,
+    LegSpec as MachineLeg, Locker, Preimage, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
+};
+use std::sync::Arc;
+
+/// What the backend needs to know about the networks the hub links. The hub node
+/// implements it over its adapters.
+#[async_trait]
+pub trait NetworkDirectory: Send + Sync + 'static {
+    /// The numeric id of a network name, if the hub links it.
+    fn resolve(&self, name: &str) -> Option<NetworkId>;
+    /// The name of a network id (for status output).
+    fn name_of(&self, id: NetworkId) -> String;
+    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError>;
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError>;
+}
+
+/// The hub's clock, in seconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub struct InteropBackend {
+    pub driver: Arc<Driver>,
+    pub directory: Arc<dyn NetworkDirectory>,
+    pub two_phase: TwoPhaseConfig,
+    pub htlc: HtlcConfig,
+    pub clock: Clock,
+    /// The wallet's secret for HTLC secrets it creates on a customer's behalf. Never
+    /// logged; without it a generated secret would be guessable from the request.
+    pub wallet_secret: Arc<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+fn kind_of(k: ContractKind) -> OpKind {
+    match k {
+        ContractKind::TwoPhase => OpKind::Transfer,
+        ContractKind::Htlc => OpKind::Swap,
+    }
+}
+
+/// The API view of a stored instance.
+pub fn status_of(inst: &StoredInstance, dir: &dyn NetworkDirectory) -> OperationStatus {
+    let st = inst.contract.status();
+    let (legs, detail) = match &inst.contract {
+        Contract::TwoPhase(m) => (
+            LegId::BOTH
+                .iter()
+                .map(|l| LegStatus {
+                    network: dir.name_of(m.spec.leg(*l).network),
+                    state: wire_name(&st.legs[*l]),
+                    tx: None,
+                    evidence: serde_json::to_value(&m.legs[*l]).ok(),
+                })
+                .collect(),
+            serde_json::json!({
+                "deadline": m.spec.deadline,
+                "decision": m.decision,
+                "hub_record": m.record,
+            }),
+        ),
+        Contract::Htlc(m) => (
+            LegId::BOTH
+                .iter()
+                .map(|l| LegStatus {
+                    network: dir.name_of(m.spec.leg(*l).network),
+                    state: wire_name(&st.legs[*l]),
+                    tx: None,
+                    evidence: serde_json::to_value(&m.legs[*l]).ok(),
+                })
+                .collect(),
+            serde_json::json!({
+                "hashlock": m.spec.hashlock.to_hex(),
+                "initiator_timelock": m.spec.initiator.timeout,
+                "participant_timelock": m.spec.participant.timeout,
+                "secret_revealed": m.revealed,
+            }),
+        ),
+    };
+    OperationStatus {
+        id: inst.api_id.clone(),
+        kind: kind_of(inst.contract.kind()),
+        state: wire_name(&st.phase),
+        terminal: st.terminal,
+        reason: Some(st.reason.as_str().to_owned()),
+        legs,
+        created_at: inst.created_at,
+        updated_at: inst.updated_at,
+        detail,
+    }
+}
+
+/// The wire form of a unit-variant serde enum (`snake_case` names).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn rejected(message: String, details: Vec<String>) -> BackendError {
+    BackendError::Rejected { message, details }
+}
+
+fn from_driver(e: DriverError) -> BackendError {
+    if e.is_retryable() {
+        BackendError::Unavailable(e.to_string())
+    } else {
+        match e {
+            DriverError::Rejected(r) => rejected(r.to_string(), vec![]),
+            other => BackendError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl InteropBackend {
+    #[allow(clippy::too_many_arguments)]
+    fn leg(
+        &self,
+        prefix: &str,
+        network: &str,
+        asset: &str,
+        amount: &str,
+        from: &str,
+        to: &str,
+        timeout: u64,
+        problems: &mut Vec<String>,
+    ) -> Option<MachineLeg> {
+        let Some(net) = self.directory.resolve(network) else {
+            problems.push(format!("{prefix}.network: unknown network `{network}`"));
+            return None;
+        };
+        let amount = amount.parse::<u128>().ok()?;
+        Some(MachineLeg {
+            network: net,
+            asset: AssetId(asset.to_owned()),
+            amount: Amount(amount),
+            from: Address(from.to_owned()),
+            to: Address(to.to_owned()),
+            timeout,
+            locker: Locker::External,
+        })
+    }
+
+    fn instance_id(id: &OpId) -> InstanceId {
+        InstanceId::derive(&[id.0.as_bytes()])
+    }
+
+    async fn status(&self, inst: &StoredInstance) -> OperationStatus {
+        status_of(inst, &*self.directory)
+    }
+}
+
+#[async_trait]
+impl HubBackend for InteropBackend {
+    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
+        self.directory.platforms().await
+    }
+
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
+        self.directory.networks().await
+    }
+
+    async fn create_transfer(
+        &self,
+        id: &OpId,
+        _by: &Principal,
+        req: CreateTransfer,
+    ) -> Result<OperationStatus, BackendError> {
+        let now = (self.clock)();
+        let deadline = now.saturating_add(req.timeout_secs);
+        let escrow_timeout = deadline.saturating_add(self.two_phase.release_window);
+        let mut problems = Vec::new();
+        let (s, c) = (&req.source, &req.counter);
+        let a = self.leg(
+            "source",
+            &s.network,
+            &s.asset,
+            &s.amount,
+            &s.from,
+            &s.to,
+            escrow_timeout,
+            &mut problems,
+        );
+        let b = self.leg(
+            "counter",
+            &c.network,
+            &c.asset,
+            &c.amount,
+            &c.from,
+            &c.to,
+            escrow_timeout,
+            &mut problems,
+        );
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(rejected(
+                format!("transfer refused: {}", problems.join("; ")),
+                problems,
+            ));
+        };
+        let spec = TwoPhaseSpec { a, b, deadline };
+        let (m, actions) = TwoPhase::create(Self::instance_id(id), spec, &self.two_phase, now)
+            .map_err(|e| {
+                rejected(
+                    e.to_string(),
+                    e.problems.iter().map(|p| p.to_string()).collect(),
+                )
+            })?;
+        let inst = self
+            .driver
+            .create(Contract::TwoPhase(m), actions, id.0.clone(), now)
+            .await
+            .map_err(from_driver)?;
+        Ok(self.status(&inst).await)
+    }
+
+    async fn create_swap(
+        &self,
+        id: &OpId,
+        _by: &Principal,
+        req: CreateSwap,
+    ) -> Result<OperationStatus, BackendError> {
+        let now = (self.clock)();
+        let mut problems = Vec::new();
+        let (i, p) = (&req.initiator, &req.participant);
+        let t1 = now.saturating_add(req.initiator_timeout_secs);
+        let t2 = now.saturating_add(req.participant_timeout_secs);
+        let a = self.leg(
+            "initiator",
+            &i.network,
+            &i.asset,
+            &i.amount,
+            &i.from,
+            &i.to,
+            t1,
+            &mut problems,
+        );
+        let b = self.leg(
+            "participant",
+            &p.network,
+            &p.asset,
+            &p.amount,
+            &p.from,
+            &p.to,
+            t2,
+            &mut problems,
+        );
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(rejected(
+                format!("swap refused: {}", problems.join("; ")),
+                problems,
+            ));
+        };
+        // Without a hashlock, the hub's wallet makes the secret for the initiator. It is
+        // derived from the wallet secret and the operation id, so a retry after a crash
+        // makes the same one and nobody without the wallet secret can compute it.
+        let (hashlock, generated) = match &req.hashlock {
+            Some(h) => (
+                Hash32::from_hex(h).map_err(|e| rejected(e.clone(), vec![e]))?,
+                None,
+            ),
+            None => {
+                let secret = Preimage(
+                    isthmus_core::HashAlgo::Sha256
+                        .digest_parts(&[
+                            b"isthmus/htlc-secret/v1",
+                            self.wallet_secret.as_slice(),
+                            id.0.as_bytes(),
+                        ])
+                        .0,
+                );
+                (secret.hashlock(), Some(secret))
+            }
+        };
+        let spec = HtlcSpec {
+            hashlock,
+            initiator: a,
+            participant: b,
+        };
+        let (m, actions) =
+            Htlc::create(Self::instance_id(id), spec, &self.htlc, now).map_err(|e| {
+                rejected(
+                    e.to_string(),
+                    e.problems.iter().map(|p| p.to_string()).collect(),
+                )
+            })?;
+        let mid = m.id;
+        let mut inst = self
+            .driver
+            .create(Contract::Htlc(m), actions, id.0.clone(), now)
+            .await
+            .map_err(from_driver)?;
+        if let Some(secret) = generated {
+            inst = self
+                .driver
+                .apply(
+                    mid,
+                    ContractEvent::Htlc(HtlcEvent::PreimageProvided {
+                        preimage: secret.0.to_vec(),
+                    }),
+                    now,
+                )
+                .await
+                .map_err(from_driver)?;
+        }
+        Ok(self.status(&inst).await)
+    }
+
+    async fn create_message(
+        &self,
+        _id: &OpId,
+        _by: &Principal,
+        _req: CreateMessage,
+    ) -> Result<OperationStatus, BackendError> {
+        Err(BackendError::Unavailable(
+            "message relay is not enabled on this hub: no relayer link is configured".into(),
+        ))
+    }
+
+    async fn get_operation(
+        &self,
+        kind: OpKind,
+        id: &str,
+    ) -> Result<Option<OperationStatus>, BackendError> {
+        let inst = self
+            .driver
+            .journal()
+            .get_by_api_id(id)
+            .map_err(|e| from_driver(e.into()))?;
+        Ok(match inst {
+            Some(i) if kind_of(i.contract.kind()) == kind => Some(self.status(&i).await),
+            _ => None,
+        })
+    }
+
+    async fn list_operations(
+        &self,
+        kind: OpKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OperationStatus>, BackendError> {
+        let mut all: Vec<StoredInstance> = self
+            .driver
+            .journal()
+            .all()
+            .map_err(|e| from_driver(e.into()))?
+            .into_iter()
+            .filter(|i| kind_of(i.contract.kind()) == kind)
+            .filter(|i| after.is_none_or(|a| i.api_id.as_str() > a))
+            .collect();
+        all.sort_by(|x, y| x.api_id.cmp(&y.api_id));
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let mut items = Vec::with_capacity(all.len());
+        for i in &all {
+            items.push(self.status(i).await);
+        }
+        let next = if more {
+            items.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+/// Publishes every durable change of an instance as an API event.
+pub struct ApiNotifier {
+    pub bus: EventBus,
+    pub directory: Arc<dyn NetworkDirectory>,
+}
+
+impl Notifier for ApiNotifier {
+    fn changed(&self, inst: &StoredInstance) {
+        let status = status_of(inst, &*self.directory);
+        let kind = format!("{}.updated", status.kind.as_str());
+        let networks = status.legs.iter().map(|l| l.network.clone()).collect();
+        let data = serde_json::to_value(&status).unwrap_or_default();
+        if let Err(e) = self.bus.publish(&kind, &status.id, networks, data) {
+            tracing::error!(%e, id = %status.id, "could not record the api event");
+        }
+    }
+}
