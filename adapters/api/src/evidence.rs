@@ -1,0 +1,288 @@
+//! Finality evidence for a transaction, in each platform family's own terms, and the hub's
+//! attestations that escrows verify.
+
+use crate::types::{BlockRef, SignatureScheme};
+use isthmus_core::{Hash32, HashAlgo, Keypair, NetworkId, NodeId};
+use isthmus_lock_contracts::{Decision, EvidenceRef, HubRecord, LockId};
+use serde::{Deserialize, Serialize};
+
+/// A Merkle path from a leaf to a root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleProof {
+    pub leaf_index: u64,
+    pub leaf: Hash32,
+    pub siblings: Vec<Hash32>,
+    pub root: Hash32,
+}
+
+/// One validator's vote in a commit certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitVote {
+    pub validator: NodeId,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// Proof that a transaction is included and final. The hub verifies it as a light client
+/// through [`crate::Adapter::verify_evidence`]; it never takes a node's word for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Evidence {
+    /// Instant finality: the block header, a quorum of validator signatures over it, and the
+    /// tx's Merkle path to the header's transaction root.
+    CommitCertificate {
+        block: BlockRef,
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        round: u64,
+        votes: Vec<CommitVote>,
+        tx_proof: MerkleProof,
+    },
+    /// Proof of work: the headers from the including block to the tip (each checked for work
+    /// and linkage) and the tx's Merkle path.
+    PowConfirmations {
+        block: BlockRef,
+        headers: Vec<serde_bytes::ByteBuf>,
+        tx_proof: MerkleProof,
+    },
+    /// An EVM receipt (RLP), its block and the confirming headers.
+    EvmReceipt {
+        block: BlockRef,
+        #[serde(with = "serde_bytes")]
+        receipt_rlp: Vec<u8>,
+        log_index: Option<u32>,
+        confirmations: u64,
+        headers: Vec<serde_bytes::ByteBuf>,
+    },
+    /// A Bitcoin-family transaction with its Merkle branch and confirming headers.
+    UtxoConfirmations {
+        block: BlockRef,
+        #[serde(with = "serde_bytes")]
+        raw_tx: Vec<u8>,
+        tx_proof: MerkleProof,
+        headers: Vec<serde_bytes::ByteBuf>,
+    },
+    /// From an out-of-process adapter: opaque to the hub, verified by that adapter.
+    Opaque {
+        scheme: String,
+        block: BlockRef,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+impl Evidence {
+    pub fn block(&self) -> BlockRef {
+        match self {
+            Evidence::CommitCertificate { block, .. }
+            | Evidence::PowConfirmations { block, .. }
+            | Evidence::EvmReceipt { block, .. }
+            | Evidence::UtxoConfirmations { block, .. }
+            | Evidence::Opaque { block, .. } => *block,
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Evidence::CommitCertificate { .. } => "commit_certificate",
+            Evidence::PowConfirmations { .. } => "pow_confirmations",
+            Evidence::EvmReceipt { .. } => "evm_receipt",
+            Evidence::UtxoConfirmations { .. } => "utxo_confirmations",
+            Evidence::Opaque { .. } => "opaque",
+        }
+    }
+
+    /// sha256 of the canonical msgpack encoding: what the hub records and the contract
+    /// machines keep.
+    pub fn digest(&self) -> Hash32 {
+        // Encoding plain serde data structures to msgpack cannot fail.
+        let bytes = rmp_serde::to_vec_named(self).unwrap_or_default();
+        HashAlgo::Sha256.digest_parts(&[b"isthmus/evidence/v1\x00", &bytes])
+    }
+
+    pub fn to_ref(&self) -> EvidenceRef {
+        EvidenceRef {
+            height: self.block().height,
+            digest: self.digest(),
+        }
+    }
+}
+
+/// What verification established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    pub block: BlockRef,
+    /// Blocks on top of the including one (0 for instant finality).
+    pub confirmations: u64,
+    pub digest: Hash32,
+}
+
+/// A signature over an attestation, in a scheme the target escrow verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemeSignature {
+    pub scheme: SignatureScheme,
+    #[serde(with = "serde_bytes")]
+    pub signer: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The hub's statement that it recorded `decision` for the lock `lock_id` at `record`: what a
+/// release (or an early refund) presents to the escrow on the leg's network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubAttestation {
+    /// The network whose escrow this is for: signatures bind it, so an attestation for one
+    /// network cannot be replayed on another.
+    pub network: NetworkId,
+    pub lock_id: LockId,
+    pub decision: Decision,
+    pub record: HubRecord,
+    pub signatures: Vec<SchemeSignature>,
+}
+
+impl HubAttestation {
+    /// The bytes every scheme signs (under `Domain::Attestation` for ed25519).
+    pub fn payload(
+        network: NetworkId,
+        lock_id: &LockId,
+        decision: Decision,
+        record: &HubRecord,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + record.tx.0.len());
+        out.extend_from_slice(b"isthmus/attestation/v1\x00");
+        out.extend_from_slice(&network.0.to_be_bytes());
+        out.extend_from_slice(lock_id.0.as_bytes());
+        out.push(match decision {
+            Decision::Validated => 1,
+            Decision::Aborted => 2,
+        });
+        out.extend_from_slice(&record.height.to_be_bytes());
+        out.extend_from_slice(&(record.tx.0.len() as u64).to_be_bytes());
+        out.extend_from_slice(record.tx.0.as_bytes());
+        out
+    }
+
+    /// An attestation signed with ed25519 by `keys` (the hub's attestation keys).
+    pub fn sign_ed25519(
+        network: NetworkId,
+        lock_id: LockId,
+        decision: Decision,
+        record: HubRecord,
+        keys: &[Keypair],
+    ) -> Self {
+        let payload = Self::payload(network, &lock_id, decision, &record);
+        let signatures = keys
+            .iter()
+            .map(|k| SchemeSignature {
+                scheme: SignatureScheme::Ed25519,
+                signer: k.id().0.to_vec(),
+                signature: k
+                    .sign(isthmus_core::Domain::Attestation, network, &payload)
+                    .0
+                    .to_vec(),
+            })
+            .collect();
+        HubAttestation {
+            network,
+            lock_id,
+            decision,
+            record,
+            signatures,
+        }
+    }
+
+    /// How many distinct `trusted` ed25519 keys validly signed this attestation.
+    pub fn ed25519_signers(&self, trusted: &[NodeId]) -> usize {
+        let payload = Self::payload(self.network, &self.lock_id, self.decision, &self.record);
+        let mut seen: Vec<NodeId> = Vec::new();
+        for s in &self.signatures {
+            if s.scheme != SignatureScheme::Ed25519 {
+                continue;
+            }
+            let (Ok(signer), Ok(sig)) = (
+                <[u8; 32]>::try_from(s.signer.as_slice()),
+                <[u8; 64]>::try_from(s.signature.as_slice()),
+            ) else {
+                continue;
+            };
+            let signer = NodeId(signer);
+            if !trusted.contains(&signer) || seen.contains(&signer) {
+                continue;
+            }
+            let ok = isthmus_core::sign::verify(
+                &signer,
+                isthmus_core::Domain::Attestation,
+                self.network,
+                &payload,
+                &isthmus_core::Signature(sig),
+            )
+            .is_ok();
+            if ok {
+                seen.push(signer);
+            }
+        }
+        seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_lock_contracts::TxId;
+
+    fn record() -> HubRecord {
+        HubRecord {
+            height: 9,
+            tx: TxId("r".into()),
+        }
+    }
+
+    #[test]
+    fn attestation_counts_distinct_trusted_signers_for_its_network_only() {
+        let keys = [Keypair::dev("h1"), Keypair::dev("h2"), Keypair::dev("h3")];
+        let trusted: Vec<NodeId> = keys[..2].iter().map(Keypair::id).collect();
+        let lock = LockId(Hash32([3; 32]));
+        let mut att =
+            HubAttestation::sign_ed25519(NetworkId(1), lock, Decision::Validated, record(), &keys);
+        assert_eq!(
+            att.ed25519_signers(&trusted),
+            2,
+            "the untrusted third is ignored"
+        );
+        let dup = att.signatures[0].clone();
+        att.signatures.push(dup);
+        assert_eq!(
+            att.ed25519_signers(&trusted),
+            2,
+            "a repeated signer counts once"
+        );
+        // Replaying on another network, or flipping the decision, voids every signature.
+        let mut other = att.clone();
+        other.network = NetworkId(2);
+        assert_eq!(other.ed25519_signers(&trusted), 0);
+        let mut flipped = att.clone();
+        flipped.decision = Decision::Aborted;
+        assert_eq!(flipped.ed25519_signers(&trusted), 0);
+    }
+
+    #[test]
+    fn evidence_digest_changes_with_any_field_and_round_trips() {
+        let ev = Evidence::Opaque {
+            scheme: "x".into(),
+            block: BlockRef {
+                height: 4,
+                hash: Hash32([1; 32]),
+            },
+            bytes: vec![1, 2],
+        };
+        let mut other = ev.clone();
+        if let Evidence::Opaque { bytes, .. } = &mut other {
+            bytes.push(3);
+        }
+        assert_ne!(ev.digest(), other.digest());
+        assert_eq!(ev.to_ref().height, 4);
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"kind\":\"opaque\""), "{json}");
+        assert_eq!(serde_json::from_str::<Evidence>(&json).unwrap(), ev);
+    }
+}
