@@ -16,6 +16,7 @@ pub mod error;
 pub mod evidence;
 pub mod handle;
 pub mod metered;
+pub mod subscribe;
 pub mod types;
 
 #[cfg(feature = "conformance")]
@@ -28,4 +29,5 @@ pub use error::AdapterError;
 pub use evidence::{CommitVote, Evidence, HubAttestation, MerkleProof, SchemeSignature, Verified};
 pub use handle::{AdapterHandle, HandleConfig};
 pub use metered::{Metered, OpStats, Stats};
+pub use subscribe::{subscribe, SubscribeConfig};
 pub use types::*;

@@ -91,3 +91,44 @@ async fn heads_cache_serves_within_its_ttl() {
     assert_eq!(m.heads().await.unwrap().head.height, first.head.height + 1);
     assert_eq!(m.stats().snapshot()["heads"].cache_hits, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn subscription_pages_through_the_backlog_and_resumes_exactly_once() {
+    use futures::StreamExt;
+    let fx = MockFixture::new(15, Finality::Instant);
+    fx.adapter.mine(40);
+    let all = fx
+        .adapter
+        .events_since(Checkpoint::START, 10_000)
+        .await
+        .unwrap()
+        .events;
+    let cfg = SubscribeConfig {
+        page: 7,
+        idle_poll: Duration::from_millis(50),
+    };
+    let adapter: Arc<dyn Adapter> = fx.adapter.clone();
+    let first: Vec<ChainEvent> = subscribe(adapter.clone(), Checkpoint::START, cfg)
+        .take(25)
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(first[..], all[..25]);
+    // A restart resumes after the last handled checkpoint; new events arrive while polling.
+    let resume = first.last().unwrap().checkpoint;
+    let mut rest = Box::pin(subscribe(adapter, resume, cfg));
+    let mut seen = Vec::new();
+    while seen.len() < all.len() - 25 {
+        seen.push(rest.next().await.unwrap().unwrap());
+    }
+    assert_eq!(seen[..], all[25..]);
+    fx.adapter.fail_next(AdapterError::Unavailable {
+        network: isthmus_core::NetworkId(15),
+        reason: "connection reset".into(),
+    });
+    assert!(rest.next().await.unwrap().unwrap_err().is_retryable());
+    fx.adapter.mine(1);
+    let next = rest.next().await.unwrap().unwrap();
+    assert!(next.checkpoint > all.last().unwrap().checkpoint);
+    assert!(matches!(next.kind, EventKind::NewHead { .. }));
+}
