@@ -15,15 +15,9 @@ const SECRET: [u8; 32] = [42; 32];
 
 #[derive(Debug, Clone)]
 enum Op {
+    C(Common),
     PartyLock(LegId),
-    Finalize(LegId),
-    Reorg(LegId),
-    Tick(u8),
-    Deliver(usize),
-    Duplicate(usize),
     Execute(usize),
-    Crash,
-    Retry,
     /// The initiator (if it runs its own wallet) claims leg B itself, revealing the secret.
     InitiatorClaims,
     /// The initiator hands its secret to the hub.
@@ -34,21 +28,11 @@ enum Op {
     OwnerRefund(LegId),
 }
 
-fn leg() -> impl Strategy<Value = LegId> {
-    prop_oneof![Just(LegId::A), Just(LegId::B)]
-}
-
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
+        16 => common().prop_map(Op::C),
         3 => leg().prop_map(Op::PartyLock),
-        3 => leg().prop_map(Op::Finalize),
-        1 => leg().prop_map(Op::Reorg),
-        3 => any::<u8>().prop_map(Op::Tick),
-        6 => any::<usize>().prop_map(Op::Deliver),
-        2 => any::<usize>().prop_map(Op::Duplicate),
         4 => any::<usize>().prop_map(Op::Execute),
-        1 => Just(Op::Crash),
-        1 => Just(Op::Retry),
         2 => Just(Op::InitiatorClaims),
         1 => Just(Op::ProvidePreimage),
         1 => Just(Op::ParticipantClaims),
@@ -57,210 +41,145 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct World {
-    now: Timestamp,
-    ledgers: Legs<Ledger>,
-    hub: Hub<Htlc>,
-    inbox: Inbox<HtlcEvent>,
-    fair: Fairness,
-    lockers: Legs<Locker>,
-    hashlock: isthmus_core::Hash32,
+    core: Core<Htlc>,
+}
+
+fn timelock(c: &Core<Htlc>, leg: LegId) -> Timestamp {
+    c.hub.live.spec.leg(leg).timeout
+}
+
+/// First spend wins; a claim that loses the race to a refund does nothing.
+fn claim(c: &mut Core<Htlc>, leg: LegId, preimage: &[u8]) {
+    assert_eq!(HashAlgo::Sha256.digest(preimage), c.hub.live.spec.hashlock);
+    if let Ok(tx) = c.ledgers[leg].pay_out(Settlement::Claimed) {
+        let preimage = preimage.to_vec();
+        c.inbox
+            .push(c.now, HtlcEvent::Claimed { leg, tx, preimage });
+    }
+}
+
+fn refund(c: &mut Core<Htlc>, leg: LegId) {
+    if c.now < timelock(c, leg) {
+        return;
+    }
+    if let Ok(tx) = c.ledgers[leg].pay_out(Settlement::Refunded) {
+        c.inbox.push(c.now, HtlcEvent::Refunded { leg, tx });
+    }
+}
+
+fn execute(c: &mut Core<Htlc>, action: Action) {
+    match action {
+        Action::SubmitLock { leg, .. } => c.include_lock(leg),
+        Action::Claim { leg, preimage, .. } => {
+            if leg == LegId::A {
+                assert!(
+                    matches!(c.ledgers.b.settled, Some((Settlement::Claimed, _))),
+                    "the watcher claimed leg A before the secret was public"
+                );
+            }
+            claim(c, leg, &preimage.0)
+        }
+        Action::Refund { leg, authority, .. } => {
+            let after = timelock(c, leg);
+            assert_eq!(authority, RefundAuthority::Timelock { after });
+            assert!(c.now >= after, "refund before timelock");
+            refund(c, leg)
+        }
+        other => panic!("an htlc never does {other:?}"),
+    }
+}
+
+fn check(c: &Core<Htlc>) {
+    for (_, l) in c.ledgers.iter() {
+        l.check();
+    }
+    let a = c.ledgers.a.settled.as_ref().map(|s| s.0);
+    let b = c.ledgers.b.settled.as_ref().map(|s| s.0);
+    assert!(
+        !matches!(
+            (a, b),
+            (Some(Settlement::Refunded), Some(Settlement::Claimed))
+                | (Some(Settlement::Claimed), Some(Settlement::Refunded))
+        ),
+        "atomicity broken: a {a:?}, b {b:?}"
+    );
 }
 
 impl World {
     fn new(lockers: Legs<Locker>, extra: u64) -> World {
-        let hashlock = HashAlgo::Sha256.digest(&SECRET);
         let spec = HtlcSpec {
-            hashlock,
+            hashlock: HashAlgo::Sha256.digest(&SECRET),
             initiator: leg_spec(1, 10, T2 + DELTA + 1 + extra, lockers.a),
             participant: leg_spec(2, 30, T2, lockers.b),
         };
         let id = InstanceId::derive(&[b"htlc"]);
-        let (m, actions) = Htlc::create(id, spec.clone(), &HtlcConfig { delta: DELTA }, 0).unwrap();
+        let cfg = HtlcConfig { delta: DELTA };
+        let (m, actions) = Htlc::create(id, spec.clone(), &cfg, 0).unwrap();
         let ledgers = Legs::new(
             Ledger::new(LegId::A, m.lock_id(LegId::A), &spec.initiator),
             Ledger::new(LegId::B, m.lock_id(LegId::B), &spec.participant),
         );
         World {
-            now: 0,
-            ledgers,
-            hub: Hub::new(m, actions),
-            inbox: Inbox::default(),
-            fair: Fairness::default(),
-            lockers,
-            hashlock,
-        }
-    }
-
-    fn timelock(&self, leg: LegId) -> Timestamp {
-        self.hub.live.spec.leg(leg).timeout
-    }
-
-    fn claim(&mut self, leg: LegId, preimage: &[u8]) {
-        assert_eq!(HashAlgo::Sha256.digest(preimage), self.hashlock);
-        // First spend wins; a claim that loses the race to a refund does nothing.
-        if let Ok(tx) = self.ledgers[leg].pay_out(Settlement::Claimed) {
-            self.inbox.push(
-                self.now,
-                HtlcEvent::Claimed {
-                    leg,
-                    tx,
-                    preimage: preimage.to_vec(),
-                },
-            );
-        }
-    }
-
-    fn refund(&mut self, leg: LegId) {
-        if self.now < self.timelock(leg) {
-            return;
-        }
-        if let Ok(tx) = self.ledgers[leg].pay_out(Settlement::Refunded) {
-            self.inbox.push(self.now, HtlcEvent::Refunded { leg, tx });
+            core: Core::new(m, actions, ledgers, lockers, FAIR),
         }
     }
 
     fn apply(&mut self, op: Op) {
-        let now = self.now;
+        let c = &mut self.core;
+        let revealed = matches!(c.ledgers.b.settled, Some((Settlement::Claimed, _)));
         match op {
+            Op::C(common) => c.apply(common),
             Op::PartyLock(leg) => {
                 // A rational participant locks only once the initiator's lock is final.
-                let ready = leg == LegId::A || self.ledgers.a.is_final();
-                if self.lockers[leg] == Locker::External && ready {
-                    if let Some(lock) = self.ledgers[leg].include_lock() {
-                        self.inbox.push(now, HtlcEvent::LockObserved { leg, lock });
-                    }
+                let ready = leg == LegId::A || c.ledgers.a.is_final();
+                if c.lockers[leg] == Locker::External && ready {
+                    c.include_lock(leg);
                 }
             }
-            Op::Finalize(leg) => {
-                if let Some((lock, evidence)) = self.ledgers[leg].finalize() {
-                    self.inbox.push(
-                        now,
-                        HtlcEvent::LockFinalized {
-                            leg,
-                            lock,
-                            evidence,
-                        },
-                    );
-                }
-            }
-            Op::Reorg(leg) => {
-                if let Some((tx, block)) = self.ledgers[leg].reorg() {
-                    self.inbox
-                        .push(now, HtlcEvent::LockReorged { leg, tx, block });
-                }
-            }
-            Op::Tick(dt) => {
-                let horizon = self.fair.horizon(self.inbox.oldest(), FAIR);
-                let next = (now + u64::from(dt % 40)).min(horizon);
-                if next > now {
-                    self.now = next;
-                    self.inbox.push(next, HtlcEvent::Tick { now: next });
-                }
-            }
-            Op::Deliver(i) => {
-                if let Some(ev) = self.inbox.take(i) {
-                    if let Err(r) = self.hub.step(&ev) {
-                        panic!("honest world event {ev:?} rejected: {r}");
-                    }
-                }
-            }
-            Op::Duplicate(i) => self.inbox.duplicate(now, i),
             Op::Execute(i) => {
-                if !self.hub.actions.is_empty() {
-                    let i = i % self.hub.actions.len();
-                    match self.hub.actions.remove(i) {
-                        Action::SubmitLock { leg, .. } => {
-                            if let Some(lock) = self.ledgers[leg].include_lock() {
-                                self.inbox.push(now, HtlcEvent::LockObserved { leg, lock });
-                            }
-                        }
-                        Action::Claim { leg, preimage, .. } => {
-                            if leg == LegId::A {
-                                assert!(
-                                    matches!(
-                                        self.ledgers.b.settled,
-                                        Some((Settlement::Claimed, _))
-                                    ),
-                                    "the watcher claimed leg A before the secret was public"
-                                );
-                            }
-                            self.claim(leg, &preimage.0)
-                        }
-                        Action::Refund { leg, authority, .. } => {
-                            assert_eq!(
-                                authority,
-                                RefundAuthority::Timelock {
-                                    after: self.timelock(leg)
-                                }
-                            );
-                            assert!(now >= self.timelock(leg), "refund before timelock");
-                            self.refund(leg)
-                        }
-                        other => panic!("an htlc never does {other:?}"),
-                    }
+                if let Some(a) = c.take_action(i) {
+                    execute(c, a);
                 }
             }
-            Op::Crash => self.hub.crash_and_restart(),
-            Op::Retry => self.hub.retry(),
             Op::InitiatorClaims => {
-                if self.lockers.a == Locker::External && self.ledgers.b.is_final() {
-                    self.claim(LegId::B, &SECRET);
+                if c.lockers.a == Locker::External && c.ledgers.b.is_final() {
+                    claim(c, LegId::B, &SECRET);
                 }
             }
-            Op::ProvidePreimage => self.inbox.push(
-                now,
-                HtlcEvent::PreimageProvided {
-                    preimage: SECRET.to_vec(),
-                },
-            ),
+            Op::ProvidePreimage => {
+                let preimage = SECRET.to_vec();
+                c.inbox
+                    .push(c.now, HtlcEvent::PreimageProvided { preimage });
+            }
             Op::ParticipantClaims => {
-                let revealed = matches!(self.ledgers.b.settled, Some((Settlement::Claimed, _)));
-                if revealed && self.ledgers.a.is_final() {
-                    self.claim(LegId::A, &SECRET);
+                if revealed && c.ledgers.a.is_final() {
+                    claim(c, LegId::A, &SECRET);
                 }
             }
             Op::OwnerRefund(leg) => {
-                if self.ledgers[leg].is_final() {
-                    self.refund(leg);
+                if c.ledgers[leg].is_final() {
+                    refund(c, leg);
                 }
             }
         }
-        self.fair.update(self.now, &self.hub.live.pending_actions());
-        self.check();
-    }
-
-    fn check(&self) {
-        for (_, l) in self.ledgers.iter() {
-            l.check();
-        }
-        let a = self.ledgers.a.settled.as_ref().map(|s| s.0);
-        let b = self.ledgers.b.settled.as_ref().map(|s| s.0);
-        assert!(
-            !matches!(
-                (a, b),
-                (Some(Settlement::Refunded), Some(Settlement::Claimed))
-                    | (Some(Settlement::Claimed), Some(Settlement::Refunded))
-            ),
-            "atomicity broken: a {a:?}, b {b:?}"
-        );
+        c.settle_fairness();
+        check(c);
     }
 
     fn drain(&mut self) {
         for _ in 0..500 {
-            for leg in LegId::BOTH {
-                self.apply(Op::Finalize(leg));
-            }
-            self.apply(Op::Retry);
-            while !self.inbox.queue.is_empty() || !self.hub.actions.is_empty() {
-                self.apply(Op::Deliver(0));
-                self.apply(Op::Execute(0));
-            }
-            if self.hub.live.is_terminal() && self.hub.live.pending_actions().is_empty() {
+            if self.core.drain_round(|c, a| {
+                execute(c, a);
+                check(c);
+            }) {
                 return;
             }
-            self.apply(Op::Tick(FAIR as u8));
         }
-        panic!("not terminal: {:?} at {}", self.hub.live.status(), self.now);
+        panic!(
+            "not terminal: {:?} at {}",
+            self.core.hub.live.status(),
+            self.core.now
+        );
     }
 }
 
@@ -283,8 +202,8 @@ proptest! {
             w.apply(op);
         }
         w.drain();
-        let s = w.hub.live.status();
-        let (a, b) = (&w.ledgers.a, &w.ledgers.b);
+        let s = w.core.hub.live.status();
+        let (a, b) = (&w.core.ledgers.a, &w.core.ledgers.b);
         match s.phase {
             Phase::Completed => {
                 prop_assert_eq!(a.beneficiary_balance, a.amount);
@@ -305,13 +224,13 @@ fn refunds_with_customer_offline() {
     let mut w = World::new(Legs::new(Locker::External, Locker::External), 0);
     for leg in LegId::BOTH {
         w.apply(Op::PartyLock(leg));
-        w.apply(Op::Finalize(leg));
+        w.apply(Op::C(Common::Finalize(leg)));
     }
     w.drain();
-    let s = w.hub.live.status();
+    let s = w.core.hub.live.status();
     assert_eq!((s.phase, s.reason), (Phase::Refunded, ReasonCode::Refunded));
-    assert_eq!(w.ledgers.a.owner_balance, INITIAL);
-    assert_eq!(w.ledgers.b.owner_balance, INITIAL);
+    assert_eq!(w.core.ledgers.a.owner_balance, INITIAL);
+    assert_eq!(w.core.ledgers.b.owner_balance, INITIAL);
 }
 
 /// The initiator claims B itself; the watcher claims A with the revealed secret.
@@ -319,26 +238,29 @@ fn refunds_with_customer_offline() {
 fn watcher_claims_with_the_revealed_preimage() {
     let mut w = World::new(Legs::new(Locker::External, Locker::HubWallet), 0);
     w.apply(Op::PartyLock(LegId::A));
-    w.apply(Op::Finalize(LegId::A));
-    w.apply(Op::Deliver(0));
-    w.apply(Op::Deliver(0));
+    w.apply(Op::C(Common::Finalize(LegId::A)));
+    w.apply(Op::C(Common::Deliver(0)));
+    w.apply(Op::C(Common::Deliver(0)));
     assert_eq!(
-        w.hub.live.status().reason,
+        w.core.hub.live.status().reason,
         ReasonCode::AwaitingCounterpartyLock
     );
     w.apply(Op::Execute(0)); // the participant's vault locks B
-    w.apply(Op::Finalize(LegId::B));
-    w.apply(Op::Deliver(0));
-    w.apply(Op::Deliver(0));
-    assert_eq!(w.hub.live.status().reason, ReasonCode::AwaitingPreimage);
+    w.apply(Op::C(Common::Finalize(LegId::B)));
+    w.apply(Op::C(Common::Deliver(0)));
+    w.apply(Op::C(Common::Deliver(0)));
+    assert_eq!(
+        w.core.hub.live.status().reason,
+        ReasonCode::AwaitingPreimage
+    );
     w.apply(Op::InitiatorClaims);
-    w.apply(Op::Deliver(0));
-    assert!(w.hub.live.revealed);
+    w.apply(Op::C(Common::Deliver(0)));
+    assert!(w.core.hub.live.revealed);
     assert!(matches!(
-        w.hub.actions[..],
+        w.core.hub.actions[..],
         [Action::Claim { leg: LegId::A, .. }]
     ));
-    assert_eq!(w.hub.live.status().reason, ReasonCode::Claiming);
+    assert_eq!(w.core.hub.live.status().reason, ReasonCode::Claiming);
     w.drain();
-    assert_eq!(w.hub.live.status().phase, Phase::Completed);
+    assert_eq!(w.core.hub.live.status().phase, Phase::Completed);
 }

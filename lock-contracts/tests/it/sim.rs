@@ -285,3 +285,181 @@ impl Fairness {
             .map_or(Timestamp::MAX, |t| t.saturating_add(bound))
     }
 }
+
+/// The chain observations both contracts' events carry.
+pub trait SimEvent: Clone + std::fmt::Debug {
+    fn observed(leg: LegId, lock: LockObservation) -> Self;
+    fn finalized(leg: LegId, lock: LockObservation, evidence: EvidenceRef) -> Self;
+    fn reorged(leg: LegId, tx: TxId, block: Hash32) -> Self;
+    fn tick(now: Timestamp) -> Self;
+}
+
+macro_rules! sim_event {
+    ($ty:ident) => {
+        impl SimEvent for $ty {
+            fn observed(leg: LegId, lock: LockObservation) -> Self {
+                $ty::LockObserved { leg, lock }
+            }
+            fn finalized(leg: LegId, lock: LockObservation, evidence: EvidenceRef) -> Self {
+                $ty::LockFinalized {
+                    leg,
+                    lock,
+                    evidence,
+                }
+            }
+            fn reorged(leg: LegId, tx: TxId, block: Hash32) -> Self {
+                $ty::LockReorged { leg, tx, block }
+            }
+            fn tick(now: Timestamp) -> Self {
+                $ty::Tick { now }
+            }
+        }
+    };
+}
+sim_event!(TwoPhaseEvent);
+sim_event!(HtlcEvent);
+
+/// What the networks and the hub do in either contract's world.
+#[derive(Debug, Clone)]
+pub enum Common {
+    Finalize(LegId),
+    Reorg(LegId),
+    Tick(u8),
+    Deliver(usize),
+    Duplicate(usize),
+    Crash,
+    Retry,
+}
+
+pub fn leg() -> impl proptest::strategy::Strategy<Value = LegId> {
+    use proptest::prelude::*;
+    prop_oneof![Just(LegId::A), Just(LegId::B)]
+}
+
+pub fn common() -> impl proptest::strategy::Strategy<Value = Common> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => leg().prop_map(Common::Finalize),
+        1 => leg().prop_map(Common::Reorg),
+        3 => any::<u8>().prop_map(Common::Tick),
+        6 => any::<usize>().prop_map(Common::Deliver),
+        2 => any::<usize>().prop_map(Common::Duplicate),
+        1 => Just(Common::Crash),
+        1 => Just(Common::Retry),
+    ]
+}
+
+/// Ledgers, hub, inbox and fair clock shared by both contracts' worlds.
+pub struct Core<M: Machine> {
+    pub now: Timestamp,
+    pub ledgers: Legs<Ledger>,
+    pub hub: Hub<M>,
+    pub inbox: Inbox<M::Event>,
+    pub fair: Fairness,
+    pub lockers: Legs<Locker>,
+    pub fair_bound: u64,
+}
+
+impl<M> Core<M>
+where
+    M: Machine + PartialEq + std::fmt::Debug,
+    M::Event: SimEvent + std::fmt::Debug,
+{
+    pub fn new(
+        machine: M,
+        actions: Vec<Action>,
+        ledgers: Legs<Ledger>,
+        lockers: Legs<Locker>,
+        fair_bound: u64,
+    ) -> Self {
+        Core {
+            now: 0,
+            ledgers,
+            hub: Hub::new(machine, actions),
+            inbox: Inbox::default(),
+            fair: Fairness::default(),
+            lockers,
+            fair_bound,
+        }
+    }
+
+    /// A lock tx of `leg` lands in a block (by its party or the hub's wallet).
+    pub fn include_lock(&mut self, leg: LegId) {
+        if let Some(lock) = self.ledgers[leg].include_lock() {
+            self.inbox.push(self.now, M::Event::observed(leg, lock));
+        }
+    }
+
+    /// Take the `pick`-th queued action (wrapping), if any.
+    pub fn take_action(&mut self, pick: usize) -> Option<Action> {
+        if self.hub.actions.is_empty() {
+            return None;
+        }
+        let i = pick % self.hub.actions.len();
+        Some(self.hub.actions.remove(i))
+    }
+
+    pub fn apply(&mut self, op: Common) {
+        let now = self.now;
+        match op {
+            Common::Finalize(leg) => {
+                if let Some((lock, evidence)) = self.ledgers[leg].finalize() {
+                    self.inbox
+                        .push(now, M::Event::finalized(leg, lock, evidence));
+                }
+            }
+            Common::Reorg(leg) => {
+                if let Some((tx, block)) = self.ledgers[leg].reorg() {
+                    self.inbox.push(now, M::Event::reorged(leg, tx, block));
+                }
+            }
+            Common::Tick(dt) => {
+                let horizon = self.fair.horizon(self.inbox.oldest(), self.fair_bound);
+                let next = (now + u64::from(dt % 40)).min(horizon);
+                if next > now {
+                    self.now = next;
+                    self.inbox.push(next, M::Event::tick(next));
+                }
+            }
+            Common::Deliver(pick) => {
+                if let Some(ev) = self.inbox.take(pick) {
+                    if let Err(r) = self.hub.step(&ev) {
+                        panic!("honest world event {ev:?} rejected: {r}");
+                    }
+                }
+            }
+            Common::Duplicate(pick) => self.inbox.duplicate(now, pick),
+            Common::Crash => self.hub.crash_and_restart(),
+            Common::Retry => self.hub.retry(),
+        }
+    }
+
+    /// Call after every operation.
+    pub fn settle_fairness(&mut self) {
+        self.fair.update(self.now, &self.hub.live.pending_actions());
+    }
+
+    /// One round of a live, fair hub on honest networks: everything final, every
+    /// observation delivered and every action executed by `execute`. True once the machine
+    /// is terminal with nothing left to do; otherwise time moves on.
+    pub fn drain_round(&mut self, mut execute: impl FnMut(&mut Self, Action)) -> bool {
+        for leg in LegId::BOTH {
+            self.apply(Common::Finalize(leg));
+        }
+        self.apply(Common::Retry);
+        while !self.inbox.queue.is_empty() || !self.hub.actions.is_empty() {
+            self.apply(Common::Deliver(0));
+            self.settle_fairness();
+            if let Some(a) = self.take_action(0) {
+                execute(self, a);
+            }
+            self.settle_fairness();
+        }
+        if self.hub.live.is_terminal() && self.hub.live.pending_actions().is_empty() {
+            return true;
+        }
+        self.apply(Common::Tick(self.fair_bound as u8));
+        self.settle_fairness();
+        false
+    }
+}

@@ -12,33 +12,17 @@ const FAIR: u64 = 20;
 
 #[derive(Debug, Clone)]
 enum Op {
+    C(Common),
     PartyLock(LegId),
-    Finalize(LegId),
-    Reorg(LegId),
-    Tick(u8),
-    Deliver(usize),
-    Duplicate(usize),
     Execute(usize),
-    Crash,
-    Retry,
     OwnerTimeoutRefund(LegId),
-}
-
-fn leg() -> impl Strategy<Value = LegId> {
-    prop_oneof![Just(LegId::A), Just(LegId::B)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
+        16 => common().prop_map(Op::C),
         3 => leg().prop_map(Op::PartyLock),
-        3 => leg().prop_map(Op::Finalize),
-        1 => leg().prop_map(Op::Reorg),
-        3 => any::<u8>().prop_map(Op::Tick),
-        6 => any::<usize>().prop_map(Op::Deliver),
-        2 => any::<usize>().prop_map(Op::Duplicate),
         4 => any::<usize>().prop_map(Op::Execute),
-        1 => Just(Op::Crash),
-        1 => Just(Op::Retry),
         1 => leg().prop_map(Op::OwnerTimeoutRefund),
     ]
 }
@@ -51,14 +35,11 @@ fn locker() -> impl Strategy<Value = Locker> {
     ]
 }
 
+type HubChain = Option<(Decision, HubRecord)>;
+
 struct World {
-    now: Timestamp,
-    ledgers: Legs<Ledger>,
-    hub: Hub<TwoPhase>,
-    inbox: Inbox<TwoPhaseEvent>,
-    hub_chain: Option<(Decision, HubRecord)>,
-    fair: Fairness,
-    lockers: Legs<Locker>,
+    core: Core<TwoPhase>,
+    hub_chain: HubChain,
 }
 
 impl World {
@@ -78,197 +59,129 @@ impl World {
             Ledger::new(LegId::B, m.lock_id(LegId::B), &spec.b),
         );
         World {
-            now: 0,
-            ledgers,
-            hub: Hub::new(m, actions),
-            inbox: Inbox::default(),
+            core: Core::new(m, actions, ledgers, lockers, FAIR),
             hub_chain: None,
-            fair: Fairness::default(),
-            lockers,
-        }
-    }
-
-    fn deliver(&mut self, pick: usize) {
-        if let Some(ev) = self.inbox.take(pick) {
-            if let Err(r) = self.hub.step(&ev) {
-                panic!("honest world event {ev:?} rejected: {r}");
-            }
-        }
-    }
-
-    fn execute(&mut self, pick: usize) {
-        if self.hub.actions.is_empty() {
-            return;
-        }
-        let i = pick % self.hub.actions.len();
-        let action = self.hub.actions.remove(i);
-        let now = self.now;
-        match action {
-            Action::SubmitLock { leg, .. } => {
-                if let Some(lock) = self.ledgers[leg].include_lock() {
-                    self.inbox
-                        .push(now, TwoPhaseEvent::LockObserved { leg, lock });
-                }
-            }
-            Action::RecordDecision { decision } => {
-                let (d, record) = self
-                    .hub_chain
-                    .get_or_insert_with(|| {
-                        (
-                            decision,
-                            HubRecord {
-                                height: now,
-                                tx: TxId(format!("hub-{decision:?}")),
-                            },
-                        )
-                    })
-                    .clone();
-                assert_eq!(d, decision, "the hub changed its decision");
-                self.inbox.push(
-                    now,
-                    TwoPhaseEvent::DecisionRecorded {
-                        decision: d,
-                        record,
-                    },
-                );
-            }
-            Action::Release { leg, record, .. } => {
-                // The escrow verifies the hub record before paying out.
-                let recorded = self.hub_chain.clone().unwrap();
-                assert_eq!(recorded, (Decision::Validated, record));
-                let tx = self.ledgers[leg].pay_out(Settlement::Released).unwrap();
-                self.inbox.push(now, TwoPhaseEvent::Released { leg, tx });
-            }
-            Action::Refund { leg, authority, .. } => {
-                let recorded = self.hub_chain.clone().unwrap();
-                assert_eq!(RefundAuthority::HubRecord(recorded.1.clone()), authority);
-                assert_eq!(recorded.0, Decision::Aborted);
-                let tx = self.ledgers[leg].pay_out(Settlement::Refunded).unwrap();
-                self.inbox.push(now, TwoPhaseEvent::Refunded { leg, tx });
-            }
-            Action::Claim { .. } => panic!("a two-phase lock never claims"),
-        }
-    }
-
-    fn tick(&mut self, dt: u64) {
-        let horizon = self.fair.horizon(self.inbox.oldest(), FAIR);
-        let next = (self.now + dt).min(horizon);
-        if next > self.now {
-            self.now = next;
-            self.inbox.push(next, TwoPhaseEvent::Tick { now: next });
         }
     }
 
     fn apply(&mut self, op: Op) {
-        let now = self.now;
+        let c = &mut self.core;
         match op {
+            Op::C(common) => c.apply(common),
             Op::PartyLock(leg) => {
-                if self.lockers[leg] == Locker::External {
-                    if let Some(lock) = self.ledgers[leg].include_lock() {
-                        self.inbox
-                            .push(now, TwoPhaseEvent::LockObserved { leg, lock });
-                    }
+                if c.lockers[leg] == Locker::External {
+                    c.include_lock(leg);
                 }
             }
-            Op::Finalize(leg) => {
-                if let Some((lock, evidence)) = self.ledgers[leg].finalize() {
-                    self.inbox.push(
-                        now,
-                        TwoPhaseEvent::LockFinalized {
-                            leg,
-                            lock,
-                            evidence,
-                        },
-                    );
+            Op::Execute(i) => {
+                if let Some(a) = c.take_action(i) {
+                    execute(c, &mut self.hub_chain, a);
                 }
             }
-            Op::Reorg(leg) => {
-                if let Some((tx, block)) = self.ledgers[leg].reorg() {
-                    self.inbox
-                        .push(now, TwoPhaseEvent::LockReorged { leg, tx, block });
-                }
-            }
-            Op::Tick(dt) => self.tick(u64::from(dt % 40)),
-            Op::Deliver(i) => self.deliver(i),
-            Op::Duplicate(i) => self.inbox.duplicate(now, i),
-            Op::Execute(i) => self.execute(i),
-            Op::Crash => self.hub.crash_and_restart(),
-            Op::Retry => self.hub.retry(),
             Op::OwnerTimeoutRefund(leg) => {
                 // The escrow lets the owner take a final, unsettled lock back after its timeout.
-                let l = &mut self.ledgers[leg];
-                if now >= self.hub.live.spec.leg(leg).timeout && l.is_final() && l.settled.is_none()
-                {
+                let timeout = c.hub.live.spec.leg(leg).timeout;
+                let l = &mut c.ledgers[leg];
+                if c.now >= timeout && l.is_final() && l.settled.is_none() {
                     let tx = l.pay_out(Settlement::Refunded).unwrap();
-                    self.inbox.push(now, TwoPhaseEvent::Refunded { leg, tx });
+                    c.inbox.push(c.now, TwoPhaseEvent::Refunded { leg, tx });
                 }
             }
         }
-        self.fair.update(self.now, &self.hub.live.pending_actions());
-        self.check();
+        c.settle_fairness();
+        check(c);
     }
 
-    fn check(&self) {
-        for (_, l) in self.ledgers.iter() {
-            l.check();
-        }
-        let released = self
-            .hub
-            .emitted
-            .iter()
-            .any(|a| matches!(a, Action::Release { .. }));
-        let refunded = self
-            .hub
-            .emitted
-            .iter()
-            .any(|a| matches!(a, Action::Refund { .. }));
-        assert!(!(released && refunded), "released and refunded");
-        let kinds: Vec<_> = self
-            .ledgers
-            .iter()
-            .filter_map(|(_, l)| l.settled.as_ref().map(|s| s.0))
-            .collect();
-        assert!(
-            !(kinds.contains(&Settlement::Released) && kinds.contains(&Settlement::Refunded)),
-            "one leg released and the other refunded: {kinds:?}"
-        );
-        let m = &self.hub.live;
-        for leg in LegId::BOTH {
-            if let Some(how) = m.legs[leg].settlement() {
-                assert_eq!(self.ledgers[leg].settled.as_ref().map(|s| s.0), Some(how));
-                assert!(
-                    m.pending_actions().iter().all(|a| a.leg() != Some(leg)),
-                    "action pending for settled leg {leg}"
-                );
-            }
-            if m.legs[leg].is_final() {
-                assert!(self.ledgers[leg].is_final(), "machine final, ledger not");
-            }
-        }
-    }
-
-    /// A live, fair hub and honest networks: everything reaches finality, every observation
-    /// is delivered, every action executed, time moves on.
+    /// A live, fair hub and honest networks until the instance ends.
     fn drain(&mut self) {
         for _ in 0..500 {
-            for leg in LegId::BOTH {
-                self.apply(Op::Finalize(leg));
-            }
-            self.apply(Op::Retry);
-            while !self.inbox.queue.is_empty() || !self.hub.actions.is_empty() {
-                self.apply(Op::Deliver(0));
-                self.apply(Op::Execute(0));
-            }
-            if self.hub.live.is_terminal() && self.hub.live.pending_actions().is_empty() {
+            let chain = &mut self.hub_chain;
+            if self.core.drain_round(|c, a| {
+                execute(c, chain, a);
+                check(c);
+            }) {
                 return;
             }
-            self.apply(Op::Tick(FAIR as u8));
         }
         panic!(
             "not terminal after draining: {:?} at {}",
-            self.hub.live.status(),
-            self.now
+            self.core.hub.live.status(),
+            self.core.now
         );
+    }
+}
+
+fn execute(c: &mut Core<TwoPhase>, hub_chain: &mut HubChain, action: Action) {
+    let now = c.now;
+    match action {
+        Action::SubmitLock { leg, .. } => c.include_lock(leg),
+        Action::RecordDecision { decision } => {
+            let (d, record) = hub_chain
+                .get_or_insert_with(|| {
+                    (
+                        decision,
+                        HubRecord {
+                            height: now,
+                            tx: TxId(format!("hub-{decision:?}")),
+                        },
+                    )
+                })
+                .clone();
+            assert_eq!(d, decision, "the hub changed its decision");
+            c.inbox.push(
+                now,
+                TwoPhaseEvent::DecisionRecorded {
+                    decision: d,
+                    record,
+                },
+            );
+        }
+        Action::Release { leg, record, .. } => {
+            // The escrow verifies the hub record before paying out.
+            assert_eq!(hub_chain.clone().unwrap(), (Decision::Validated, record));
+            let tx = c.ledgers[leg].pay_out(Settlement::Released).unwrap();
+            c.inbox.push(now, TwoPhaseEvent::Released { leg, tx });
+        }
+        Action::Refund { leg, authority, .. } => {
+            let recorded = hub_chain.clone().unwrap();
+            assert_eq!(RefundAuthority::HubRecord(recorded.1.clone()), authority);
+            assert_eq!(recorded.0, Decision::Aborted);
+            let tx = c.ledgers[leg].pay_out(Settlement::Refunded).unwrap();
+            c.inbox.push(now, TwoPhaseEvent::Refunded { leg, tx });
+        }
+        Action::Claim { .. } => panic!("a two-phase lock never claims"),
+    }
+}
+
+fn check(c: &Core<TwoPhase>) {
+    for (_, l) in c.ledgers.iter() {
+        l.check();
+    }
+    let emitted = |f: fn(&Action) -> bool| c.hub.emitted.iter().any(f);
+    let released = emitted(|a| matches!(a, Action::Release { .. }));
+    let refunded = emitted(|a| matches!(a, Action::Refund { .. }));
+    assert!(!(released && refunded), "released and refunded");
+    let kinds: Vec<_> = c
+        .ledgers
+        .iter()
+        .filter_map(|(_, l)| l.settled.as_ref().map(|s| s.0))
+        .collect();
+    assert!(
+        !(kinds.contains(&Settlement::Released) && kinds.contains(&Settlement::Refunded)),
+        "one leg released and the other refunded: {kinds:?}"
+    );
+    let m = &c.hub.live;
+    for leg in LegId::BOTH {
+        if let Some(how) = m.legs[leg].settlement() {
+            assert_eq!(c.ledgers[leg].settled.as_ref().map(|s| s.0), Some(how));
+            assert!(
+                m.pending_actions().iter().all(|a| a.leg() != Some(leg)),
+                "action pending for settled leg {leg}"
+            );
+        }
+        if m.legs[leg].is_final() {
+            assert!(c.ledgers[leg].is_final(), "machine final, ledger not");
+        }
     }
 }
 
@@ -289,17 +202,17 @@ proptest! {
             w.apply(op);
         }
         w.drain();
-        let status = w.hub.live.status();
+        let status = w.core.hub.live.status();
         prop_assert!(status.terminal);
         match status.phase {
             Phase::Released => {
-                for (_, l) in w.ledgers.iter() {
+                for (_, l) in w.core.ledgers.iter() {
                     prop_assert_eq!(l.beneficiary_balance, l.amount);
                     prop_assert_eq!(l.escrow, 0);
                 }
             }
             Phase::Refunded | Phase::Expired => {
-                for (_, l) in w.ledgers.iter() {
+                for (_, l) in w.core.ledgers.iter() {
                     prop_assert_eq!(l.owner_balance, INITIAL);
                     prop_assert_eq!(l.beneficiary_balance, 0);
                 }
@@ -319,21 +232,25 @@ fn happy_path_releases_after_record() {
     );
     w.apply(Op::PartyLock(LegId::A));
     w.apply(Op::Execute(0)); // hub wallet locks B
-    w.apply(Op::Deliver(0));
-    w.apply(Op::Deliver(0));
-    assert_eq!(w.hub.live.status().reason, ReasonCode::AwaitingFinality);
-    w.apply(Op::Finalize(LegId::A));
-    w.apply(Op::Finalize(LegId::B));
-    w.apply(Op::Deliver(0));
-    w.apply(Op::Deliver(0));
-    assert_eq!(w.hub.live.decision, Some(Decision::Validated));
+    w.apply(Op::C(Common::Deliver(0)));
+    w.apply(Op::C(Common::Deliver(0)));
+    assert_eq!(
+        w.core.hub.live.status().reason,
+        ReasonCode::AwaitingFinality
+    );
+    w.apply(Op::C(Common::Finalize(LegId::A)));
+    w.apply(Op::C(Common::Finalize(LegId::B)));
+    w.apply(Op::C(Common::Deliver(0)));
+    w.apply(Op::C(Common::Deliver(0)));
+    assert_eq!(w.core.hub.live.decision, Some(Decision::Validated));
     assert!(w
+        .core
         .hub
         .actions
         .iter()
         .all(|a| matches!(a, Action::RecordDecision { .. })));
     w.drain();
-    assert_eq!(w.hub.live.status().phase, Phase::Released);
+    assert_eq!(w.core.hub.live.status().phase, Phase::Released);
 }
 
 /// The counterparty never locks: after the deadline the one lock is refunded.
@@ -345,20 +262,20 @@ fn counterparty_never_locks_refunds_after_deadline() {
         (0, 0),
     );
     w.apply(Op::PartyLock(LegId::A));
-    w.apply(Op::Finalize(LegId::A));
-    w.apply(Op::Deliver(0));
-    w.apply(Op::Deliver(0));
+    w.apply(Op::C(Common::Finalize(LegId::A)));
+    w.apply(Op::C(Common::Deliver(0)));
+    w.apply(Op::C(Common::Deliver(0)));
     assert_eq!(
-        w.hub.live.status().reason,
+        w.core.hub.live.status().reason,
         ReasonCode::AwaitingCounterpartyLock
     );
     for _ in 0..10 {
-        w.apply(Op::Tick(FAIR as u8));
-        w.apply(Op::Deliver(0));
+        w.apply(Op::C(Common::Tick(FAIR as u8)));
+        w.apply(Op::C(Common::Deliver(0)));
     }
-    assert_eq!(w.hub.live.decision, Some(Decision::Aborted));
+    assert_eq!(w.core.hub.live.decision, Some(Decision::Aborted));
     w.drain();
-    let s = w.hub.live.status();
+    let s = w.core.hub.live.status();
     assert_eq!((s.phase, s.reason), (Phase::Refunded, ReasonCode::Refunded));
-    assert_eq!(w.ledgers.a.owner_balance, INITIAL);
+    assert_eq!(w.core.ledgers.a.owner_balance, INITIAL);
 }
