@@ -11,6 +11,7 @@
 //! ([`isthmus_lock_contracts::LockId`], `LegSpec`, `Preimage`, ...) so the hub turns a
 //! machine's `Action` into an adapter request without translation.
 
+pub mod action;
 pub mod adapter;
 pub mod error;
 pub mod evidence;
@@ -24,6 +25,7 @@ pub mod conformance;
 #[cfg(feature = "mock")]
 pub mod mock;
 
+pub use action::{Attester, LegOp};
 pub use adapter::*;
 pub use error::AdapterError;
 pub use evidence::{CommitVote, Evidence, HubAttestation, MerkleProof, SchemeSignature, Verified};

@@ -183,3 +183,105 @@ async fn reorg_withdraws_an_unfinal_lock_and_reports_it() {
         "{err}"
     );
 }
+
+/// A two-phase machine's actions, carried out through `LegOp` on two mock networks, end in
+/// both releases; re-executing every action afterwards changes nothing.
+#[tokio::test]
+async fn machine_actions_execute_through_leg_ops_idempotently() {
+    use isthmus_lock_contracts::*;
+    let (fa, fb) = (
+        MockFixture::new(21, Finality::Instant),
+        MockFixture::new(22, Finality::Instant),
+    );
+    let keys = fa.hub_keys.clone();
+    let attest = move |n, l, d, r| HubAttestation::sign_ed25519(n, l, d, r, &keys);
+    let [a_owner, a_to] = fa.accounts();
+    let [b_owner, b_to] = fb.accounts();
+    let leg = |net, from: &Address, to: &Address| LegSpec {
+        network: isthmus_core::NetworkId(net),
+        asset: fa.asset(),
+        amount: Amount(100),
+        from: from.clone(),
+        to: to.clone(),
+        timeout: 10_000,
+        locker: Locker::HubWallet,
+    };
+    let spec = TwoPhaseSpec {
+        a: leg(21, &a_owner, &a_to),
+        b: leg(22, &b_owner, &b_to),
+        deadline: 5_000,
+    };
+    let (mut m, mut actions) = TwoPhase::create(
+        InstanceId::derive(&[b"legop"]),
+        spec.clone(),
+        &TwoPhaseConfig::default(),
+        1_000,
+    )
+    .unwrap();
+    let adapters: [&mock::MockAdapter; 2] = [&fa.adapter, &fb.adapter];
+    let mut done = Vec::new();
+    for _ in 0..10 {
+        let mut next = Vec::new();
+        for action in actions.drain(..) {
+            done.push(action.clone());
+            let Some(leg) = action.leg() else {
+                let Action::RecordDecision { decision } = action else {
+                    unreachable!()
+                };
+                let record = HubRecord {
+                    height: 1,
+                    tx: TxId("hub-1".into()),
+                };
+                next.extend(
+                    m.step(&TwoPhaseEvent::DecisionRecorded { decision, record })
+                        .unwrap(),
+                );
+                continue;
+            };
+            let ad = adapters[usize::from(leg == LegId::B)];
+            let op =
+                LegOp::from_action(&action, spec.leg(leg), &LockTerms::TwoPhase, &attest).unwrap();
+            let tx = op.execute(ad).await.unwrap();
+            let ev = match op {
+                LegOp::Lock(_) => {
+                    let state = ad.lock_state(&op.lock_id()).await.unwrap().unwrap();
+                    assert_eq!(state.observation.tx, tx);
+                    let proof = ad.evidence(&tx).await.unwrap();
+                    ad.verify_evidence(&tx, &proof).await.unwrap();
+                    TwoPhaseEvent::LockFinalized {
+                        leg,
+                        lock: state.observation,
+                        evidence: proof.to_ref(),
+                    }
+                }
+                LegOp::Release(_) => TwoPhaseEvent::Released { leg, tx },
+                other => panic!("unexpected {other:?}"),
+            };
+            next.extend(m.step(&ev).unwrap());
+        }
+        actions = next;
+    }
+    assert_eq!(m.status().phase, Phase::Released);
+    let balances = (
+        fa.adapter.balance(&a_to, &fa.asset()).await.unwrap(),
+        fb.adapter.balance(&b_to, &fb.asset()).await.unwrap(),
+    );
+    assert_eq!(balances, (Amount(1_000_000_100), Amount(1_000_000_100)));
+    // A crashed hub re-executes everything it ever emitted: nothing moves again.
+    for action in &done {
+        if let Some(leg) = action.leg() {
+            let ad = adapters[usize::from(leg == LegId::B)];
+            let op =
+                LegOp::from_action(action, spec.leg(leg), &LockTerms::TwoPhase, &attest).unwrap();
+            op.execute(ad).await.unwrap();
+        }
+    }
+    assert_eq!(
+        fa.adapter.balance(&a_to, &fa.asset()).await.unwrap(),
+        balances.0
+    );
+    assert_eq!(
+        fb.adapter.balance(&b_to, &fb.asset()).await.unwrap(),
+        balances.1
+    );
+}
