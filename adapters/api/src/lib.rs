@@ -3,7 +3,8 @@
 //! verification, balances, and the lock/release/refund/claim operations of the lock
 //! contracts), the capabilities a platform declares instead of the hub assuming them, a
 //! cloneable [`AdapterHandle`] to an owner task, a [`Metered`] decorator, an in-memory
-//! [`mock`] platform, and the [`conformance`] suite every adapter must pass.
+//! `mock` platform (feature `mock`), and the `conformance` suite every adapter must pass
+//! (feature `conformance`).
 //!
 //! This crate holds domain types and traits only: it never names a concrete chain client,
 //! never speaks a wire format of its own, and never trusts a node's word for finality (the
