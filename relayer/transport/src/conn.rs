@@ -325,9 +325,12 @@ pub(crate) async fn drive_stream(
         in_tx,
         state,
     } = io;
+    // Set once we are sending our close frame: the peer then tears the transport down,
+    // and the reader's view of that is not a failure.
+    let closing = std::sync::atomic::AtomicBool::new(false);
     let end = {
         let read_side = async {
-            loop {
+            let end = loop {
                 let next = match tokio::time::timeout(timing.idle_timeout, reader.next()).await {
                     Err(_) => {
                         return End::Failed(TransportError::Timeout(
@@ -338,24 +341,29 @@ pub(crate) async fn drive_stream(
                 };
                 let raw = match next {
                     None => {
-                        return End::Failed(TransportError::Closed(
+                        break End::Failed(TransportError::Closed(
                             "peer ended the stream without a close frame".into(),
                         ))
                     }
-                    Some(Err(e)) => return End::Failed(e),
+                    Some(Err(e)) => break End::Failed(e),
                     Some(Ok(raw)) => raw,
                 };
                 match Frame::decode(raw) {
-                    Err(e) => return End::Failed(e.into()),
+                    Err(e) => break End::Failed(e.into()),
                     Ok(Frame::Data(b)) => {
                         if in_tx.send(Ok(b)).await.is_err() {
-                            return End::LocalClose("connection dropped".into());
+                            break End::LocalClose("connection dropped".into());
                         }
                     }
                     Ok(Frame::Ping) => {}
-                    Ok(Frame::Close(r)) => return End::PeerClose(r),
+                    Ok(Frame::Close(r)) => break End::PeerClose(r),
                 }
+            };
+            if closing.load(std::sync::atomic::Ordering::Relaxed) && matches!(end, End::Failed(_)) {
+                // let the writer finish its close and report it
+                std::future::pending::<()>().await;
             }
+            end
         };
         let write_side = async {
             let start = tokio::time::Instant::now() + timing.keepalive;
@@ -367,15 +375,16 @@ pub(crate) async fn drive_stream(
                     biased;
                     _ = state.cancel.cancelled() => {
                         let reason = "connection dropped or endpoint shut down";
+                        closing.store(true, std::sync::atomic::Ordering::Relaxed);
                         let _ = tokio::time::timeout(CLOSE_GRACE, writer.close(reason)).await;
                         return End::LocalClose(reason.into());
                     }
                     msg = out_rx.recv() => {
-                        let mut closing = None;
+                        let mut closing_reason = None;
                         let mut bytes = 0usize;
                         match msg {
-                            None => closing = Some("all senders dropped".to_owned()),
-                            Some(Outgoing::Close(r)) => closing = Some(r),
+                            None => closing_reason = Some("all senders dropped".to_owned()),
+                            Some(Outgoing::Close(r)) => closing_reason = Some(r),
                             Some(Outgoing::Data(b)) => {
                                 bytes += b.len();
                                 batch.push(Frame::Data(b));
@@ -386,7 +395,7 @@ pub(crate) async fn drive_stream(
                                             batch.push(Frame::Data(b));
                                         }
                                         Ok(Outgoing::Close(r)) => {
-                                            closing = Some(r);
+                                            closing_reason = Some(r);
                                             break;
                                         }
                                         Err(_) => break,
@@ -402,7 +411,8 @@ pub(crate) async fn drive_stream(
                             }
                             keepalive.reset();
                         }
-                        if let Some(reason) = closing {
+                        if let Some(reason) = closing_reason {
+                            closing.store(true, std::sync::atomic::Ordering::Relaxed);
                             let _ = tokio::time::timeout(CLOSE_GRACE, writer.close(&reason)).await;
                             return End::LocalClose(reason);
                         }

@@ -326,10 +326,10 @@ impl QuicEndpoint {
                 .map_err(|e| fail(e.to_string()))?;
             let conn = connecting.await.map_err(|e| match verifier.refusal() {
                 Some(r) => r.into(),
-                None => fail(e.to_string()),
+                None => client_failure(addr, &e),
             })?;
             let remote = peer_id(&conn).ok_or_else(|| fail("no peer certificate".into()))?;
-            let (send, recv) = conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
+            let (send, recv) = conn.open_bi().await.map_err(|e| client_failure(addr, &e))?;
             let mut writer = QuicWriter::new(conn.clone(), send);
             let mut reader = QuicReader::new(recv, cfg.limits);
             writer.write(&[Frame::Ping]).await?;
@@ -355,6 +355,17 @@ impl QuicEndpoint {
         self.endpoint.close(0u32.into(), b"endpoint shutdown");
         let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
+}
+
+/// The client's view of a failed handshake, naming a refusal by the server's verifier
+/// (TLS 1.3 clients may only learn of it after their side of the handshake completed).
+fn client_failure(addr: SocketAddr, e: &quinn::ConnectionError) -> TransportError {
+    let reason = if refused_certificate(e, false) {
+        format!("the peer refused our certificate (are we on its allowlist?): {e}")
+    } else {
+        e.to_string()
+    };
+    TransportError::Handshake { peer: addr, reason }
 }
 
 fn peer_id(conn: &quinn::Connection) -> Option<NodeId> {
@@ -391,13 +402,22 @@ fn start(
     conn
 }
 
-/// True when our own verifier refused the peer (already logged and counted there).
-fn refused_by_us(e: &quinn::ConnectionError) -> bool {
-    let access_denied =
-        quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::AccessDenied));
-    let bad_cert =
-        quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::BadCertificate));
-    matches!(e, quinn::ConnectionError::TransportError(t) if t.code == access_denied || t.code == bad_cert)
+/// True when a certificate was refused: by our own verifier (`local`, already logged and
+/// counted there) or by the peer's.
+fn refused_certificate(e: &quinn::ConnectionError, local: bool) -> bool {
+    let refusal = |code: quinn::TransportErrorCode| {
+        [
+            rustls::AlertDescription::AccessDenied,
+            rustls::AlertDescription::BadCertificate,
+        ]
+        .iter()
+        .any(|a| code == quinn::TransportErrorCode::crypto(u8::from(*a)))
+    };
+    match e {
+        quinn::ConnectionError::TransportError(t) if local => refusal(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) if !local => refusal(c.error_code),
+        _ => false,
+    }
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
@@ -422,7 +442,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 let fail = |reason: String| TransportError::Handshake { peer: addr, reason };
                 let conn = match incoming.await {
                     Ok(c) => c,
-                    Err(e) if refused_by_us(&e) => return Ok(None),
+                    Err(e) if refused_certificate(&e, true) => return Ok(None),
                     Err(e) => return Err(fail(e.to_string())),
                 };
                 let remote = peer_id(&conn).ok_or_else(|| fail("no peer certificate".into()))?;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod demo;
 mod faults;
 mod lifecycle;
 mod lossy;
