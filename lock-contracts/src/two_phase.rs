@@ -324,7 +324,14 @@ impl Machine for TwoPhase {
                 }
             }
             (Some(Decision::Aborted), Some(_)) => {
-                if any(LegPhase::Locked) {
+                // A lock still waiting for finality may yet need a refund: the instance stays
+                // open for it until the escrow's own timeout hands it back to its owner.
+                let pending = |leg: LegId| match legs[leg] {
+                    LegPhase::Locked => true,
+                    LegPhase::LockSeen => self.now < self.spec.leg(leg).timeout,
+                    _ => false,
+                };
+                if pending(LegId::A) || pending(LegId::B) {
                     (Phase::Refunding, ReasonCode::DeadlinePassedRefunding, false)
                 } else if any(LegPhase::Refunded) {
                     (Phase::Refunded, ReasonCode::Refunded, true)
@@ -540,7 +547,14 @@ mod tests {
         .unwrap();
         let s = m.status();
         assert_eq!((s.phase, s.terminal), (Phase::Expired, true));
-        // A late lock is still refunded.
+        // A late lock reopens the instance while it waits for finality, and is refunded.
+        m.step(&TwoPhaseEvent::LockObserved {
+            leg: LegId::B,
+            lock: obs(&m, LegId::B, "late"),
+        })
+        .unwrap();
+        let s = m.status();
+        assert_eq!((s.phase, s.terminal), (Phase::Refunding, false));
         let actions = m.step(&finalized(&m, LegId::B, "late")).unwrap();
         assert!(matches!(
             actions[..],

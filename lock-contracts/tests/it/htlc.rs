@@ -188,7 +188,7 @@ fn locker() -> impl Strategy<Value = Locker> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(crate::sim::config())]
 
     #[test]
     fn htlc_atomicity_and_liveness(

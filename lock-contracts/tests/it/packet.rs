@@ -153,7 +153,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(crate::sim::config())]
 
     #[test]
     fn exactly_once_with_two_relayers(

@@ -463,3 +463,15 @@ where
         false
     }
 }
+
+/// 512 cases per property, or `PROPTEST_CASES` for a deeper run.
+pub fn config() -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    proptest::test_runner::Config {
+        cases,
+        ..proptest::test_runner::Config::default()
+    }
+}

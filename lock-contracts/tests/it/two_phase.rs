@@ -44,10 +44,19 @@ struct World {
 
 impl World {
     fn new(lockers: Legs<Locker>, amounts: (u128, u128), extra: (u64, u64)) -> World {
+        Self::with_deadline(DEADLINE, lockers, amounts, extra)
+    }
+
+    fn with_deadline(
+        deadline: Timestamp,
+        lockers: Legs<Locker>,
+        amounts: (u128, u128),
+        extra: (u64, u64),
+    ) -> World {
         let spec = TwoPhaseSpec {
-            a: leg_spec(1, amounts.0, DEADLINE + WINDOW + extra.0, lockers.a),
-            b: leg_spec(2, amounts.1, DEADLINE + WINDOW + extra.1, lockers.b),
-            deadline: DEADLINE,
+            a: leg_spec(1, amounts.0, deadline + WINDOW + extra.0, lockers.a),
+            b: leg_spec(2, amounts.1, deadline + WINDOW + extra.1, lockers.b),
+            deadline,
         };
         let cfg = TwoPhaseConfig {
             release_window: WINDOW,
@@ -186,7 +195,7 @@ fn check(c: &Core<TwoPhase>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(crate::sim::config())]
 
     #[test]
     fn two_phase_invariants_and_liveness(
@@ -194,10 +203,11 @@ proptest! {
         lb in locker(),
         amounts in (1u128..1000, 1u128..1000),
         extra in (0u64..50, 0u64..50),
+        deadline in 10u64..300,
         ops in prop::collection::vec(op(), 0..120),
     ) {
         prop_assume!(!(la == Locker::ProviderVault && lb == Locker::ProviderVault));
-        let mut w = World::new(Legs::new(la, lb), amounts, extra);
+        let mut w = World::with_deadline(deadline, Legs::new(la, lb), amounts, extra);
         for op in ops {
             w.apply(op);
         }
