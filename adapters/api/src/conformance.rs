@@ -48,6 +48,13 @@ pub trait Fixture: Send + Sync {
 
     /// An attestation signed by keys this platform's escrows trust.
     fn attest(&self, lock_id: LockId, decision: Decision, record: HubRecord) -> HubAttestation;
+
+    /// Replace the newest `depth` blocks with others (anvil_reorg, invalidateblock, ...),
+    /// returning once the adapter has seen it. `Ok(false)`: this platform cannot reorg.
+    async fn reorg(&self, depth: u64) -> Result<bool, AdapterError> {
+        let _ = depth;
+        Ok(false)
+    }
 }
 
 /// Makes a fresh fixture per check.
@@ -115,6 +122,7 @@ pub const CHECKS: &[(&str, Check)] = checks![
     two_phase_refund,
     htlc_claim_reveals_preimage,
     htlc_refund_only_after_timeout,
+    reorg_withdraws_an_unfinal_lock,
 ];
 
 /// A fixture whose adapter is replaced by another view of the same platform (a handle, a
@@ -151,6 +159,9 @@ impl<F: Fixture> Fixture for Rewrapped<F> {
     }
     fn attest(&self, lock_id: LockId, decision: Decision, record: HubRecord) -> HubAttestation {
         self.inner.attest(lock_id, decision, record)
+    }
+    async fn reorg(&self, depth: u64) -> Result<bool, AdapterError> {
+        self.inner.reorg(depth).await
     }
 }
 
@@ -753,4 +764,41 @@ async fn htlc_refund_only_after_timeout(f: &dyn Fixture) -> Result<(), String> {
     ensure(end == start, || {
         format!("owner has {end} after the refund, had {start}")
     })
+}
+
+async fn reorg_withdraws_an_unfinal_lock(f: &dyn Fixture) -> Result<(), String> {
+    let a = f.adapter();
+    let caps = a.descriptor().capabilities.clone();
+    let req = lock_request(f, "reorged", LockTerms::TwoPhase, 10_000).await?;
+    // Instant finality has nothing unfinal to revert; platforms without the two-phase lock
+    // are covered by `two_phase_release`.
+    if caps.finality == Finality::Instant || caps.two_phase == TwoPhaseSupport::Unsupported {
+        return Ok(());
+    }
+    let before = balance(f, &req.leg.from).await?;
+    let mark = ctx("events", a.events_since(Checkpoint::START, 100_000).await)?.next;
+    let tx = ctx("lock", a.lock(&req).await)?;
+    ensure(
+        !ctx("tx_status", a.tx_status(&tx).await)?.is_final(),
+        || "a fresh lock is already final under probabilistic finality".to_owned(),
+    )?;
+    if !ctx("reorg", f.reorg(1).await)? {
+        return Ok(());
+    }
+    let events = ctx("events", a.events_since(mark, 100_000).await)?.events;
+    let reverted = events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Reverted { txs, .. } if txs.contains(&tx)));
+    ensure(reverted, || format!("no Reverted event names lock tx {tx}"))?;
+    // The chain may have mined the tx again in the new branch; then it is a new inclusion.
+    let state = ctx("lock_state", a.lock_state(&req.lock_id).await)?;
+    let after = balance(f, &req.leg.from).await?;
+    match state {
+        None => ensure(after == before, || {
+            format!("owner has {after} after the lock was reorged out, had {before}")
+        }),
+        Some(s) => ensure(!s.is_final && after + req.leg.amount.0 == before, || {
+            format!("re-included lock {s:?} with owner balance {after}, had {before}")
+        }),
+    }
 }

@@ -1060,6 +1060,10 @@ impl crate::conformance::Fixture for MockFixture {
         Ok(())
     }
 
+    async fn reorg(&self, depth: u64) -> Result<bool, AdapterError> {
+        self.adapter.reorg(depth).map(|()| true)
+    }
+
     fn accounts(&self) -> [Address; 2] {
         self.accounts
             .each_ref()
