@@ -2,6 +2,7 @@
 
 use crate::outcome::{Class, Outcome};
 use anyhow::{anyhow, Result};
+use revm::bytecode::Bytecode;
 use revm::context::result::{ExecutionResult, HaltReason, Output};
 use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
@@ -32,6 +33,22 @@ impl Chain {
         }
     }
 
+    /// Places runtime `code` with `funds` at `at`, as if deployed there.
+    pub fn install(&mut self, at: &[u8; 32], code: Vec<u8>, funds: U256) {
+        let info = AccountInfo::from_balance(funds).with_code(Bytecode::new_raw(Bytes::from(code)));
+        self.db.insert_account_info(address(at), info);
+    }
+
+    /// Calls `to` (not the contract under test) from `from`.
+    pub fn call_to(
+        &mut self,
+        from: &[u8; 32],
+        to: &[u8; 32],
+        data: Vec<u8>,
+    ) -> Result<ExecutionResult<HaltReason>> {
+        self.run(from, TxKind::Call(address(to)), data, U256::ZERO, 0, 0)
+    }
+
     fn run(
         &mut self,
         from: &[u8; 32],
@@ -46,6 +63,8 @@ impl Chain {
             .with_db(db)
             .modify_cfg_chained(|c| {
                 c.disable_nonce_check = true;
+                // The reentrancy attacker is a contract that also sends transactions.
+                c.disable_eip3607 = true;
                 c.limit_contract_code_size = Some(usize::MAX);
             })
             .modify_block_chained(|b| {
@@ -124,23 +143,22 @@ fn classify(r: ExecutionResult<HaltReason>, events: &[([u8; 32], String)]) -> Ou
                 })
                 .collect();
             Outcome {
-                class: Class::Success,
                 data,
                 events: evs,
+                ..Outcome::new(Class::Success)
             }
         }
-        ExecutionResult::Revert { output, .. } => Outcome {
-            class: Class::from_revert_data(&output),
-            data: Vec::new(),
-            events: Vec::new(),
-        },
-        ExecutionResult::Halt { reason, .. } => Outcome {
-            class: match reason {
-                HaltReason::OutOfGas(_) => Class::OutOfGas,
-                other => Class::Trap(format!("{other:?}")),
+        ExecutionResult::Revert { output, .. } => Outcome::new(Class::from_revert_data(&output)),
+        ExecutionResult::Halt {
+            reason, gas_used, ..
+        } => match reason {
+            HaltReason::OutOfGas(kind) => Outcome {
+                stop: Some(format!(
+                    "evm halted: out of gas ({kind:?}) after {gas_used} gas"
+                )),
+                ..Outcome::new(Class::OutOfGas)
             },
-            data: Vec::new(),
-            events: Vec::new(),
+            other => Outcome::new(Class::Trap(format!("{other:?}"))),
         },
     }
 }

@@ -63,10 +63,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
-    /// Run NAME.vectors.toml on every target and compare the outcomes.
+    /// Run NAME.vectors.toml on every target and compare the outcomes. Several files are
+    /// compiled together (one solc-js and one vyper run) and tested one after another.
     Test {
-        file: PathBuf,
-        /// Vectors file; defaults to the contract's name with `.vectors.toml`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Vectors file (one contract only); defaults to the contract's name with
+        /// `.vectors.toml`.
         #[arg(long)]
         vectors: Option<PathBuf>,
     },
@@ -228,43 +231,60 @@ fn run(cli: Cli) -> Result<u8> {
                 0
             })
         }
-        Cmd::Test { file, vectors } => {
-            let src = read(&file)?;
-            let fe = check_source(&src);
-            let Some(program) = fe.program else {
-                report(&file, &src, &fe.diagnostics, MessageFormat::Human);
-                return Ok(EXIT_DIAGNOSTICS);
-            };
-            let vpath = vectors.unwrap_or_else(|| {
-                let stem = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                file.with_file_name(format!("{stem}.vectors.toml"))
-            });
-            let vtext = read(&vpath)?;
-            let v: vectors::Vectors =
-                toml::from_str(&vtext).with_context(|| format!("parsing {}", vpath.display()))?;
-            let work = std::env::temp_dir().join(format!(
-                "xcl-test-{}-{}",
-                program.name,
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&work)?;
-            let art = vectors::build_all(&program, &source_name(&file), &work);
-            let _ = std::fs::remove_dir_all(&work);
-            let art = art?;
-            let r = vectors::run(&program, &art, &v)?;
-            for l in &r.lines {
-                println!("{l}");
-            }
-            println!(
-                "{}: {} passed, {} failed",
-                file.display(),
-                r.passed,
-                r.failed
-            );
-            Ok(if r.failed > 0 { EXIT_TESTS } else { 0 })
-        }
+        Cmd::Test { files, vectors } => test(&files, vectors),
     }
+}
+
+fn test(files: &[PathBuf], vectors: Option<PathBuf>) -> Result<u8> {
+    if vectors.is_some() && files.len() != 1 {
+        return Err(anyhow!("--vectors needs exactly one contract"));
+    }
+    let mut units = Vec::new();
+    for file in files {
+        let src = read(file)?;
+        let fe = check_source(&src);
+        let Some(program) = fe.program else {
+            report(file, &src, &fe.diagnostics, MessageFormat::Human);
+            return Ok(EXIT_DIAGNOSTICS);
+        };
+        let vpath = vectors.clone().unwrap_or_else(|| {
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            file.with_file_name(format!("{stem}.vectors.toml"))
+        });
+        let vtext = read(&vpath)?;
+        let v: vectors::Vectors =
+            toml::from_str(&vtext).with_context(|| format!("parsing {}", vpath.display()))?;
+        units.push((file, program, v));
+    }
+    let work = std::env::temp_dir().join(format!("xcl-test-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let named: Vec<_> = units.iter().map(|(f, p, _)| (p, source_name(f))).collect();
+    let art = vectors::build_all(&named, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let art = art?;
+    let (mut passed, mut failed) = (0, 0);
+    for ((file, program, v), art) in units.iter().zip(&art) {
+        let r = vectors::run(program, art, v)?;
+        for l in &r.lines {
+            println!("{l}");
+        }
+        println!(
+            "{}: {} passed, {} failed",
+            file.display(),
+            r.passed,
+            r.failed
+        );
+        passed += r.passed;
+        failed += r.failed;
+    }
+    if files.len() > 1 {
+        println!(
+            "total: {} contract(s), {passed} passed, {failed} failed",
+            files.len()
+        );
+    }
+    Ok(if failed > 0 { EXIT_TESTS } else { 0 })
 }

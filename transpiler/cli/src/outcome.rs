@@ -83,4 +83,18 @@ pub struct Outcome {
     pub class: Class,
     pub data: Vec<u8>,
     pub events: Vec<(String, Vec<u8>)>,
+    /// Why the target stopped, in its own terms, when it ran out of gas or fuel; never
+    /// compared across targets.
+    pub stop: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(class: Class) -> Outcome {
+        Outcome {
+            class,
+            data: Vec::new(),
+            events: Vec::new(),
+            stop: None,
+        }
+    }
 }

@@ -28,7 +28,10 @@ fn missing(what: &str, path: &Path) -> anyhow::Error {
 }
 
 pub struct Compiled {
+    /// Creation code.
     pub bytecode: Vec<u8>,
+    /// Runtime code (solc only; empty for vyper).
+    pub runtime: Vec<u8>,
 }
 
 const SOLC_RUNNER: &str = r#"
@@ -54,7 +57,7 @@ pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
         "sources": srcs,
         "settings": {
             "optimizer": { "enabled": false },
-            "outputSelection": { "*": { "*": ["evm.bytecode.object"] } }
+            "outputSelection": { "*": { "*": ["evm.bytecode.object", "evm.deployedBytecode.object"] } }
         }
     });
     let mut child = Command::new("node")
@@ -93,18 +96,26 @@ pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
     }
     let mut res = Vec::new();
     for (file, name, _) in sources {
-        let hexcode = v["contracts"][file][name]["evm"]["bytecode"]["object"]
-            .as_str()
-            .ok_or_else(|| anyhow!("solc-js produced no bytecode for {name}"))?;
+        let evm = &v["contracts"][file][name]["evm"];
+        let code = |k: &str| -> Result<Vec<u8>> {
+            let h = evm[k]["object"]
+                .as_str()
+                .ok_or_else(|| anyhow!("solc-js produced no {k} for {name}"))?;
+            Ok(hex::decode(h)?)
+        };
         res.push(Compiled {
-            bytecode: hex::decode(hexcode)?,
+            bytecode: code("bytecode")?,
+            runtime: code("deployedBytecode")?,
         });
     }
     Ok(res)
 }
 
-/// Compiles one Vyper file with vyper 0.4.3.
-pub fn vyper(path: &Path) -> Result<Compiled> {
+/// Compiles Vyper files with vyper 0.4.3 in one run; returns each file's creation code.
+pub fn vyper(paths: &[PathBuf]) -> Result<Vec<Compiled>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
     let peers = peers_dir()?;
     let exe = peers.join("venv/bin/vyper");
     if !exe.exists() {
@@ -113,19 +124,32 @@ pub fn vyper(path: &Path) -> Result<Compiled> {
     let out = Command::new(&exe)
         .arg("-f")
         .arg("bytecode")
-        .arg(path)
+        .args(paths)
         .output()
         .context("running vyper")?;
     if !out.status.success() {
         bail!(
-            "vyper rejected the emitted Vyper ({}):\n{}",
-            path.display(),
+            "vyper rejected the emitted Vyper:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let h = text.trim().trim_start_matches("0x");
-    Ok(Compiled {
-        bytecode: hex::decode(h).context("vyper output is not hex")?,
-    })
+    let codes: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if codes.len() != paths.len() {
+        bail!(
+            "vyper printed {} bytecode line(s) for {} file(s)",
+            codes.len(),
+            paths.len()
+        );
+    }
+    codes
+        .iter()
+        .map(|l| {
+            Ok(Compiled {
+                bytecode: hex::decode(l.trim().trim_start_matches("0x"))
+                    .context("vyper output is not hex")?,
+                runtime: Vec::new(),
+            })
+        })
+        .collect()
 }

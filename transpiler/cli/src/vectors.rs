@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use isthmus_transpiler::ir::{Program, Ty};
 use isthmus_transpiler::target::Target;
 use isthmus_transpiler::{entries, event_signatures, Entry};
-use isthmus_xcl_runtime::{CallEnv, Runtime, Status, World};
+use isthmus_xcl_runtime::{CallEnv, Reentry, Runtime, Status, World};
 use revm::primitives::U256;
 use serde::Deserialize;
 use sha2::Digest;
@@ -25,6 +25,16 @@ pub struct Vectors {
     pub deploy: Deploy,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
+    /// Makes the account `attacker` a contract that re-enters the contract under test with
+    /// this call whenever it is paid during one of its own steps.
+    pub attacker: Option<Attacker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attacker {
+    /// The reentrant call, e.g. `"withdraw()"`.
+    pub call: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -49,7 +59,7 @@ pub struct Step {
     pub returns: Option<Vec<String>>,
 }
 
-pub const ACCOUNTS: &[&str] = &["deployer", "alice", "bob", "carol", "dave"];
+pub const ACCOUNTS: &[&str] = &["deployer", "alice", "bob", "carol", "dave", "attacker"];
 /// Gas for one EVM transaction and fuel for one Wasm call.
 pub const GAS_LIMIT: u64 = 10_000_000;
 const WASM_CONTRACT: [u8; 32] = {
@@ -159,34 +169,80 @@ pub struct Artifacts {
     pub solidity: Vec<u8>,
     pub vyper: Vec<u8>,
     pub wasm: Vec<u8>,
+    /// Runtime code of the EVM reentrancy attacker (`ATTACKER_SOL`).
+    pub attacker: Vec<u8>,
 }
 
-/// Builds all three targets and compiles the EVM ones with the real compilers.
-pub fn build_all(program: &Program, source_name: &str, work: &Path) -> Result<Artifacts> {
-    let build = |t: Target| -> Result<Vec<u8>> {
-        isthmus_transpiler::build(program, t, source_name)
-            .map(|e| e.code)
-            .map_err(|d| {
-                anyhow!(
-                    "target {t}: {}",
-                    d.first().map_or("", |x| x.message.as_str())
-                )
-            })
-    };
-    let sol = String::from_utf8(build(Target::Solidity)?)?;
-    let vy = build(Target::Vyper)?;
-    let wasm = build(Target::Wasm)?;
-    let sol_file = format!("{}.sol", program.name);
-    std::fs::write(work.join(&sol_file), &sol)?;
-    let vy_path = work.join(format!("{}.vy", program.name));
-    std::fs::write(&vy_path, &vy)?;
-    let s = peers::solc(&[(sol_file, program.name.clone(), sol)])?;
-    let v = peers::vyper(&vy_path)?;
-    Ok(Artifacts {
-        solidity: s.into_iter().next().map(|c| c.bytecode).unwrap_or_default(),
-        vyper: v.bytecode,
-        wasm,
-    })
+/// The EVM side of the reentrancy attacker: a contract account that, when armed, answers the
+/// next payment by calling back into the payer once, and refuses the payment if that call
+/// fails. The Wasm side is `isthmus_xcl_runtime::Reentry`, with the same behaviour.
+pub const ATTACKER_SOL: &str = r#"// SPDX-License-Identifier: UNLICENSED
+pragma solidity ^0.8.20;
+
+contract XclAttacker {
+    address private target;
+    bytes private reentry;
+    bool private armed;
+
+    function arm(address t, bytes calldata r) external {
+        target = t;
+        reentry = r;
+        armed = true;
+    }
+
+    receive() external payable {
+        if (!armed) return;
+        armed = false;
+        (bool ok, ) = target.call(reentry);
+        require(ok);
+    }
+}
+"#;
+
+/// Builds all three targets of every program and compiles the EVM ones with one solc-js run
+/// and one vyper run, so a whole corpus pays each compiler's start-up once.
+pub fn build_all(programs: &[(&Program, String)], work: &Path) -> Result<Vec<Artifacts>> {
+    let mut sols = Vec::new();
+    let mut vys = Vec::new();
+    let mut wasms = Vec::new();
+    for (k, (program, source_name)) in programs.iter().enumerate() {
+        let build = |t: Target| -> Result<Vec<u8>> {
+            isthmus_transpiler::build(program, t, source_name)
+                .map(|e| e.code)
+                .map_err(|d| {
+                    anyhow!(
+                        "{source_name}: target {t}: {}",
+                        d.first().map_or("", |x| x.message.as_str())
+                    )
+                })
+        };
+        let sol = String::from_utf8(build(Target::Solidity)?)?;
+        let sol_file = format!("c{k}_{}.sol", program.name);
+        std::fs::write(work.join(&sol_file), &sol)?;
+        sols.push((sol_file, program.name.clone(), sol));
+        let vy_path = work.join(format!("c{k}_{}.vy", program.name));
+        std::fs::write(&vy_path, build(Target::Vyper)?)?;
+        vys.push(vy_path);
+        wasms.push(build(Target::Wasm)?);
+    }
+    sols.push((
+        "XclAttacker.sol".into(),
+        "XclAttacker".into(),
+        ATTACKER_SOL.into(),
+    ));
+    let mut s = peers::solc(&sols)?;
+    let attacker = s.pop().map(|c| c.runtime).unwrap_or_default();
+    let v = peers::vyper(&vys)?;
+    Ok(s.into_iter()
+        .zip(v)
+        .zip(wasms)
+        .map(|((s, v), wasm)| Artifacts {
+            solidity: s.bytecode,
+            vyper: v.bytecode,
+            wasm,
+            attacker: attacker.clone(),
+        })
+        .collect())
 }
 
 #[derive(Default)]
@@ -206,6 +262,8 @@ fn wasm_outcome(r: &isthmus_xcl_runtime::CallResult) -> Outcome {
         Status::Trap(t) => Class::Trap(t.clone()),
     };
     Outcome {
+        stop: (r.status == Status::OutOfFuel)
+            .then(|| format!("wasmi stopped: out of fuel after {} fuel", r.fuel_used)),
         class,
         data: r.return_data.clone(),
         events: r
@@ -238,6 +296,26 @@ fn diverge(outs: &[(Target, Outcome)]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Arms the EVM attacker at `attacker` to re-enter the chain's contract with `reentry`.
+fn arm(chain: &mut Chain, attacker: &[u8; 32], reentry: &[u8]) -> Result<()> {
+    let target = chain
+        .contract
+        .ok_or_else(|| anyhow!("contract was not deployed"))?;
+    let mut cd = selector("arm(address,bytes)").to_vec();
+    let mut t = [0u8; 32];
+    t[12..].copy_from_slice(target.as_slice());
+    cd.extend_from_slice(&t);
+    cd.extend_from_slice(&uint_word(U256::from(64u8)));
+    cd.extend_from_slice(&uint_word(U256::from(reentry.len())));
+    cd.extend_from_slice(reentry);
+    cd.resize(cd.len() + (32 - reentry.len() % 32) % 32, 0);
+    let r = chain.call_to(attacker, attacker, cd)?;
+    if !r.is_success() {
+        bail!("arming the EVM attacker failed: {r:?}");
+    }
+    Ok(())
 }
 
 pub fn run(program: &Program, art: &Artifacts, v: &Vectors) -> Result<Report> {
@@ -293,11 +371,7 @@ pub fn run(program: &Program, art: &Artifacts, v: &Vectors) -> Result<Report> {
         wasm_outcome(&r)
     } else {
         world.storage.entry(WASM_CONTRACT).or_default();
-        Outcome {
-            class: Class::Success,
-            data: Vec::new(),
-            events: Vec::new(),
-        }
+        Outcome::new(Class::Success)
     };
     // Constructors return code, not data: compare only class and events.
     let strip = |mut o: Outcome| {
@@ -329,6 +403,29 @@ pub fn run(program: &Program, art: &Artifacts, v: &Vectors) -> Result<Report> {
             .find(|e| e.name == name)
             .ok_or_else(|| anyhow!("no public function or getter `{name}`"))
     };
+    let attacker = account("attacker").ok_or_else(|| anyhow!("no attacker account"))?;
+    // The reentrant call: calldata for the EVM attacker, entry and input for the Wasm one.
+    let reentry = match &v.attacker {
+        Some(a) => {
+            let (name, args) = parse_call(&a.call)?;
+            let input = encode_args(&find(&name)?.params, &args, &name)?;
+            let mut cd = selector(&find(&name)?.signature()).to_vec();
+            cd.extend_from_slice(&input);
+            for chain in [&mut sol, &mut vy] {
+                chain.install(&attacker, art.attacker.clone(), funds);
+            }
+            world.hooks.insert(
+                attacker,
+                Reentry {
+                    entry: name,
+                    input,
+                    armed: false,
+                },
+            );
+            Some(cd)
+        }
+        None => None,
+    };
     for (i, step) in v.steps.iter().enumerate() {
         if let Some(t) = step.time {
             time = t;
@@ -342,6 +439,14 @@ pub fn run(program: &Program, art: &Artifacts, v: &Vectors) -> Result<Report> {
         let from_name = step.from.as_deref().unwrap_or("alice");
         let from = account(from_name).ok_or_else(|| anyhow!("unknown account `{from_name}`"))?;
         let value = U256::from_be_bytes(value_word(step.value.as_deref().unwrap_or("0"))?);
+        if let (Some(cd), true) = (&reentry, from == attacker) {
+            for chain in [&mut sol, &mut vy] {
+                arm(chain, &attacker, cd)?;
+            }
+            if let Some(h) = world.hooks.get_mut(&attacker) {
+                h.armed = true;
+            }
+        }
         let a = sol.call(&from, calldata.clone(), value, time, height, &events)?;
         let b = vy.call(&from, calldata, value, time, height, &events)?;
         let r = rt.call(
@@ -402,6 +507,11 @@ pub fn run(program: &Program, art: &Artifacts, v: &Vectors) -> Result<Report> {
         if problems.is_empty() {
             report.passed += 1;
             report.lines.push(format!("ok   {label}: {}", show(wasm)));
+            for (t, o) in &outs {
+                if let Some(why) = &o.stop {
+                    report.lines.push(format!("     {t}: {why}"));
+                }
+            }
         } else {
             report.failed += 1;
             report.lines.push(format!("FAIL {label}"));

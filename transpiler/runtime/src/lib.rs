@@ -89,6 +89,19 @@ pub struct TraceStep {
 pub struct World {
     pub balances: HashMap<Word, U256>,
     pub storage: HashMap<Word, BTreeMap<Word, Word>>,
+    /// Accounts that call back into the paying contract when they receive value.
+    pub hooks: HashMap<Word, Reentry>,
+}
+
+/// A test account that, while armed, answers an incoming transfer by calling `entry` with
+/// `input` on the contract that paid it, once (it disarms itself first). If that call
+/// fails, the account refuses the transfer, as an EVM contract whose `receive` reverts
+/// would. This is how `xcl test` attempts reentrancy on the Wasm target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reentry {
+    pub entry: String,
+    pub input: Vec<u8>,
+    pub armed: bool,
 }
 
 impl World {
@@ -117,6 +130,7 @@ pub struct CallResult {
 }
 
 struct Host {
+    module: Module,
     world: World,
     env: CallEnv,
     input: Vec<u8>,
@@ -230,9 +244,11 @@ impl Runtime {
     pub fn load(&self, wasm: &[u8]) -> Result<Module, RuntimeError> {
         Module::new(&self.engine, wasm).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
     }
+}
 
-    fn linker(&self) -> Result<Linker<Host>, wasmi::Error> {
-        let mut l = Linker::<Host>::new(&self.engine);
+fn linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
+    {
+        let mut l = Linker::<Host>::new(engine);
         l.func_wrap(
             "xcl",
             "input",
@@ -389,10 +405,34 @@ impl Runtime {
                 if have < a || h.world.storage.contains_key(&t) {
                     return Ok(0);
                 }
+                let before = h.world.clone();
                 h.world.balances.insert(from, have - a);
                 let dest = h.world.balance(&t);
                 h.world.balances.insert(t, dest + a);
-                Ok(1)
+                let Some(hook) = h.world.hooks.get_mut(&t).filter(|k| k.armed) else {
+                    return Ok(1);
+                };
+                hook.armed = false;
+                let (entry, input) = (hook.entry.clone(), hook.input.clone());
+                let env = CallEnv {
+                    caller: t,
+                    value: U256::ZERO,
+                    fuel: c.get_fuel()?,
+                    ..c.data().env.clone()
+                };
+                let (engine, module) = (c.engine().clone(), c.data().module.clone());
+                let mut world = c.data().world.clone();
+                let r = execute(&engine, &module, &mut world, &entry, &input, &env, false);
+                charge(&mut c, r.fuel_used)?;
+                let h = c.data_mut();
+                if r.status == Status::Success {
+                    h.world = world;
+                    h.events.extend(r.events);
+                    Ok(1)
+                } else {
+                    h.world = before;
+                    Ok(0)
+                }
             },
         )?;
         l.func_wrap(
@@ -472,7 +512,9 @@ impl Runtime {
         )?;
         Ok(l)
     }
+}
 
+impl Runtime {
     /// Runs export `entry` of `module` as contract `env.contract`. Value moves from the caller
     /// to the contract first; on any failure the world is left exactly as it was.
     pub fn call(
@@ -487,66 +529,87 @@ impl Runtime {
         if module.get_export(entry).is_none() {
             return Err(RuntimeError::NoSuchExport(entry.to_string()));
         }
-        let mut w = world.clone();
-        let from = w.balance(&env.caller);
-        if from < env.value {
-            return Ok(CallResult {
-                status: Status::Trap("caller cannot pay the value".into()),
-                return_data: Vec::new(),
-                events: Vec::new(),
-                fuel_used: 0,
-                trace: Vec::new(),
-            });
-        }
-        w.balances.insert(env.caller, from - env.value);
-        let to = w.balance(&env.contract);
-        w.balances.insert(env.contract, to + env.value);
-        w.storage.entry(env.contract).or_default();
-        let host = Host {
-            world: w,
-            env: env.clone(),
-            input: input.to_vec(),
-            ret: Vec::new(),
+        Ok(execute(
+            &self.engine,
+            module,
+            world,
+            entry,
+            input,
+            env,
+            trace,
+        ))
+    }
+}
+
+fn execute(
+    engine: &Engine,
+    module: &Module,
+    world: &mut World,
+    entry: &str,
+    input: &[u8],
+    env: &CallEnv,
+    trace: bool,
+) -> CallResult {
+    let mut w = world.clone();
+    let from = w.balance(&env.caller);
+    if from < env.value {
+        return CallResult {
+            status: Status::Trap("caller cannot pay the value".into()),
+            return_data: Vec::new(),
             events: Vec::new(),
-            trace: trace.then(Vec::new),
+            fuel_used: 0,
+            trace: Vec::new(),
         };
-        let mut store = Store::new(&self.engine, host);
-        let result = (|| -> Result<(), wasmi::Error> {
-            store.set_fuel(env.fuel)?;
-            let linker = self.linker()?;
-            let instance = linker.instantiate_and_start(&mut store, module)?;
-            let f = instance.get_typed_func::<(), ()>(&store, entry)?;
-            f.call(&mut store, ())
-        })();
-        let fuel_used = env.fuel - store.get_fuel().unwrap_or(0);
-        let status = match result {
-            Ok(()) => Status::Success,
-            Err(e) => {
-                if let Some(a) = e.downcast_ref::<Abort>() {
-                    match a {
-                        Abort::Revert(m) => Status::Revert(m.clone()),
-                        Abort::Panic(c) => Status::Panic(*c),
-                        Abort::OutOfFuel => Status::OutOfFuel,
-                    }
-                } else if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) {
-                    Status::OutOfFuel
-                } else {
-                    Status::Trap(e.to_string())
+    }
+    w.balances.insert(env.caller, from - env.value);
+    let to = w.balance(&env.contract);
+    w.balances.insert(env.contract, to + env.value);
+    w.storage.entry(env.contract).or_default();
+    let host = Host {
+        module: module.clone(),
+        world: w,
+        env: env.clone(),
+        input: input.to_vec(),
+        ret: Vec::new(),
+        events: Vec::new(),
+        trace: trace.then(Vec::new),
+    };
+    let mut store = Store::new(engine, host);
+    let result = (|| -> Result<(), wasmi::Error> {
+        store.set_fuel(env.fuel)?;
+        let linker = linker(engine)?;
+        let instance = linker.instantiate_and_start(&mut store, module)?;
+        let f = instance.get_typed_func::<(), ()>(&store, entry)?;
+        f.call(&mut store, ())
+    })();
+    let fuel_used = env.fuel - store.get_fuel().unwrap_or(0);
+    let status = match result {
+        Ok(()) => Status::Success,
+        Err(e) => {
+            if let Some(a) = e.downcast_ref::<Abort>() {
+                match a {
+                    Abort::Revert(m) => Status::Revert(m.clone()),
+                    Abort::Panic(c) => Status::Panic(*c),
+                    Abort::OutOfFuel => Status::OutOfFuel,
                 }
+            } else if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) {
+                Status::OutOfFuel
+            } else {
+                Status::Trap(e.to_string())
             }
-        };
-        let host = store.into_data();
-        let ok = status == Status::Success;
-        if ok {
-            *world = host.world;
         }
-        Ok(CallResult {
-            status,
-            return_data: if ok { host.ret } else { Vec::new() },
-            events: if ok { host.events } else { Vec::new() },
-            fuel_used,
-            trace: host.trace.unwrap_or_default(),
-        })
+    };
+    let host = store.into_data();
+    let ok = status == Status::Success;
+    if ok {
+        *world = host.world;
+    }
+    CallResult {
+        status,
+        return_data: if ok { host.ret } else { Vec::new() },
+        events: if ok { host.events } else { Vec::new() },
+        fuel_used,
+        trace: host.trace.unwrap_or_default(),
     }
 }
 

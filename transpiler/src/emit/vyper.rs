@@ -415,7 +415,12 @@ impl Vy<'_> {
             ExprKind::Not(a) => format!("(not {})", self.expr(a)),
             ExprKind::Resize { bits, value } => {
                 let v = self.expr(value);
-                format!("convert({v}, uint{bits})")
+                // Vyper rejects a conversion to the type the value already has.
+                if value.ty == Ty::Uint(*bits) {
+                    v
+                } else {
+                    format!("convert({v}, uint{bits})")
+                }
             }
             ExprKind::Reinterpret(v) => {
                 let inner = self.expr(v);

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -33,17 +34,23 @@ fn xcl(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn run_vectors(file: &Path) {
-    let (code, text) = xcl(&["test", file.to_str().unwrap()]);
-    assert_eq!(code, 0, "xcl test {} failed:\n{text}", file.display());
-    assert!(text.contains(" 0 failed"), "{text}");
-}
-
 #[test]
 fn lock_contracts_agree_on_every_target() {
-    for name in ["htlc", "escrow"] {
-        run_vectors(&root().join(format!("lock-contracts/xcl/{name}.xcl")));
-    }
+    let files: Vec<String> = ["htlc", "escrow"]
+        .iter()
+        .map(|n| {
+            root()
+                .join(format!("lock-contracts/xcl/{n}.xcl"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let (code, text) = xcl(&["test", &files[0], &files[1]]);
+    assert_eq!(code, 0, "xcl test failed:\n{text}");
+    assert!(
+        text.contains("total: 2 contract(s), ") && text.contains(" 0 failed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -55,18 +62,93 @@ fn lock_contracts_have_no_high_findings() {
     }
 }
 
+fn corpus() -> Vec<PathBuf> {
+    let dir = root().join("transpiler/tests/corpus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xcl"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The whole corpus in one `xcl test` run (one solc-js and one vyper invocation), shared by
+/// the tests that read its report.
+fn corpus_run() -> &'static (i32, String) {
+    static RUN: OnceLock<(i32, String)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let files = corpus();
+        let args: Vec<&str> = std::iter::once("test")
+            .chain(files.iter().map(|p| p.to_str().unwrap()))
+            .collect();
+        xcl(&args)
+    })
+}
+
 #[test]
 fn corpus_agrees_on_every_target() {
-    let dir = root().join("transpiler/tests/corpus");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "xcl") {
-            run_vectors(&p);
-            n += 1;
-        }
+    let files = corpus();
+    assert!(files.len() >= 30, "corpus has {} contracts", files.len());
+    let (code, text) = corpus_run();
+    assert_eq!(*code, 0, "{text}");
+    let total = format!("total: {} contract(s), ", files.len());
+    assert!(
+        text.contains(&total) && text.contains(" 0 failed"),
+        "{text}"
+    );
+    for f in &files {
+        assert!(
+            text.contains(&format!("{}: ", f.display())),
+            "no result for {}",
+            f.display()
+        );
     }
-    assert!(n >= 2, "corpus is empty");
+}
+
+/// Infinite and deep-runaway execution stops on every target, each saying why.
+#[test]
+fn runaway_stops_on_every_target_with_the_reason() {
+    let (_, all) = corpus_run();
+    // runaway.xcl's step lines sit between the previous file's summary and its own.
+    let end = all.find("runaway.xcl: ").expect("runaway.xcl ran");
+    let start = all[..end].rfind(" failed\n").unwrap_or(0);
+    let text = &all[start..end];
+    for call in ["forever()", "deep(1000)"] {
+        let at = text
+            .find(&format!("{call} from alice: out-of-gas"))
+            .unwrap_or_else(|| panic!("{call} did not run out of gas:\n{text}"));
+        let block: Vec<&str> = text[at..].lines().skip(1).take(3).collect();
+        assert!(
+            block[0].contains("solidity: evm halted: out of gas"),
+            "{text}"
+        );
+        assert!(block[1].contains("vyper: evm halted: out of gas"), "{text}");
+        assert!(
+            block[2].contains("wasm: wasmi stopped: out of fuel"),
+            "{text}"
+        );
+    }
+    // The same code with a small bound finishes on every target.
+    assert!(
+        text.contains("ok   step 1 deep(3) from alice: success"),
+        "{text}"
+    );
+}
+
+/// The attacker really re-enters: without the guard it is paid twice, with it the
+/// reentrant call is refused on every target.
+#[test]
+fn reentrancy_attempts_are_made_and_the_guard_stops_them() {
+    let (_, text) = corpus_run();
+    assert!(
+        text.contains("step 3 withdraw() from attacker: revert: transfer failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("step 3 withdraw() from attacker: success"),
+        "{text}"
+    );
 }
 
 #[test]
