@@ -39,6 +39,19 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Who puts a leg's funds into escrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LockBy {
+    /// The hub's wallet service holds `from`'s key and submits the lock at once.
+    #[default]
+    HubWallet,
+    /// `from` signs and submits the lock itself; the hub only watches for it.
+    Owner,
+    /// A provider liquidity vault, locked only after the other leg's lock is final.
+    ProviderVault,
+}
+
 /// One side of a two-phase transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +62,8 @@ pub struct LegSpec {
     pub amount: String,
     pub from: String,
     pub to: String,
+    #[serde(default)]
+    pub lock_by: LockBy,
 }
 
 /// `POST /v1/transfers`: P locks `source` on its network for Q; Q locks `counter` on the
@@ -71,6 +86,8 @@ pub struct SwapSide {
     pub amount: String,
     pub from: String,
     pub to: String,
+    #[serde(default)]
+    pub lock_by: LockBy,
 }
 
 /// `POST /v1/swaps`: hash-time-locked swap. The initiator's timelock must exceed the
@@ -193,13 +210,15 @@ impl CreateTransfer {
 }
 
 impl SwapSide {
-    fn as_leg(&self) -> LegSpec {
+    /// The same fields as a [`LegSpec`].
+    pub fn as_leg(&self) -> LegSpec {
         LegSpec {
             network: self.network.clone(),
             asset: self.asset.clone(),
             amount: self.amount.clone(),
             from: self.from.clone(),
             to: self.to.clone(),
+            lock_by: self.lock_by,
         }
     }
 }

@@ -31,7 +31,8 @@ fn leg_spec() -> Value {
             "asset": {"type": "string", "minLength": 1},
             "amount": {"type": "string", "pattern": "^[0-9]+$", "description": "decimal integer, smallest unit"},
             "from": {"type": "string", "minLength": 1},
-            "to": {"type": "string", "minLength": 1}
+            "to": {"type": "string", "minLength": 1},
+            "lock_by": {"type": "string", "enum": ["hub_wallet", "owner", "provider_vault"], "default": "hub_wallet"}
         }
     })
 }

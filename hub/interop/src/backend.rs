@@ -122,31 +122,30 @@ fn from_driver(e: DriverError) -> BackendError {
 }
 
 impl InteropBackend {
-    #[allow(clippy::too_many_arguments)]
     fn leg(
         &self,
         prefix: &str,
-        network: &str,
-        asset: &str,
-        amount: &str,
-        from: &str,
-        to: &str,
+        l: &LegSpec,
         timeout: u64,
         problems: &mut Vec<String>,
     ) -> Option<MachineLeg> {
-        let Some(net) = self.directory.resolve(network) else {
-            problems.push(format!("{prefix}.network: unknown network `{network}`"));
+        let Some(net) = self.directory.resolve(&l.network) else {
+            problems.push(format!("{prefix}.network: unknown network `{}`", l.network));
             return None;
         };
-        let amount = amount.parse::<u128>().ok()?;
+        let amount = l.amount.parse::<u128>().ok()?;
         Some(MachineLeg {
             network: net,
-            asset: AssetId(asset.to_owned()),
+            asset: AssetId(l.asset.clone()),
             amount: Amount(amount),
-            from: Address(from.to_owned()),
-            to: Address(to.to_owned()),
+            from: Address(l.from.clone()),
+            to: Address(l.to.clone()),
             timeout,
-            locker: Locker::External,
+            locker: match l.lock_by {
+                LockBy::HubWallet => Locker::HubWallet,
+                LockBy::Owner => Locker::External,
+                LockBy::ProviderVault => Locker::ProviderVault,
+            },
         })
     }
 
@@ -179,27 +178,8 @@ impl HubBackend for InteropBackend {
         let deadline = now.saturating_add(req.timeout_secs);
         let escrow_timeout = deadline.saturating_add(self.two_phase.release_window);
         let mut problems = Vec::new();
-        let (s, c) = (&req.source, &req.counter);
-        let a = self.leg(
-            "source",
-            &s.network,
-            &s.asset,
-            &s.amount,
-            &s.from,
-            &s.to,
-            escrow_timeout,
-            &mut problems,
-        );
-        let b = self.leg(
-            "counter",
-            &c.network,
-            &c.asset,
-            &c.amount,
-            &c.from,
-            &c.to,
-            escrow_timeout,
-            &mut problems,
-        );
+        let a = self.leg("source", &req.source, escrow_timeout, &mut problems);
+        let b = self.leg("counter", &req.counter, escrow_timeout, &mut problems);
         let (Some(a), Some(b)) = (a, b) else {
             return Err(rejected(
                 format!("transfer refused: {}", problems.join("; ")),
@@ -230,29 +210,10 @@ impl HubBackend for InteropBackend {
     ) -> Result<OperationStatus, BackendError> {
         let now = (self.clock)();
         let mut problems = Vec::new();
-        let (i, p) = (&req.initiator, &req.participant);
         let t1 = now.saturating_add(req.initiator_timeout_secs);
         let t2 = now.saturating_add(req.participant_timeout_secs);
-        let a = self.leg(
-            "initiator",
-            &i.network,
-            &i.asset,
-            &i.amount,
-            &i.from,
-            &i.to,
-            t1,
-            &mut problems,
-        );
-        let b = self.leg(
-            "participant",
-            &p.network,
-            &p.asset,
-            &p.amount,
-            &p.from,
-            &p.to,
-            t2,
-            &mut problems,
-        );
+        let a = self.leg("initiator", &req.initiator.as_leg(), t1, &mut problems);
+        let b = self.leg("participant", &req.participant.as_leg(), t2, &mut problems);
         let (Some(a), Some(b)) = (a, b) else {
             return Err(rejected(
                 format!("swap refused: {}", problems.join("; ")),

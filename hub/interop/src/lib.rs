@@ -13,9 +13,13 @@
 pub mod backend;
 pub mod contract;
 pub mod driver;
+pub mod executor;
 pub mod journal;
+pub mod watcher;
 
 pub use backend::{ApiNotifier, InteropBackend, NetworkDirectory};
 pub use contract::{Contract, ContractEvent, ContractKind};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
+pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
+pub use watcher::Watcher;

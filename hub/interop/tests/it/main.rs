@@ -443,3 +443,4 @@ async fn crash_trials_end_released_or_refunded_never_both() {
 }
 
 mod api;
+mod wired;
