@@ -49,6 +49,13 @@ pub trait Machine: Clone + Serialize + DeserializeOwned {
         Ok(after.into_iter().filter(|a| !before.contains(a)).collect())
     }
 
+    /// Whether `action` is still called for. A driver executing actions from a queue must
+    /// drop those no longer due (a lock for an instance that has since aborted, a claim
+    /// after its timelock): executing them late can break the HTLC's timing argument.
+    fn is_due(&self, action: &Action) -> bool {
+        self.pending_actions().contains(action)
+    }
+
     fn is_terminal(&self) -> bool {
         self.status().terminal
     }

@@ -209,7 +209,11 @@ impl TwoPhase {
                 })
             }
         }
-        self.legs[leg].settle(leg, how, tx.clone(), true)
+        // The hub releases only final locks, so a release report for anything else is bogus.
+        // A refund is the chain's word that the owner has its funds back (possibly by the
+        // escrow's own timeout, reported before the lock's finality): accept it from any state.
+        let final_only = how == Settlement::Released;
+        self.legs[leg].settle(leg, how, tx.clone(), final_only)
     }
 }
 
@@ -689,6 +693,32 @@ mod tests {
                 decision: Decision::Aborted
             }]
         );
+    }
+
+    #[test]
+    fn a_refund_reported_before_the_lock_finality_is_accepted_but_a_release_is_not() {
+        let (mut m, _) = machine(Locker::External, Locker::External);
+        let seen = TwoPhaseEvent::LockObserved {
+            leg: LegId::B,
+            lock: obs(&m, LegId::B, "tb"),
+        };
+        m.step(&seen).unwrap();
+        let err = m
+            .step(&TwoPhaseEvent::Released {
+                leg: LegId::B,
+                tx: TxId("r".into()),
+            })
+            .unwrap_err();
+        assert_eq!(err.code(), "settlement_without_decision");
+        m.step(&TwoPhaseEvent::Refunded {
+            leg: LegId::B,
+            tx: TxId("self-refund".into()),
+        })
+        .unwrap();
+        assert_eq!(m.legs.b.phase(), LegPhase::Refunded);
+        // Its finality report arriving afterwards only fills in the lock.
+        m.step(&finalized(&m, LegId::B, "tb")).unwrap();
+        assert_eq!(m.legs.b.phase(), LegPhase::Refunded);
     }
 
     #[test]

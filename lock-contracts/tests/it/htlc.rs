@@ -9,8 +9,10 @@ use proptest::prelude::*;
 
 const T2: Timestamp = 100;
 const DELTA: u64 = 100;
-/// The hub reacts within FAIR; the reveal-to-claim path needs at most 4 × FAIR < Δ.
-const FAIR: u64 = 20;
+/// Networks finalize and the hub reacts within FAIR. From the participant's lock to the
+/// watcher's claim the worst case is 5 × FAIR (lock final, hub sees it, refund at T2 races the
+/// initiator's claim, reveal seen, claim made), which Δ must exceed.
+const FAIR: u64 = 19;
 const SECRET: [u8; 32] = [42; 32];
 
 #[derive(Debug, Clone)]
@@ -119,9 +121,9 @@ impl World {
             Ledger::new(LegId::A, m.lock_id(LegId::A), &spec.initiator),
             Ledger::new(LegId::B, m.lock_id(LegId::B), &spec.participant),
         );
-        World {
-            core: Core::new(m, actions, ledgers, lockers, FAIR),
-        }
+        let mut core = Core::new(m, actions, ledgers, lockers, FAIR);
+        core.revalidate = true;
+        World { core }
     }
 
     fn apply(&mut self, op: Op) {
@@ -130,8 +132,9 @@ impl World {
         match op {
             Op::C(common) => c.apply(common),
             Op::PartyLock(leg) => {
-                // A rational participant locks only once the initiator's lock is final.
-                let ready = leg == LegId::A || c.ledgers.a.is_final();
+                // A rational participant locks only once the initiator's lock is final, and
+                // never after its own timelock.
+                let ready = leg == LegId::A || (c.ledgers.a.is_final() && c.now < T2);
                 if c.lockers[leg] == Locker::External && ready {
                     c.include_lock(leg);
                 }

@@ -22,6 +22,8 @@ pub struct Ledger {
     pub payouts: u32,
     pub initial: u128,
     pub counter: u32,
+    /// When the current lock was included, while it is not final.
+    pub included_at: Option<Timestamp>,
 }
 
 pub const INITIAL: u128 = 1_000_000;
@@ -41,6 +43,7 @@ impl Ledger {
             payouts: 0,
             initial: INITIAL,
             counter: 0,
+            included_at: None,
         }
     }
 
@@ -57,7 +60,7 @@ impl Ledger {
     }
 
     /// Include a lock tx; the escrow holds one lock per lock id.
-    pub fn include_lock(&mut self) -> Option<LockObservation> {
+    pub fn include_lock(&mut self, now: Timestamp) -> Option<LockObservation> {
         if self.lock.is_some() || self.settled.is_some() {
             return None;
         }
@@ -68,6 +71,7 @@ impl Ledger {
         self.owner_balance -= self.amount;
         self.escrow += self.amount;
         self.lock = Some((tx.clone(), block, false));
+        self.included_at = Some(now);
         Some(self.observation(&tx, block))
     }
 
@@ -77,6 +81,7 @@ impl Ledger {
             return None;
         }
         *fin = true;
+        self.included_at = None;
         let (tx, block) = (tx.clone(), *block);
         let ev = EvidenceRef {
             height: u64::from(self.counter) + 6,
@@ -90,6 +95,7 @@ impl Ledger {
             Some((tx, block, false)) => {
                 let out = (tx.clone(), *block);
                 self.lock = None;
+                self.included_at = None;
                 self.escrow -= self.amount;
                 self.owner_balance += self.amount;
                 Some(out)
@@ -358,6 +364,9 @@ pub struct Core<M: Machine> {
     pub fair: Fairness,
     pub lockers: Legs<Locker>,
     pub fair_bound: u64,
+    /// Drop queued actions that are no longer due when their turn comes (what the hub's
+    /// driver does); when false, stale actions run anyway (the worst case).
+    pub revalidate: bool,
 }
 
 impl<M> Core<M>
@@ -380,12 +389,13 @@ where
             fair: Fairness::default(),
             lockers,
             fair_bound,
+            revalidate: false,
         }
     }
 
     /// A lock tx of `leg` lands in a block (by its party or the hub's wallet).
     pub fn include_lock(&mut self, leg: LegId) {
-        if let Some(lock) = self.ledgers[leg].include_lock() {
+        if let Some(lock) = self.ledgers[leg].include_lock(self.now) {
             self.inbox.push(self.now, M::Event::observed(leg, lock));
         }
     }
@@ -396,7 +406,8 @@ where
             return None;
         }
         let i = pick % self.hub.actions.len();
-        Some(self.hub.actions.remove(i))
+        let action = self.hub.actions.remove(i);
+        (!self.revalidate || self.hub.live.is_due(&action)).then_some(action)
     }
 
     pub fn apply(&mut self, op: Common) {
@@ -414,7 +425,14 @@ where
                 }
             }
             Common::Tick(dt) => {
-                let horizon = self.fair.horizon(self.inbox.oldest(), self.fair_bound);
+                // Networks finalize an included lock within the bound too.
+                let oldest = self
+                    .ledgers
+                    .iter()
+                    .filter_map(|(_, l)| l.included_at)
+                    .chain(self.inbox.oldest())
+                    .min();
+                let horizon = self.fair.horizon(oldest, self.fair_bound);
                 let next = (now + u64::from(dt % 40)).min(horizon);
                 if next > now {
                     self.now = next;
