@@ -190,14 +190,15 @@ fn run(cli: Cli) -> Result<u8> {
             message_format,
             deny,
         } => {
-            use isthmus_transpiler::audit::{audit, Severity};
+            use isthmus_transpiler::audit::{audit_report, Severity};
             let src = read(&file)?;
             let fe = check_source(&src);
             let Some(program) = fe.program else {
                 report(&file, &src, &fe.diagnostics, message_format);
                 return Ok(EXIT_DIAGNOSTICS);
             };
-            let findings = audit(&program);
+            let report = audit_report(&program);
+            let findings = &report.findings;
             let threshold = match deny {
                 DenyLevel::Low => Severity::Low,
                 DenyLevel::Medium => Severity::Medium,
@@ -206,10 +207,14 @@ fn run(cli: Cli) -> Result<u8> {
             match message_format {
                 MessageFormat::Json => println!(
                     "{}",
-                    serde_json::json!({ "file": file.display().to_string(), "findings": findings })
+                    serde_json::json!({
+                        "file": file.display().to_string(),
+                        "findings": findings,
+                        "acknowledged": report.acknowledged,
+                    })
                 ),
                 MessageFormat::Human => {
-                    for f in &findings {
+                    for f in findings {
                         let (line, col) =
                             isthmus_transpiler::diag::line_col(&src, f.span.start as usize);
                         let sev = serde_json::to_value(f.severity)?;
@@ -222,7 +227,12 @@ fn run(cli: Cli) -> Result<u8> {
                             f.message
                         );
                     }
-                    println!("{}: {} finding(s)", file.display(), findings.len());
+                    println!(
+                        "{}: {} finding(s), {} acknowledged by @timelock",
+                        file.display(),
+                        findings.len(),
+                        report.acknowledged.len()
+                    );
                 }
             }
             Ok(if findings.iter().any(|f| f.severity >= threshold) {
