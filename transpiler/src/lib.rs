@@ -14,6 +14,7 @@ pub mod word;
 
 pub use diag::{Diagnostic, Severity, Span};
 pub mod emit;
+pub mod fmt;
 pub mod target;
 
 use diag::has_errors;

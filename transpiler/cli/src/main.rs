@@ -4,6 +4,7 @@
 //! every problem ends in a message and a non-zero exit code.
 #![allow(clippy::print_stdout)] // a command-line tool's output is its interface
 
+mod debug;
 mod evm;
 mod outcome;
 mod peers;
@@ -72,6 +73,42 @@ enum Cmd {
         /// `.vectors.toml`.
         #[arg(long)]
         vectors: Option<PathBuf>,
+    },
+    /// Step one call through the Wasm build, showing source lines, locals and storage.
+    Debug {
+        file: PathBuf,
+        /// The call to trace, e.g. `claim(0x2a)`.
+        #[arg(long)]
+        call: String,
+        /// Arguments for `init`, comma-separated.
+        #[arg(long, default_value = "")]
+        init: String,
+        /// Value sent with `init`.
+        #[arg(long, default_value = "0")]
+        init_value: String,
+        /// Calls to make first, untraced (repeatable): `call(args) [from=NAME] [value=N]`.
+        #[arg(long)]
+        before: Vec<String>,
+        /// Caller: deployer, alice, bob, carol, dave or attacker.
+        #[arg(long, default_value = "alice")]
+        from: String,
+        /// Value sent with the traced call.
+        #[arg(long, default_value = "0")]
+        value: String,
+        /// Block time for every call.
+        #[arg(long, default_value_t = 1_000_000)]
+        time: u64,
+    },
+    /// Print a contract in the canonical layout (comments kept).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Rewrite the files in place instead of printing.
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+        /// Print nothing; exit with code 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
     },
     /// Run the security detectors (reentrancy, timestamp, transaction order, unchecked
     /// calls, unguarded writes) and report findings with SWC ids.
@@ -242,6 +279,73 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Cmd::Test { files, vectors } => test(&files, vectors),
+        Cmd::Debug {
+            file,
+            call,
+            init,
+            init_value,
+            before,
+            from,
+            value,
+            time,
+        } => {
+            let src = read(&file)?;
+            let fe = check_source(&src);
+            let Some(program) = fe.program else {
+                report(&file, &src, &fe.diagnostics, MessageFormat::Human);
+                return Ok(EXIT_DIAGNOSTICS);
+            };
+            let init_args: Vec<String> = init
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+            let name = source_name(&file);
+            let req = debug::Request {
+                source: &src,
+                source_name: &name,
+                init_args: &init_args,
+                init_value: &init_value,
+                before: &before,
+                call: &call,
+                from: &from,
+                value: &value,
+                time,
+            };
+            print!("{}", debug::run(&program, &req)?);
+            Ok(0)
+        }
+        Cmd::Fmt {
+            files,
+            write,
+            check,
+        } => {
+            let mut unformatted = false;
+            for file in &files {
+                let src = read(file)?;
+                let out = match isthmus_transpiler::fmt::format(&src) {
+                    Ok(o) => o,
+                    Err(d) => {
+                        report(file, &src, &d, MessageFormat::Human);
+                        return Ok(EXIT_DIAGNOSTICS);
+                    }
+                };
+                if check {
+                    if out != src {
+                        eprintln!("{}: not formatted", file.display());
+                        unformatted = true;
+                    }
+                } else if write {
+                    if out != src {
+                        std::fs::write(file, &out)
+                            .with_context(|| format!("writing {}", file.display()))?;
+                    }
+                } else {
+                    print!("{out}");
+                }
+            }
+            Ok(if unformatted { EXIT_DIAGNOSTICS } else { 0 })
+        }
     }
 }
 

@@ -62,7 +62,7 @@ pub struct Step {
 pub const ACCOUNTS: &[&str] = &["deployer", "alice", "bob", "carol", "dave", "attacker"];
 /// Gas for one EVM transaction and fuel for one Wasm call.
 pub const GAS_LIMIT: u64 = 10_000_000;
-const WASM_CONTRACT: [u8; 32] = {
+pub const WASM_CONTRACT: [u8; 32] = {
     let mut w = [0u8; 32];
     w[12] = 0xc0;
     w[31] = 0xde;
@@ -129,7 +129,7 @@ pub fn value_word(s: &str) -> Result<[u8; 32]> {
     Ok(uint_word(v))
 }
 
-fn parse_call(s: &str) -> Result<(String, Vec<String>)> {
+pub fn parse_call(s: &str) -> Result<(String, Vec<String>)> {
     let s = s.trim();
     let Some((name, rest)) = s.split_once('(') else {
         return Ok((s.to_string(), Vec::new()));
@@ -150,7 +150,7 @@ fn selector(sig: &str) -> [u8; 4] {
     [h[0], h[1], h[2], h[3]]
 }
 
-fn encode_args(params: &[Ty], args: &[String], what: &str) -> Result<Vec<u8>> {
+pub fn encode_args(params: &[Ty], args: &[String], what: &str) -> Result<Vec<u8>> {
     if params.len() != args.len() {
         bail!(
             "`{what}` takes {} argument(s), the vector gives {}",

@@ -127,6 +127,9 @@ pub struct CallResult {
     pub events: Vec<Event>,
     pub fuel_used: u64,
     pub trace: Vec<TraceStep>,
+    /// In traced calls, the input of every keccak256 the contract computed, by digest, so a
+    /// debugger can name map entries (whose storage keys are such digests).
+    pub preimages: HashMap<Word, Vec<u8>>,
 }
 
 struct Host {
@@ -137,6 +140,7 @@ struct Host {
     ret: Vec<u8>,
     events: Vec<Event>,
     trace: Option<Vec<TraceStep>>,
+    preimages: HashMap<Word, Vec<u8>>,
 }
 
 pub struct Runtime {
@@ -358,6 +362,9 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
                 } else {
                     sha3::Keccak256::digest(&data).into()
                 };
+                if kind != 0 && c.data().trace.is_some() {
+                    c.data_mut().preimages.insert(h, data);
+                }
                 write(&mut c, out, &h)
             },
         )?;
@@ -559,6 +566,7 @@ fn execute(
             events: Vec::new(),
             fuel_used: 0,
             trace: Vec::new(),
+            preimages: HashMap::new(),
         };
     }
     w.balances.insert(env.caller, from - env.value);
@@ -573,6 +581,7 @@ fn execute(
         ret: Vec::new(),
         events: Vec::new(),
         trace: trace.then(Vec::new),
+        preimages: HashMap::new(),
     };
     let mut store = Store::new(engine, host);
     let result = (|| -> Result<(), wasmi::Error> {
@@ -610,6 +619,7 @@ fn execute(
         events: if ok { host.events } else { Vec::new() },
         fuel_used,
         trace: host.trace.unwrap_or_default(),
+        preimages: host.preimages,
     }
 }
 

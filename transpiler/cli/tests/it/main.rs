@@ -173,3 +173,58 @@ fn check_reports_errors_with_exit_code_1_and_json() {
         .collect();
     assert_eq!(codes, ["XCL0024", "XCL0022"]);
 }
+
+/// `xcl debug` steps the Wasm build statement by statement, with the source line, the
+/// locals and the storage (map entries named) at each step.
+#[test]
+fn debug_steps_with_source_locals_and_storage() {
+    let f = root().join("lock-contracts/xcl/escrow.xcl");
+    let (code, text) = xcl(&[
+        "debug",
+        f.to_str().unwrap(),
+        "--init",
+        "carol",
+        "--before",
+        "lock(0x01, bob, 2000000) from=alice value=500",
+        "--call",
+        "release(0x01, 0xaa)",
+        "--from",
+        "carol",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("[3] escrow.xcl:49 in release: locks[id].state = 2;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("storage changed: locks[1].state = 2"),
+        "{text}"
+    );
+    assert!(text.contains("locals: id = 1, attestation = 170"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn debug_reports_a_revert_at_the_failing_line() {
+    let f = root().join("transpiler/tests/corpus/counter.xcl");
+    let (code, text) = xcl(&[
+        "debug",
+        f.to_str().unwrap(),
+        "--init",
+        "3, 5",
+        "--call",
+        "inc_by(2)",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let last_step = lines.iter().rev().find(|l| l.starts_with('[')).unwrap();
+    assert!(
+        last_step.contains("counter.xcl:") && last_step.contains("in next: require(n <= limit"),
+        "{text}"
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        "result: revert: limit reached",
+        "{text}"
+    );
+}
