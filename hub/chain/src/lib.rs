@@ -15,6 +15,8 @@ pub mod config;
 pub mod mempool;
 pub mod merkle;
 pub mod miner;
+pub mod node;
+pub mod p2p;
 pub mod pos;
 pub mod state;
 pub mod store;

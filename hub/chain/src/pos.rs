@@ -545,6 +545,41 @@ impl CommitCert {
     }
 }
 
+impl CommitCert {
+    /// A certificate signed by `keys` (each a validator) for `block_hash` at `height`,
+    /// round 0. Used to build chains offline (test fixtures, benchmarks); live networks
+    /// get their certificates from consensus.
+    pub fn sign_offline(
+        keys: &[&Keypair],
+        network: NetworkId,
+        height: u64,
+        block_hash: Hash32,
+    ) -> CommitCert {
+        let signatures = keys
+            .iter()
+            .map(|k| {
+                let vote = VoteWire {
+                    height,
+                    round: 0,
+                    value: Some(block_hash),
+                    precommit: true,
+                    validator: k.id(),
+                };
+                (
+                    k.id(),
+                    k.sign(Domain::ConsensusVote, network, &vote.signing_payload()),
+                )
+            })
+            .collect();
+        CommitCert {
+            height,
+            round: 0,
+            block_hash,
+            signatures,
+        }
+    }
+}
+
 /// Two conflicting signed votes by one validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {

@@ -1,18 +1,39 @@
 //! The `hub` binary: validates network configs, runs one chain node, starts a local
-//! multi-node network as separate processes, and reads node status.
+//! multi-node network as separate processes, reads node status and submits transfers.
 //!
 //! It only wires the `isthmus-chain` library to the command line and the process
-//! environment; it must never implement chain rules itself.
+//! environment; it must never implement chain rules itself, and `hub net up` only ever
+//! stops the child processes it started, by pid.
+#![allow(clippy::print_stdout)] // a CLI prints addresses, tables and ids on purpose
 
-use anyhow::Context as _;
+mod status;
+
+use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use isthmus_chain::config::parse_identity;
+use isthmus_chain::node::{self, NodeOptions};
+use isthmus_chain::{NetworkConfig, Transaction};
+use isthmus_core::Keypair;
+use isthmus_transport::TransportKind;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
     name = "hub",
     version,
-    about = "Isthmus hub: chain nodes and local networks"
+    about = "Isthmus hub: chain nodes and local networks",
+    long_about = "Isthmus hub: run chain nodes (PoW or PoS), start a local multi-process network \
+                  on loopback, read node status and submit transfers.\n\n\
+                  Quick start:\n  hub config check configs/pos-4.toml\n  \
+                  hub net up configs/pos-4.toml --data /tmp/pos4\n  \
+                  hub net status --data /tmp/pos4\n  \
+                  hub tx transfer --config configs/pos-4.toml --node 127.0.0.1:PORT \
+                  --from dev:alice --to dev:bob --amount 5 --wait"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +47,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Run one node
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// Local multi-process networks on loopback
+    Net {
+        #[command(subcommand)]
+        cmd: NetCmd,
+    },
+    /// Build, sign and submit transactions through a node's status endpoint
+    Tx {
+        #[command(subcommand)]
+        cmd: TxCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -37,14 +73,89 @@ enum ConfigCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Run node INDEX of the network in CONFIG until Ctrl-C / SIGTERM
+    Run {
+        /// Network TOML file
+        #[arg(long)]
+        config: PathBuf,
+        /// This node's index in the network (selects its key and hardware budget)
+        #[arg(long)]
+        index: usize,
+        /// Data directory (chain database; `node.json` with the bound addresses)
+        #[arg(long)]
+        data: PathBuf,
+        /// Peer-to-peer listen address
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Peer to dial and keep connected (repeatable)
+        #[arg(long = "peer")]
+        peers: Vec<SocketAddr>,
+        /// Local JSON-lines status endpoint
+        #[arg(long, default_value = "127.0.0.1:0")]
+        status_addr: SocketAddr,
+        /// Transport between nodes: tcp (Noise) or quic
+        #[arg(long, default_value = "tcp")]
+        transport: TransportKind,
+        /// PoW: do not mine (follow only)
+        #[arg(long)]
+        no_mine: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetCmd {
+    /// Start every node of CONFIG as a separate process; Ctrl-C stops them
+    Up {
+        /// Network TOML file
+        config: PathBuf,
+        /// Directory for per-node data dirs and logs (default ./net-NAME)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Transport between nodes: tcp (Noise) or quic
+        #[arg(long, default_value = "tcp")]
+        transport: TransportKind,
+    },
+    /// Show the status of every node of a network started with `hub net up`
+    Status {
+        /// The directory given to `hub net up --data`
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TxCmd {
+    /// Transfer the native asset
+    Transfer {
+        /// Network TOML file (for the network id)
+        #[arg(long)]
+        config: PathBuf,
+        /// Status endpoint of the node to submit to
+        #[arg(long)]
+        node: SocketAddr,
+        /// Sender key: `dev:LABEL` or a file with a 64-hex-digit seed
+        #[arg(long)]
+        from: String,
+        /// Recipient: `dev:LABEL` or an `isth_…` id
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        /// Wait (up to 60 s) until the transaction is in a committed block
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => {
-            let cfg = isthmus_chain::NetworkConfig::load(&file)
-                .with_context(|| format!("config {} is not usable", file.display()))?;
+            let cfg = load(&file)?;
             eprintln!(
                 "config {} is valid: network `{}` (id {}), {} node(s)",
                 file.display(),
@@ -54,5 +165,321 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Node {
+            cmd:
+                NodeCmd::Run {
+                    config,
+                    index,
+                    data,
+                    listen,
+                    peers,
+                    status_addr,
+                    transport,
+                    no_mine,
+                },
+        } => {
+            init_logs();
+            let cfg = Arc::new(load(&config)?);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(run_node(
+                NodeOptions {
+                    cfg,
+                    index,
+                    data_dir: data,
+                    listen,
+                    peers,
+                    mine: !no_mine,
+                    transport,
+                },
+                status_addr,
+            ))
+        }
+        Cmd::Net {
+            cmd:
+                NetCmd::Up {
+                    config,
+                    data,
+                    transport,
+                },
+        } => net_up(&config, data, transport),
+        Cmd::Net {
+            cmd: NetCmd::Status { data },
+        } => net_status(&data),
+        Cmd::Tx {
+            cmd:
+                TxCmd::Transfer {
+                    config,
+                    node,
+                    from,
+                    to,
+                    amount,
+                    wait,
+                },
+        } => transfer(&config, node, &from, &to, amount, wait),
     }
+}
+
+fn load(file: &Path) -> anyhow::Result<NetworkConfig> {
+    NetworkConfig::load(file).with_context(|| format!("config {} is not usable", file.display()))
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run_node(opts: NodeOptions, status_addr: SocketAddr) -> anyhow::Result<()> {
+    let data = opts.data_dir.clone();
+    let index = opts.index;
+    let running = node::start(opts).await?;
+    let stop = running.stop_token();
+    let status = status::serve(status_addr, running.handle.clone(), stop.clone()).await?;
+    let p2p = running.handle.local_addr();
+    let info = json!({
+        "index": index,
+        "id": running.handle.id().to_string(),
+        "p2p": p2p.to_string(),
+        "status": status.to_string(),
+        "pid": std::process::id(),
+    });
+    // Written whole then renamed, so readers never see half a file.
+    let tmp = data.join("node.json.tmp");
+    std::fs::write(&tmp, info.to_string())?;
+    std::fs::rename(&tmp, data.join("node.json"))?;
+    println!("node {index}: p2p={p2p} status={status}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = stop.cancelled() => {}
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Ask the OS for a free loopback port (released at once; the node binds it right after).
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+fn wait_for_file(path: &Path, deadline: Duration) -> anyhow::Result<Value> {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if let Ok(v) = serde_json::from_str(&s) {
+                return Ok(v);
+            }
+        }
+        if t0.elapsed() > deadline {
+            bail!("{} did not appear within {deadline:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn net_up(config: &Path, data: Option<PathBuf>, transport: TransportKind) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let data = data.unwrap_or_else(|| PathBuf::from(format!("net-{}", cfg.name)));
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let result = (|| -> anyhow::Result<Vec<Value>> {
+        let mut infos = Vec::new();
+        for i in 0..cfg.nodes {
+            let dir = data.join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            // A stale file from an earlier run must not be mistaken for this one.
+            let _ = std::fs::remove_file(dir.join("node.json"));
+            let log = std::fs::File::create(data.join(format!("node-{i}.log")))?;
+            let listen = free_port()?;
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["node", "run", "--config"])
+                .arg(config)
+                .args(["--index", &i.to_string(), "--data"])
+                .arg(&dir)
+                .args([
+                    "--listen",
+                    &listen.to_string(),
+                    "--transport",
+                    transport.as_str(),
+                ]);
+            for a in &addrs {
+                cmd.args(["--peer", &a.to_string()]);
+            }
+            cmd.stdout(log.try_clone()?).stderr(log);
+            let child = cmd.spawn().context("cannot start a node process")?;
+            children.push(child);
+            let info = wait_for_file(&dir.join("node.json"), Duration::from_secs(20))?;
+            addrs.push(listen);
+            infos.push(info);
+        }
+        Ok(infos)
+    })();
+    let infos = match result {
+        Ok(i) => i,
+        Err(e) => {
+            stop_children(&mut children);
+            return Err(e);
+        }
+    };
+    std::fs::write(
+        data.join("net.json"),
+        Value::Array(infos.clone()).to_string(),
+    )?;
+    println!(
+        "network `{}`: {} node(s), data and logs in {}",
+        cfg.name,
+        cfg.nodes,
+        data.display()
+    );
+    for v in &infos {
+        println!(
+            "  node {}  pid {}  p2p {}  status {}  id {}",
+            v["index"], v["pid"], v["p2p"], v["status"], v["id"]
+        );
+    }
+    println!("Ctrl-C stops the network");
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    stop_children(&mut children);
+    println!("network stopped");
+    Ok(())
+}
+
+/// Stop the processes this command started (and only those), by their pid.
+fn stop_children(children: &mut [std::process::Child]) {
+    for c in children.iter_mut() {
+        if let Err(e) = c.kill() {
+            eprintln!("cannot stop pid {}: {e}", c.id());
+        }
+    }
+    for c in children.iter_mut() {
+        let _ = c.wait();
+    }
+}
+
+/// One JSON-lines request to a node's status endpoint.
+fn call(addr: SocketAddr, req: &Value) -> anyhow::Result<Value> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("node status endpoint {addr} is not reachable"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut out = String::new();
+    r.read_line(&mut out)?;
+    let v: Value = serde_json::from_str(&out).context("status endpoint answered garbage")?;
+    if let Some(e) = v.get("error") {
+        bail!("node {addr}: {}", e.as_str().unwrap_or("error"));
+    }
+    Ok(v["ok"].clone())
+}
+
+fn net_status(data: &Path) -> anyhow::Result<()> {
+    let net: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("net.json"))
+            .with_context(|| format!("no network was started in {}", data.display()))?,
+    )?;
+    let nodes = net.as_array().cloned().unwrap_or_default();
+    println!(
+        "{:>4} {:>8} {:>8} {:>6} {:>7} {:>16}  sync",
+        "node", "height", "final", "peers", "mempool", "head"
+    );
+    for n in nodes {
+        let addr: SocketAddr = n["status"].as_str().unwrap_or_default().parse()?;
+        match call(addr, &json!({"cmd": "status"})) {
+            Ok(s) => println!(
+                "{:>4} {:>8} {:>8} {:>6} {:>7} {:>16}  {}",
+                n["index"],
+                s["height"],
+                s["finalized"],
+                s["peers"].as_array().map_or(0, Vec::len),
+                s["mempool"],
+                s["head_hash"]
+                    .as_str()
+                    .unwrap_or("")
+                    .get(..16)
+                    .unwrap_or(""),
+                if s["sync"].is_null() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:.1}% {:.0} blk/s",
+                        s["sync"]["percent"].as_f64().unwrap_or(0.0),
+                        s["sync"]["blocks_per_sec"].as_f64().unwrap_or(0.0)
+                    )
+                }
+            ),
+            Err(e) => println!("{:>4} down ({e:#})", n["index"]),
+        }
+    }
+    Ok(())
+}
+
+fn load_key(s: &str) -> anyhow::Result<Keypair> {
+    if let Some(label) = s.strip_prefix("dev:") {
+        return Ok(Keypair::dev(label));
+    }
+    let seed = std::fs::read_to_string(s).with_context(|| format!("cannot read key file {s}"))?;
+    Keypair::from_hex_seed(seed.trim()).map_err(|e| anyhow::anyhow!("key file {s}: {e}"))
+}
+
+fn transfer(
+    config: &Path,
+    node: SocketAddr,
+    from: &str,
+    to: &str,
+    amount: u64,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let key = load_key(from)?;
+    let to = parse_identity(to).map_err(|e| anyhow::anyhow!("recipient `{to}`: {e}"))?;
+    let acct = call(node, &json!({"cmd": "account", "id": key.id().to_string()}))?;
+    let nonce = acct["nonce"].as_u64().unwrap_or(0);
+    let tx = Transaction::transfer(&key, cfg.network(), nonce, to, amount);
+    let res = call(
+        node,
+        &json!({"cmd": "submit", "txs": [hex::encode(tx.encoded())]}),
+    )?;
+    let first = &res[0];
+    let Some(id) = first["id"].as_str() else {
+        bail!(
+            "transaction refused: {}",
+            first["rejected"].as_str().unwrap_or("unknown reason")
+        );
+    };
+    println!("submitted {id} (nonce {nonce})");
+    if wait {
+        let t0 = Instant::now();
+        loop {
+            let r = call(node, &json!({"cmd": "tx", "id": id}))?;
+            if !r.is_null() {
+                println!(
+                    "committed in block {} (Merkle proof verifies: {})",
+                    r["number"], r["proof_verifies"]
+                );
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!("transaction {id} not committed within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
