@@ -50,7 +50,9 @@ fn joining_node_syncs_and_verifies_1000_blocks_and_resumes_after_restart() {
     toml = toml.replace("nodes = 1", "nodes = 2");
     let (cfgp, cfg) = write_config(dir.path(), "join", &toml);
     let vdir = dir.path().join("validator");
+    let t0 = std::time::Instant::now();
     pregenerate(&cfg, &vdir);
+    eprintln!("pre-generated {BLOCKS} blocks in {:?}", t0.elapsed());
     let v = NodeProc::start(&cfgp, 0, &vdir, &[], &[]);
     assert!(v.height() >= BLOCKS);
     let mut j = NodeProc::start(&cfgp, 1, &dir.path().join("joiner"), &[v.listen], &[]);
@@ -64,9 +66,11 @@ fn joining_node_syncs_and_verifies_1000_blocks_and_resumes_after_restart() {
     // Resume after restart from where it was, not from genesis.
     j.restart(&[v.listen]);
     assert!(j.height() >= mid, "resumed below {mid}");
+    eprintln!("joiner at {mid} after {:?}, restarted", t0.elapsed());
     wait_for(180, "joiner reaches the 1000-block head", || {
         (j.height() >= BLOCKS).then_some(())
     });
+    eprintln!("joiner synced after {:?}", t0.elapsed());
     for n in [1, 500, BLOCKS] {
         assert_eq!(j.block_hash(n), v.block_hash(n), "block {n}");
     }

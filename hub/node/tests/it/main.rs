@@ -6,6 +6,7 @@ mod forks;
 mod harness;
 mod join;
 mod network;
+mod tamper;
 
 /// A PoS network of `n` validators (`dev:NAME/node-i`), fast timeouts.
 pub fn pos_toml(name: &str, n: usize, interval_ms: u64, extra: &str) -> String {
