@@ -4,6 +4,7 @@
 //! every problem ends in a message and a non-zero exit code.
 #![allow(clippy::print_stdout)] // a command-line tool's output is its interface
 
+mod bench;
 mod debug;
 mod evm;
 mod outcome;
@@ -98,6 +99,18 @@ enum Cmd {
         /// Block time for every call.
         #[arg(long, default_value_t = 1_000_000)]
         time: u64,
+    },
+    /// Time check + build of the given contracts to all three targets against solc-js
+    /// compiling the emitted Solidity alone, in the same run, and print the ratio.
+    Bench {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Runs of check + build (the median is reported).
+        #[arg(long, default_value_t = 50)]
+        iterations: u32,
+        /// Runs of solc-js (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        solc_runs: u32,
     },
     /// Print a contract in the canonical layout (comments kept).
     Fmt {
@@ -279,6 +292,18 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Cmd::Test { files, vectors } => test(&files, vectors),
+        Cmd::Bench {
+            files,
+            iterations,
+            solc_runs,
+        } => {
+            let mut sources = Vec::new();
+            for f in &files {
+                sources.push((source_name(f), read(f)?));
+            }
+            print!("{}", bench::run(&sources, iterations, solc_runs)?);
+            Ok(0)
+        }
         Cmd::Debug {
             file,
             call,

@@ -38,11 +38,25 @@ const SOLC_RUNNER: &str = r#"
 const solc = require(process.argv[1]);
 let input = '';
 process.stdin.on('data', d => { input += d; });
-process.stdin.on('end', () => { process.stdout.write(solc.compile(input)); });
+process.stdin.on('end', () => {
+  const t0 = process.hrtime.bigint();
+  const out = solc.compile(input);
+  const t1 = process.hrtime.bigint();
+  process.stderr.write('xcl-solc-compile-ns ' + (t1 - t0) + '\n');
+  process.stdout.write(out);
+});
 "#;
 
 /// Compiles Solidity sources with solc-js in one run; returns each contract's creation code.
 pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
+    solc_timed(sources).map(|(c, _)| c)
+}
+
+/// As `solc`, also returning how long `solc.compile` itself took inside node (without
+/// node's start-up and the loading of solc-js).
+pub fn solc_timed(
+    sources: &[(String, String, String)],
+) -> Result<(Vec<Compiled>, std::time::Duration)> {
     let peers = peers_dir()?;
     let module = peers.join("node/node_modules/solc");
     if !module.join("index.js").exists() {
@@ -73,6 +87,13 @@ pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
         stdin.write_all(input.to_string().as_bytes())?;
     }
     let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let compile = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("xcl-solc-compile-ns "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&out.stdout);
     let json_start = text.find('{').unwrap_or(0);
     let v: serde_json::Value = serde_json::from_str(&text[json_start..]).with_context(|| {
@@ -108,7 +129,7 @@ pub fn solc(sources: &[(String, String, String)]) -> Result<Vec<Compiled>> {
             runtime: code("deployedBytecode")?,
         });
     }
-    Ok(res)
+    Ok((res, compile))
 }
 
 /// Compiles Vyper files with vyper 0.4.3 in one run; returns each file's creation code.

@@ -263,3 +263,30 @@ fn debug_reports_a_revert_at_the_failing_line() {
         "{text}"
     );
 }
+
+/// `xcl bench` times check + build of the lock contracts against solc-js in the same run
+/// and prints the ratio.
+#[test]
+fn bench_reports_xcl_against_solc_js() {
+    let files = deliverables();
+    let (code, text) = xcl(&[
+        "bench",
+        &files[0],
+        &files[1],
+        "--iterations",
+        "5",
+        "--solc-runs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let ratio_line = text.lines().find(|l| l.starts_with("ratio:")).unwrap();
+    let wall: f64 = ratio_line
+        .split("solc-js wall / xcl = ")
+        .nth(1)
+        .and_then(|r| r.split('x').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Orders of magnitude apart (node alone takes longer to start than xcl needs).
+    assert!(wall > 1.0, "{text}");
+}
