@@ -594,12 +594,24 @@ impl Node {
         let network = self.chain.network();
         let algo = self.chain.head_algo();
         let rules = self.chain.rules_at(self.chain.head().0 + 1).exec();
-        let sig_ok = crate::tx::verify_signatures(&txs, network);
+        // Gossip brings most transactions several times: answer duplicates before paying
+        // for signature checks. Results keep the input order.
+        let mut out: Vec<Result<Hash32, TxError>> = Vec::with_capacity(txs.len());
+        let mut todo = Vec::new();
+        for t in txs {
+            let id = t.id(algo);
+            if self.mempool.contains(&id) {
+                out.push(Err(TxError::Duplicate(id)));
+            } else {
+                todo.push((out.len(), id, t));
+                out.push(Ok(id));
+            }
+        }
+        let batch: Vec<Transaction> = todo.iter().map(|(_, _, t)| t.clone()).collect();
+        let sig_ok = crate::tx::verify_signatures(&batch, network);
         let mut fresh = Vec::new();
-        let mut out = Vec::with_capacity(txs.len());
-        for (t, sig) in txs.into_iter().zip(sig_ok) {
+        for ((slot, id, t), sig) in todo.into_iter().zip(sig_ok) {
             let res = sig.and_then(|()| t.check_shape(network)).and_then(|()| {
-                let id = t.id(algo);
                 self.mempool
                     .insert(
                         t.clone(),
@@ -613,7 +625,9 @@ impl Node {
             if res.is_ok() {
                 fresh.push(t);
             }
-            out.push(res);
+            if let Some(o) = out.get_mut(slot) {
+                *o = res;
+            }
         }
         if !fresh.is_empty() {
             self.broadcast_except(&PeerMsg::Txs(fresh), from);
