@@ -94,6 +94,16 @@ impl Contract {
         }
     }
 
+    /// Whether `action` is still called for at hub time `now`. Checked on a throw-away copy
+    /// advanced to `now`, so an action that went stale while it waited in a queue (a claim
+    /// after its timelock, a lock after an abort) is dropped even before the next tick is
+    /// journalled.
+    pub fn is_due_at(&self, action: &Action, now: u64) -> bool {
+        let mut probe = self.clone();
+        let _ = probe.step(&ContractEvent::tick(self.kind(), now));
+        probe.pending_actions().contains(action)
+    }
+
     /// Apply `event`; a refused event leaves `self` unchanged.
     pub fn step(
         &mut self,

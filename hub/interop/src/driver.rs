@@ -260,8 +260,9 @@ impl Driver {
                         continue;
                     }
                 };
-                // Skip actions the instance no longer calls for (superseded by events).
-                if !contract.pending_actions().contains(&w.1) {
+                // Skip actions the instance no longer calls for (superseded by events, or
+                // stale by time): executing them late could break an HTLC's timing.
+                if !contract.is_due_at(&w.1, clock()) {
                     in_flight.remove(&key(&w));
                     continue;
                 }

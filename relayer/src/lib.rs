@@ -1,0 +1,22 @@
+//! The relayer and the hub's packet ingress.
+//!
+//! Relayers are untrusted: they provide liveness, never safety. A relayer reads attested
+//! packets from a source (pages of its durable outbox), carries them to the hub over an
+//! authenticated transport (TCP+Noise, UDP or QUIC) and retries until the hub answers with
+//! a receipt; the hub ([`ingress::PacketIngress`]) verifies every attestation strictly,
+//! records an exactly-once receipt per (channel, sequence) durably, and only then forwards
+//! the packet and answers. Two relayers on one link, a restart, or a replay can therefore
+//! only produce `duplicate` receipts, never a second delivery. This crate never trusts a
+//! relayer's word for a packet: only the source network's attestation keys count.
+
+pub mod config;
+pub mod daemon;
+pub mod ingress;
+pub mod outbox;
+pub mod proto;
+
+pub use config::RelayerConfig;
+pub use daemon::{Relayer, RelayerStats};
+pub use ingress::{IngressConfig, IngressError, PacketIngress};
+pub use outbox::Outbox;
+pub use proto::{LinkMsg, Outcome, PacketAttestation, ReceiptMsg, RelayedPacket};

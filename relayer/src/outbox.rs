@@ -1,0 +1,129 @@
+//! The relayer's durable outbox: attested packets waiting to reach the hub. Entries leave
+//! it only when the hub has answered for them, so a relayer killed at any point resends
+//! what might not have arrived (the hub answers `duplicate` for what did).
+
+use crate::proto::{Outcome, RelayedPacket};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox store failed: {0}")]
+    Store(String),
+    #[error("outbox entry {0} is corrupt: {1}")]
+    Corrupt(u64, String),
+}
+
+impl From<sled::Error> for OutboxError {
+    fn from(e: sled::Error) -> Self {
+        OutboxError::Store(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    /// When it entered the outbox (unix seconds), for the "oldest pending" metric.
+    queued_at: u64,
+    packet: RelayedPacket,
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    db: sled::Db,
+    pending: sled::Tree,
+    failed: sled::Tree,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Outbox {
+    /// The outbox of link `link` in `db`.
+    pub fn open(db: sled::Db, link: &str) -> Result<Self, OutboxError> {
+        Ok(Outbox {
+            pending: db.open_tree(format!("relayer.outbox.{link}"))?,
+            failed: db.open_tree(format!("relayer.failed.{link}"))?,
+            db,
+        })
+    }
+
+    /// Queue packets durably (flushed before returning).
+    pub fn push_all(&self, packets: &[RelayedPacket]) -> Result<(), OutboxError> {
+        let mut batch = sled::Batch::default();
+        for p in packets {
+            let id = self.db.generate_id()?;
+            let e = Entry {
+                queued_at: now_secs(),
+                packet: p.clone(),
+            };
+            let bytes = rmp_serde::to_vec_named(&e)
+                .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
+            batch.insert(&id.to_be_bytes(), bytes);
+        }
+        self.pending.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The oldest `limit` entries.
+    pub fn page(&self, limit: usize) -> Result<Vec<(u64, RelayedPacket)>, OutboxError> {
+        let mut out = Vec::with_capacity(limit);
+        for item in self.pending.iter().take(limit) {
+            let (k, v) = item?;
+            let id = k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| OutboxError::Corrupt(0, "key is not 8 bytes".into()))?;
+            let e: Entry =
+                rmp_serde::from_slice(&v).map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
+            out.push((id, e.packet));
+        }
+        Ok(out)
+    }
+
+    /// The hub answered for these entries: drop them (keeping refused ones, with the
+    /// reason, in the failed list) and flush.
+    pub fn complete(&self, done: &[(u64, Outcome)]) -> Result<(), OutboxError> {
+        let mut remove = sled::Batch::default();
+        let mut failed = sled::Batch::default();
+        for (id, outcome) in done {
+            let key = id.to_be_bytes();
+            if let Outcome::Rejected { .. } = outcome {
+                if let Some(v) = self.pending.get(key)? {
+                    failed.insert(&key, v);
+                }
+            }
+            remove.remove(&key);
+        }
+        self.failed.apply_batch(failed)?;
+        self.pending.apply_batch(remove)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn failed_len(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// Age in seconds of the oldest pending entry.
+    pub fn oldest_age(&self) -> u64 {
+        match self.pending.first() {
+            Ok(Some((_, v))) => rmp_serde::from_slice::<Entry>(&v)
+                .map(|e| now_secs().saturating_sub(e.queued_at))
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
