@@ -330,9 +330,15 @@ impl Machine for TwoPhase {
             (Some(Decision::Aborted), Some(_)) => {
                 // A lock still waiting for finality may yet need a refund: the instance stays
                 // open for it until the escrow's own timeout hands it back to its owner.
+                // So does a leg the hub's wallet locks itself: its lock was submitted at
+                // creation and may surface after the abort, and nobody else would refund it.
                 let pending = |leg: LegId| match legs[leg] {
                     LegPhase::Locked => true,
                     LegPhase::LockSeen => self.now < self.spec.leg(leg).timeout,
+                    LegPhase::Unlocked => {
+                        self.spec.leg(leg).locker == Locker::HubWallet
+                            && self.now < self.spec.leg(leg).timeout
+                    }
                     _ => false,
                 };
                 if pending(LegId::A) || pending(LegId::B) {

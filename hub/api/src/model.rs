@@ -77,18 +77,8 @@ pub struct CreateTransfer {
     pub timeout_secs: u64,
 }
 
-/// One side of an HTLC swap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SwapSide {
-    pub network: String,
-    pub asset: String,
-    pub amount: String,
-    pub from: String,
-    pub to: String,
-    #[serde(default)]
-    pub lock_by: LockBy,
-}
+/// One side of an HTLC swap: the same fields as a transfer leg.
+pub type SwapSide = LegSpec;
 
 /// `POST /v1/swaps`: hash-time-locked swap. The initiator's timelock must exceed the
 /// participant's by the hub's configured margin.
@@ -209,25 +199,11 @@ impl CreateTransfer {
     }
 }
 
-impl SwapSide {
-    /// The same fields as a [`LegSpec`].
-    pub fn as_leg(&self) -> LegSpec {
-        LegSpec {
-            network: self.network.clone(),
-            asset: self.asset.clone(),
-            amount: self.amount.clone(),
-            from: self.from.clone(),
-            to: self.to.clone(),
-            lock_by: self.lock_by,
-        }
-    }
-}
-
 impl CreateSwap {
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
-        check_leg("initiator", &self.initiator.as_leg(), &mut p);
-        check_leg("participant", &self.participant.as_leg(), &mut p);
+        check_leg("initiator", &self.initiator, &mut p);
+        check_leg("participant", &self.participant, &mut p);
         if let Some(h) = &self.hashlock {
             if hex::decode(h).map(|v| v.len() != 32).unwrap_or(true) {
                 p.push(format!(

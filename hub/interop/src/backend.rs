@@ -50,16 +50,18 @@ fn kind_of(k: ContractKind) -> OpKind {
 /// The API view of a stored instance.
 pub fn status_of(inst: &StoredInstance, dir: &dyn NetworkDirectory) -> OperationStatus {
     let st = inst.contract.status();
+    let leg_status =
+        |l: LegId, network: NetworkId, state: &isthmus_lock_contracts::LegState| LegStatus {
+            network: dir.name_of(network),
+            state: wire_name(&st.legs[l]),
+            tx: None,
+            evidence: serde_json::to_value(state).ok(),
+        };
     let (legs, detail) = match &inst.contract {
         Contract::TwoPhase(m) => (
             LegId::BOTH
                 .iter()
-                .map(|l| LegStatus {
-                    network: dir.name_of(m.spec.leg(*l).network),
-                    state: wire_name(&st.legs[*l]),
-                    tx: None,
-                    evidence: serde_json::to_value(&m.legs[*l]).ok(),
-                })
+                .map(|l| leg_status(*l, m.spec.leg(*l).network, &m.legs[*l]))
                 .collect(),
             serde_json::json!({
                 "deadline": m.spec.deadline,
@@ -70,12 +72,7 @@ pub fn status_of(inst: &StoredInstance, dir: &dyn NetworkDirectory) -> Operation
         Contract::Htlc(m) => (
             LegId::BOTH
                 .iter()
-                .map(|l| LegStatus {
-                    network: dir.name_of(m.spec.leg(*l).network),
-                    state: wire_name(&st.legs[*l]),
-                    tx: None,
-                    evidence: serde_json::to_value(&m.legs[*l]).ok(),
-                })
+                .map(|l| leg_status(*l, m.spec.leg(*l).network, &m.legs[*l]))
                 .collect(),
             serde_json::json!({
                 "hashlock": m.spec.hashlock.to_hex(),
@@ -212,8 +209,8 @@ impl HubBackend for InteropBackend {
         let mut problems = Vec::new();
         let t1 = now.saturating_add(req.initiator_timeout_secs);
         let t2 = now.saturating_add(req.participant_timeout_secs);
-        let a = self.leg("initiator", &req.initiator.as_leg(), t1, &mut problems);
-        let b = self.leg("participant", &req.participant.as_leg(), t2, &mut problems);
+        let a = self.leg("initiator", &req.initiator, t1, &mut problems);
+        let b = self.leg("participant", &req.participant, t2, &mut problems);
         let (Some(a), Some(b)) = (a, b) else {
             return Err(rejected(
                 format!("swap refused: {}", problems.join("; ")),
