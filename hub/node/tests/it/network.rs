@@ -105,27 +105,40 @@ fn pow_fork_between_two_miners_resolves_to_more_work() {
     let a = NodeProc::start(&cfgp, 0, &dir.path().join("a"), &[], &[]);
     let b = NodeProc::start(&cfgp, 1, &dir.path().join("b"), &[], &[]);
     wait_for(90, "B mines 3 blocks", || (b.height() >= 3).then_some(()));
-    b.call(json!({"cmd": "mine", "on": false}));
     let work =
         |n: &NodeProc| -> u128 { n.status()["total_work"].as_str().unwrap().parse().unwrap() };
+    let head = |n: &NodeProc| -> String { n.status()["head_hash"].as_str().unwrap().to_owned() };
+    // Pausing a miner may still let a block it was finishing land: wait until the head has
+    // stayed put for a second before reading it.
+    let settle = |n: &NodeProc, who: &str| {
+        let mut last = String::new();
+        let mut same = 0;
+        wait_for(60, &format!("{who}'s miner to stop"), || {
+            let h = head(n);
+            if h == last {
+                same += 1;
+            } else {
+                same = 0;
+                last = h;
+            }
+            (same >= 10).then_some(())
+        });
+    };
+    b.call(json!({"cmd": "mine", "on": false}));
+    settle(&b, "B");
     let wb = work(&b);
     wait_for(90, "A out-works B", || (work(&a) > wb).then_some(()));
     a.call(json!({"cmd": "mine", "on": false}));
-    let (wa, a_head) = {
-        let s = a.status();
-        (
-            s["total_work"].as_str().unwrap().parse::<u128>().unwrap(),
-            s["head_hash"].as_str().unwrap().to_owned(),
-        )
-    };
-    let b_head = b.status()["head_hash"].as_str().unwrap().to_owned();
+    settle(&a, "A");
+    let (wa, a_head) = (work(&a), head(&a));
+    let b_head = head(&b);
     assert_ne!(a_head, b_head, "two branches");
     assert!(wa > wb);
     // Connect them: B reorgs to A's heavier branch, A keeps it.
     b.call(json!({"cmd": "connect", "addr": a.listen.to_string()}));
-    wait_for(60, "B adopts the heavier chain", || {
-        (b.status()["head_hash"].as_str() == Some(a_head.as_str())).then_some(())
+    wait_for(90, "B adopts the heavier chain", || {
+        (head(&b) == a_head).then_some(())
     });
-    assert_eq!(a.status()["head_hash"].as_str(), Some(a_head.as_str()));
+    assert_eq!(head(&a), a_head);
     assert_eq!(work(&b), wa);
 }
