@@ -7,6 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TRANSPORT="${1:-quic}"
+# The refusal is expected: print its one-line cause, not a backtrace.
+export RUST_LIB_BACKTRACE=0 RUST_BACKTRACE=0
 PORT="${DEMO_PORT:-7000}"
 
 echo "==> building the demo (release)"
