@@ -83,4 +83,12 @@ if want slither; then
   fi
 fi
 
+# Each external chain node has its own installer in scripts/peers/<name>.sh; it is sourced
+# here with PEERS, ROOT, want and say in scope, so `--only anvil` works the same way.
+for extra in "$ROOT"/scripts/peers/*.sh; do
+  [[ -e "$extra" ]] || continue
+  # shellcheck source=/dev/null
+  source "$extra"
+done
+
 say "done: peers in $PEERS"
