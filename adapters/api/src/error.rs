@@ -31,6 +31,9 @@ pub enum AdapterError {
     },
     #[error("adapter for network {network} misbehaved: {reason}")]
     Misbehaving { network: NetworkId, reason: String },
+    /// The wallet service could not hand out a key (locked or unreadable); it may recover.
+    #[error("wallet unavailable: {reason}")]
+    Wallet { reason: String },
 }
 
 impl AdapterError {
@@ -38,7 +41,9 @@ impl AdapterError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            AdapterError::Unavailable { .. } | AdapterError::Timeout { .. }
+            AdapterError::Unavailable { .. }
+                | AdapterError::Timeout { .. }
+                | AdapterError::Wallet { .. }
         )
     }
 
@@ -54,6 +59,7 @@ impl AdapterError {
             AdapterError::InvalidEvidence { .. } => "invalid_evidence",
             AdapterError::Conflict { .. } => "conflict",
             AdapterError::Misbehaving { .. } => "misbehaving",
+            AdapterError::Wallet { .. } => "wallet_unavailable",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod handle;
 pub mod metered;
 pub mod subscribe;
 pub mod types;
+pub mod wallet;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -34,3 +35,4 @@ pub use handle::{AdapterHandle, HandleConfig};
 pub use metered::{Metered, OpStats, Stats};
 pub use subscribe::{subscribe, SubscribeConfig};
 pub use types::*;
+pub use wallet::{MemoryWallet, SecretKey, Wallet};
