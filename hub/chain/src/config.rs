@@ -86,6 +86,60 @@ pub struct NetworkConfig {
     /// Scheduled protocol upgrades, in height order.
     #[serde(default, rename = "upgrade")]
     pub upgrades: Vec<Upgrade>,
+    /// Who the native escrow module trusts (see [`crate::escrow`]).
+    #[serde(default)]
+    pub escrow: EscrowConfig,
+}
+
+/// The hub attester set the network's escrow module trusts: a release (or an early refund)
+/// needs an attestation signed by at least `threshold` distinct keys of `hub_attesters`.
+/// With no attesters, only HTLC claims and timeout refunds are possible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowConfig {
+    /// `isth_…` ids or `dev:LABEL`; default none.
+    #[serde(default)]
+    pub hub_attesters: Vec<String>,
+    /// Required when `hub_attesters` is set; between 1 and their number.
+    #[serde(default)]
+    pub threshold: usize,
+}
+
+impl EscrowConfig {
+    /// The attester ids (unparseable entries are reported by `validate`).
+    pub fn attesters(&self) -> Vec<NodeId> {
+        self.hub_attesters
+            .iter()
+            .filter_map(|s| parse_identity(s).ok())
+            .collect()
+    }
+
+    fn problems(&self, p: &mut Vec<String>) {
+        let mut seen = BTreeSet::new();
+        for a in &self.hub_attesters {
+            match parse_identity(a) {
+                Ok(id) => {
+                    if !seen.insert(id) {
+                        p.push(format!("escrow.hub_attesters lists `{a}` twice"));
+                    }
+                }
+                Err(e) => p.push(format!("escrow.hub_attesters entry `{a}`: {e}")),
+            }
+        }
+        let n = self.hub_attesters.len();
+        if n == 0 && self.threshold != 0 {
+            p.push(format!(
+                "escrow.threshold = {} needs escrow.hub_attesters",
+                self.threshold
+            ));
+        }
+        if n > 0 && (self.threshold == 0 || self.threshold > n) {
+            p.push(format!(
+                "escrow.threshold = {} must be between 1 and the {n} hub attester(s)",
+                self.threshold
+            ));
+        }
+    }
 }
 
 fn d_interval() -> u64 {
@@ -555,6 +609,7 @@ impl NetworkConfig {
                 }
             }
         }
+        self.escrow.problems(&mut p);
         let mut last_h = 0u64;
         let mut last_v = defaults::PROTOCOL_VERSION;
         for u in &self.upgrades {
@@ -678,6 +733,40 @@ mod tests {
         assert_eq!(c.rules_at(10).max_block_bytes, 4096);
         assert_eq!(c.rules_at(10).version, 2);
         assert_eq!(c.max_known_version(), 2);
+    }
+
+    #[test]
+    fn escrow_attesters_are_validated() {
+        let ok = format!(
+            "{MIN_POS}\n[escrow]\nhub_attesters = [\"dev:h1\", \"dev:h2\"]\nthreshold = 2\n"
+        );
+        let c = NetworkConfig::from_toml_str(&ok).unwrap();
+        assert_eq!(
+            c.escrow.attesters(),
+            vec![Keypair::dev("h1").id(), Keypair::dev("h2").id()]
+        );
+        for (bad, needle) in [
+            (
+                "hub_attesters = [\"dev:h1\"]\nthreshold = 2",
+                "threshold = 2",
+            ),
+            (
+                "hub_attesters = [\"dev:h1\"]\nthreshold = 0",
+                "threshold = 0",
+            ),
+            ("threshold = 1", "needs escrow.hub_attesters"),
+            (
+                "hub_attesters = [\"dev:h1\", \"dev:h1\"]\nthreshold = 1",
+                "twice",
+            ),
+            ("hub_attesters = [\"nonsense\"]\nthreshold = 1", "nonsense"),
+        ] {
+            let s = format!("{MIN_POS}\n[escrow]\n{bad}\n");
+            let Err(ConfigError::Invalid(p)) = NetworkConfig::from_toml_str(&s) else {
+                panic!("expected `{bad}` to be invalid")
+            };
+            assert!(p.join("\n").contains(needle), "missing `{needle}` in {p:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod chain;
 pub mod config;
+pub mod escrow;
 pub mod mempool;
 pub mod merkle;
 pub mod miner;

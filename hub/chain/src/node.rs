@@ -331,7 +331,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode, NodeError> {
         ))
     })?;
     let store = SledStore::open(&opts.data_dir.join("chain"), budget.storage_quota_bytes)?;
-    let chain = Chain::open(cfg.clone(), Box::new(store), Modules::builtin())?;
+    let chain = Chain::open(cfg.clone(), Box::new(store), Modules::for_network(&cfg))?;
     let limits = WireLimits {
         max_frame: MAX_MESSAGE,
         ..WireLimits::default()

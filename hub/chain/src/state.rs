@@ -32,16 +32,75 @@ pub struct ExecRules {
     pub forbid_zero_transfers: bool,
 }
 
-/// Storage visible to a module during one call. Writes are buffered and dropped if the
-/// call fails.
+/// Storage visible to a module during one call. Writes (storage and balance moves) are
+/// buffered and dropped if the call fails.
+///
+/// A module moves native balance only between the calling transaction's signer and its own
+/// module account ([`module_account`]), which no key controls: it can take what the signer
+/// authorised by signing the call, and pay out only what it holds.
 pub struct ModuleStore<'a> {
     module: &'a str,
+    sender: NodeId,
     base: &'a State,
     diff: &'a StateDiff,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    accounts: BTreeMap<NodeId, Account>,
 }
 
 impl ModuleStore<'_> {
+    /// The account this module holds balance in.
+    pub fn module_account(&self) -> NodeId {
+        module_account(self.module)
+    }
+
+    /// The balance of `id` as this call sees it.
+    pub fn balance_of(&self, id: &NodeId) -> u64 {
+        self.account(id).balance
+    }
+
+    fn account(&self, id: &NodeId) -> Account {
+        if let Some(a) = self.accounts.get(id) {
+            return *a;
+        }
+        self.diff
+            .accounts
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| self.base.account(id))
+    }
+
+    fn transfer(&mut self, from: NodeId, to: NodeId, amount: u64) -> Result<(), String> {
+        let mut src = self.account(&from);
+        if src.balance < amount {
+            return Err(format!(
+                "insufficient balance for {from}: has {}, needs {amount}",
+                src.balance
+            ));
+        }
+        if from == to {
+            return Ok(());
+        }
+        let mut dst = self.account(&to);
+        dst.balance = dst
+            .balance
+            .checked_add(amount)
+            .ok_or_else(|| format!("balance overflow crediting {to}"))?;
+        src.balance -= amount;
+        self.accounts.insert(from, src);
+        self.accounts.insert(to, dst);
+        Ok(())
+    }
+
+    /// Move `amount` from the transaction's signer into this module's account.
+    pub fn take_from_sender(&mut self, amount: u64) -> Result<(), String> {
+        self.transfer(self.sender, self.module_account(), amount)
+    }
+
+    /// Pay `amount` out of this module's account to `to`.
+    pub fn pay_out(&mut self, to: NodeId, amount: u64) -> Result<(), String> {
+        self.transfer(self.module_account(), to, amount)
+    }
+
     fn full_key(&self, key: &[u8]) -> Vec<u8> {
         module_key(self.module, key)
     }
@@ -100,6 +159,18 @@ impl Modules {
     pub fn builtin() -> Modules {
         let mut m = Modules::default();
         m.register("kv", Arc::new(KvModule));
+        m.register(crate::audit::MODULE, Arc::new(crate::audit::AuditModule));
+        m
+    }
+
+    /// The modules every node of the network `cfg` runs: the built-in set plus the native
+    /// escrow under [`crate::escrow::MODULE`], configured from the network's genesis.
+    pub fn for_network(cfg: &crate::config::NetworkConfig) -> Modules {
+        let mut m = Self::builtin();
+        m.register(
+            crate::escrow::MODULE,
+            Arc::new(crate::escrow::EscrowModule::from_config(cfg)),
+        );
         m
     }
 
@@ -165,6 +236,16 @@ pub fn module_key(module: &str, key: &[u8]) -> Vec<u8> {
     k.push(b'/');
     k.extend_from_slice(key);
     k
+}
+
+/// The account a module holds native balance in: a hash, not a public key anyone holds the
+/// secret of, so only the module's own code can move what it holds.
+pub fn module_account(module: &str) -> NodeId {
+    NodeId(
+        HashAlgo::Sha256
+            .digest_parts(&[b"isthmus/module-account/v1\x00", module.as_bytes()])
+            .0,
+    )
 }
 
 /// The storage key of an account.
@@ -486,14 +567,19 @@ impl State {
                 };
                 let mut store = ModuleStore {
                     module,
+                    sender: from,
                     base: self,
                     diff,
                     writes: BTreeMap::new(),
+                    accounts: BTreeMap::new(),
                 };
                 match m.call(&ctx, &mut store, method, args) {
                     Ok(()) => {
-                        let writes = store.writes;
+                        let ModuleStore {
+                            writes, accounts, ..
+                        } = store;
                         diff.kv.extend(writes);
+                        diff.accounts.extend(accounts);
                         Ok(None)
                     }
                     Err(e) => Ok(Some(e)),
