@@ -9,6 +9,7 @@
 //! received from a peer is trusted before it is verified (signatures, Merkle root, state
 //! root, PoW target or commit certificate).
 
+pub mod audit;
 pub mod block;
 pub mod chain;
 pub mod config;
