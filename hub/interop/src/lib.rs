@@ -10,6 +10,7 @@
 //!
 //! [`Machine::pending_actions`]: isthmus_lock_contracts::Machine::pending_actions
 
+pub mod anchor;
 pub mod backend;
 pub mod contract;
 pub mod driver;
@@ -17,6 +18,7 @@ pub mod executor;
 pub mod journal;
 pub mod watcher;
 
+pub use anchor::{AnchorError, Anchorer, TransitionAnchor, TransitionLog};
 pub use backend::{ApiNotifier, InteropBackend, NetworkDirectory};
 pub use contract::{Contract, ContractEvent, ContractKind};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
