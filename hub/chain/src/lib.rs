@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod packets;
 pub mod pos;
 pub mod state;
 pub mod store;
