@@ -378,6 +378,27 @@ impl WalletService {
         Ok(())
     }
 
+    /// A 32-byte data-encryption key for another store (e.g. the interop journal), made
+    /// at random on first use and kept sealed under `label`.
+    pub fn data_key(&self, label: &str) -> Result<Zeroizing<[u8; 32]>, WalletError> {
+        let slot = format!("data-key/{label}");
+        let raw = match self.open_blob(&slot)? {
+            Some(raw) => raw,
+            None => {
+                let mut fresh = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(fresh.as_mut());
+                self.seal_blob(&slot, fresh.as_ref())?;
+                Zeroizing::new(fresh.to_vec())
+            }
+        };
+        let mut out = Zeroizing::new([0u8; 32]);
+        if raw.len() != 32 {
+            return Err(WalletError::Corrupt(slot));
+        }
+        out.copy_from_slice(&raw);
+        Ok(out)
+    }
+
     /// Open the blob sealed under `label`.
     pub fn open_blob(&self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, WalletError> {
         let slot = blob_slot(label);
@@ -476,6 +497,9 @@ mod tests {
             &[0xAB; 32]
         );
         assert!(w.open_blob("htlc/2").unwrap().is_none());
+        let dk = w.data_key("journal").unwrap();
+        assert_eq!(w.data_key("journal").unwrap(), dk, "stable across calls");
+        assert_ne!(w.data_key("other").unwrap(), dk);
         assert!(!format!("{w:?}").contains(&hex::encode(seed.as_slice())));
     }
 
