@@ -1028,7 +1028,13 @@ impl Node {
     }
 
     fn on_mined(&mut self, generation: u64, b: Block) {
-        if self.pow.as_ref().is_none_or(|p| p.generation != generation) {
+        // A block found just before mining was paused is dropped too: once `set_mining(false)`
+        // has been handled, the node's own miner adds nothing.
+        if self
+            .pow
+            .as_ref()
+            .is_none_or(|p| !p.enabled || p.generation != generation)
+        {
             return;
         }
         let number = b.header.number;
