@@ -1,0 +1,8 @@
+//! Integration tests of the native adapter on real in-process networks (sled stores in
+//! temporary directories): the adapter conformance suite on PoS and PoW networks, and
+//! interop between two native networks through the hub.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns fail loudly by design
+
+mod conformance;
+mod net;
