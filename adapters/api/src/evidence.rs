@@ -225,6 +225,130 @@ impl HubAttestation {
     }
 }
 
+/// Where an EVM escrow checks attestations: secp256k1 attesters sign
+/// `keccak256(abi.encode(keccak256("isthmus/evm-escrow/v1"), chain_id, escrow, lock_id, decision))`
+/// (raw, no personal-message prefix), so a signature is bound to one chain, one escrow
+/// contract, one lock and one decision. The hub record is not part of it: the escrow acts on the
+/// decision alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EvmEscrowDomain {
+    pub chain_id: u64,
+    pub escrow: [u8; 20],
+}
+
+impl EvmEscrowDomain {
+    /// The digest the escrow's `digest(id, decision)` computes.
+    pub fn digest(&self, lock_id: &LockId, decision: Decision) -> [u8; 32] {
+        use sha3::{Digest, Keccak256};
+        let word = |tail: &[u8]| {
+            let mut w = [0u8; 32];
+            w[32 - tail.len()..].copy_from_slice(tail);
+            w
+        };
+        let domain: [u8; 32] = Keccak256::digest(b"isthmus/evm-escrow/v1").into();
+        let mut h = Keccak256::new();
+        h.update(domain);
+        h.update(word(&self.chain_id.to_be_bytes()));
+        h.update(word(&self.escrow));
+        h.update(lock_id.0.as_bytes());
+        h.update(word(&[match decision {
+            Decision::Validated => 1,
+            Decision::Aborted => 2,
+        }]));
+        h.finalize().into()
+    }
+
+    /// The EVM address of a secp256k1 key: the last 20 bytes of keccak256 of the public point.
+    pub fn address_of(key: &k256::ecdsa::VerifyingKey) -> [u8; 20] {
+        use sha3::{Digest, Keccak256};
+        let point = key.to_encoded_point(false);
+        let hash = Keccak256::digest(&point.as_bytes()[1..]);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&hash[12..]);
+        out
+    }
+}
+
+impl HubAttestation {
+    /// An attestation signed with secp256k1 by `keys` for the escrow at `domain`: each
+    /// signature is 65 bytes `r || s || v` (low s, v = 27 or 28), its signer the 20-byte address.
+    pub fn sign_secp256k1_evm(
+        network: NetworkId,
+        lock_id: LockId,
+        decision: Decision,
+        record: HubRecord,
+        domain: &EvmEscrowDomain,
+        keys: &[k256::ecdsa::SigningKey],
+    ) -> Self {
+        let digest = domain.digest(&lock_id, decision);
+        let signatures = keys
+            .iter()
+            .filter_map(|k| {
+                let (sig, recid) = k.sign_prehash_recoverable(&digest).ok()?;
+                let (sig, recid) = match sig.normalize_s() {
+                    Some(low) => (
+                        low,
+                        k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
+                    ),
+                    None => (sig, recid),
+                };
+                let mut bytes = sig.to_bytes().to_vec();
+                bytes.push(27 + recid.to_byte());
+                Some(SchemeSignature {
+                    scheme: SignatureScheme::Secp256k1Ecdsa,
+                    signer: EvmEscrowDomain::address_of(k.verifying_key()).to_vec(),
+                    signature: bytes,
+                })
+            })
+            .collect();
+        HubAttestation {
+            network,
+            lock_id,
+            decision,
+            record,
+            signatures,
+        }
+    }
+
+    /// The distinct `trusted` addresses whose secp256k1 signatures recover correctly for
+    /// `domain`, in ascending order (the order the escrow requires), each with its signature.
+    pub fn secp256k1_evm_signers(
+        &self,
+        domain: &EvmEscrowDomain,
+        trusted: &[[u8; 20]],
+    ) -> Vec<([u8; 20], Vec<u8>)> {
+        let digest = domain.digest(&self.lock_id, self.decision);
+        let mut out: Vec<([u8; 20], Vec<u8>)> = Vec::new();
+        for s in &self.signatures {
+            if s.scheme != SignatureScheme::Secp256k1Ecdsa || s.signature.len() != 65 {
+                continue;
+            }
+            let Ok(sig) = k256::ecdsa::Signature::from_slice(&s.signature[..64]) else {
+                continue;
+            };
+            if sig.normalize_s().is_some() {
+                continue; // a high-s twin: the escrow refuses those
+            }
+            let Some(recid) = s.signature[64]
+                .checked_sub(27)
+                .and_then(k256::ecdsa::RecoveryId::from_byte)
+            else {
+                continue;
+            };
+            let Ok(key) = k256::ecdsa::VerifyingKey::recover_from_prehash(&digest, &sig, recid)
+            else {
+                continue;
+            };
+            let addr = EvmEscrowDomain::address_of(&key);
+            if trusted.contains(&addr) && !out.iter().any(|(a, _)| *a == addr) {
+                out.push((addr, s.signature.clone()));
+            }
+        }
+        out.sort_by_key(|a| a.0);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +387,55 @@ mod tests {
         let mut flipped = att.clone();
         flipped.decision = Decision::Aborted;
         assert_eq!(flipped.ed25519_signers(&trusted), 0);
+    }
+
+    #[test]
+    fn secp256k1_attestation_recovers_distinct_trusted_signers_for_its_domain_only() {
+        let keys: Vec<k256::ecdsa::SigningKey> = (1u8..=3)
+            .map(|i| k256::ecdsa::SigningKey::from_slice(&[i; 32]).unwrap())
+            .collect();
+        let addrs: Vec<[u8; 20]> = keys
+            .iter()
+            .map(|k| EvmEscrowDomain::address_of(k.verifying_key()))
+            .collect();
+        let domain = EvmEscrowDomain {
+            chain_id: 31337,
+            escrow: [9; 20],
+        };
+        let lock = LockId(Hash32([3; 32]));
+        let mut att = HubAttestation::sign_secp256k1_evm(
+            NetworkId(1),
+            lock,
+            Decision::Validated,
+            record(),
+            &domain,
+            &keys,
+        );
+        let dup = att.signatures[0].clone();
+        att.signatures.push(dup);
+        let got = att.secp256k1_evm_signers(&domain, &addrs[..2]);
+        let mut want = addrs[..2].to_vec();
+        want.sort();
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want);
+        let other = EvmEscrowDomain {
+            chain_id: 1,
+            ..domain
+        };
+        assert!(att.secp256k1_evm_signers(&other, &addrs).is_empty());
+        let mut flipped = att.clone();
+        flipped.decision = Decision::Aborted;
+        assert!(flipped.secp256k1_evm_signers(&domain, &addrs).is_empty());
+        // The ed25519 path ignores secp256k1 signatures and vice versa.
+        assert_eq!(att.ed25519_signers(&[]), 0);
+        // The address of the private key 0x0101…01 is the well-known one.
+        assert_eq!(
+            hex_addr(&addrs[0]),
+            "1a642f0e3c3af545e7acbd38b07251b3990914f1"
+        );
+    }
+
+    fn hex_addr(a: &[u8; 20]) -> String {
+        a.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub mod mock;
 pub use action::{Attester, LegOp};
 pub use adapter::*;
 pub use error::AdapterError;
-pub use evidence::{CommitVote, Evidence, HubAttestation, MerkleProof, SchemeSignature, Verified};
+pub use evidence::{
+    CommitVote, Evidence, EvmEscrowDomain, HubAttestation, MerkleProof, SchemeSignature, Verified,
+};
 pub use handle::{AdapterHandle, HandleConfig};
 pub use metered::{Metered, OpStats, Stats};
 pub use subscribe::{subscribe, SubscribeConfig};
