@@ -1,0 +1,486 @@
+//! The adapter's view of the chain: the recent blocks it has applied, the locks it knows,
+//! the transactions it watches, and the event log. Blocks are applied and reverted one at a
+//! time, so a reorg appends `Reverted` events and withdraws what the lost blocks carried
+//! instead of rewriting history. Pure bookkeeping: the adapter feeds it blocks from the node.
+
+use crate::script::{self, Spend};
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
+use isthmus_adapter_api::{
+    BlockRef, ChainEvent, Checkpoint, EventKind, EventPage, LockRequest, LockStatus,
+};
+use isthmus_core::Hash32;
+use isthmus_lock_contracts::{LockId, LockObservation, TxId};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// How many recent blocks the view keeps to find a fork point; a deeper reorg is reported.
+pub const WINDOW: usize = 2_000;
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub height: u64,
+    pub hash: BlockHash,
+    /// Median time past at this block: what CLTV compares against.
+    pub mtp: u64,
+    /// The transactions of interest it carried (watched, lock fundings and spends).
+    pub txs: Vec<Txid>,
+}
+
+impl Block {
+    pub fn reference(&self) -> BlockRef {
+        block_ref(self.height, &self.hash)
+    }
+}
+
+pub fn block_ref(height: u64, hash: &BlockHash) -> BlockRef {
+    BlockRef {
+        height,
+        hash: Hash32(hash.to_byte_array()),
+    }
+}
+
+/// A spend of a lock this adapter built and broadcast: what a retry returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Release,
+    Refund,
+    Claim,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Release => "release",
+            Op::Refund => "refund",
+            Op::Claim => "claim",
+        }
+    }
+}
+
+/// One lock the adapter funded (or re-found after a restart).
+#[derive(Debug, Clone)]
+pub struct Lock {
+    pub req: LockRequest,
+    pub witness_script: ScriptBuf,
+    pub script_pubkey: ScriptBuf,
+    /// Where a release or claim pays, and where a refund pays.
+    pub beneficiary_script: ScriptBuf,
+    pub owner_script: ScriptBuf,
+    pub funding: Transaction,
+    /// The escrow output on chain, once included: outpoint, value, block.
+    pub funded: Option<(OutPoint, u64, BlockRef)>,
+    pub final_reported: bool,
+    /// The spend this adapter broadcast, if any.
+    pub pending: Option<(Op, Transaction)>,
+    /// The spend on chain: tx, outcome, block.
+    pub spent: Option<(Txid, LockStatus, BlockRef)>,
+}
+
+impl Lock {
+    pub fn funding_txid(&self) -> Txid {
+        self.funding.compute_txid()
+    }
+
+    pub fn status(&self) -> LockStatus {
+        self.spent
+            .as_ref()
+            .map_or(LockStatus::Locked, |(_, s, _)| s.clone())
+    }
+
+    pub fn observation(&self) -> Option<LockObservation> {
+        let (_, value, block) = self.funded?;
+        Some(LockObservation {
+            lock_id: self.req.lock_id,
+            tx: txid_text(&self.funding_txid()),
+            block: block.hash,
+            height: block.height,
+            asset: self.req.leg.asset.clone(),
+            amount: isthmus_lock_contracts::Amount(u128::from(value)),
+            beneficiary: self.req.leg.to.clone(),
+        })
+    }
+}
+
+pub fn txid_text(t: &Txid) -> TxId {
+    TxId(t.to_string())
+}
+
+/// One transaction of a block, as the node returned it.
+pub struct BlockTx {
+    pub txid: Txid,
+    pub tx: Option<Transaction>,
+}
+
+#[derive(Default)]
+pub struct View {
+    pub blocks: VecDeque<Block>,
+    events: Vec<ChainEvent>,
+    pub watched: HashSet<Txid>,
+    pub included: HashMap<Txid, BlockRef>,
+    pub locks: HashMap<LockId, Lock>,
+    /// Funding transactions seen on chain by their tag, for locks re-registered after a
+    /// restart: lock id -> (tx, block).
+    pub tagged: HashMap<[u8; 32], (Transaction, BlockRef)>,
+    confirmations: u64,
+}
+
+impl View {
+    pub fn new(confirmations: u32) -> Self {
+        View {
+            confirmations: u64::from(confirmations.max(1)),
+            ..View::default()
+        }
+    }
+
+    pub fn tip(&self) -> Option<&Block> {
+        self.blocks.back()
+    }
+
+    fn push(&mut self, kind: EventKind) {
+        let checkpoint = Checkpoint(self.events.len() as u64 + 1);
+        self.events.push(ChainEvent { checkpoint, kind });
+    }
+
+    pub fn events_since(&self, after: Checkpoint, limit: u32) -> EventPage {
+        let start = usize::try_from(after.0)
+            .unwrap_or(usize::MAX)
+            .min(self.events.len());
+        let rest = &self.events[start..];
+        let take = rest.len().min(limit as usize);
+        let events: Vec<ChainEvent> = rest[..take].to_vec();
+        EventPage {
+            next: events.last().map_or(after, |e| e.checkpoint),
+            more: rest.len() > take,
+            events,
+        }
+    }
+
+    /// Confirmations of a block at `height` under the current tip.
+    pub fn depth(&self, height: u64) -> u64 {
+        self.tip()
+            .map_or(0, |t| (t.height + 1).saturating_sub(height))
+    }
+
+    pub fn is_final(&self, height: u64) -> bool {
+        self.depth(height) >= self.confirmations
+    }
+
+    /// Apply the next block on top of the tip.
+    pub fn apply(&mut self, height: u64, hash: BlockHash, mtp: u64, txs: Vec<BlockTx>) {
+        let bref = block_ref(height, &hash);
+        let mut interesting = Vec::new();
+        for BlockTx { txid, tx } in txs {
+            let mut hit = false;
+            if self.watched.contains(&txid) {
+                self.included.insert(txid, bref);
+                self.push(EventKind::TxIncluded {
+                    tx: txid_text(&txid),
+                    block: bref,
+                });
+                hit = true;
+            }
+            let Some(tx) = tx else {
+                if hit {
+                    interesting.push(txid);
+                }
+                continue;
+            };
+            hit |= self.spends(&tx, txid, bref);
+            hit |= self.fundings(&tx, txid, bref);
+            if hit {
+                interesting.push(txid);
+            }
+        }
+        self.blocks.push_back(Block {
+            height,
+            hash,
+            mtp,
+            txs: interesting,
+        });
+        while self.blocks.len() > WINDOW {
+            self.blocks.pop_front();
+        }
+        self.report_finality();
+    }
+
+    fn fundings(&mut self, tx: &Transaction, txid: Txid, bref: BlockRef) -> bool {
+        let mut hit = false;
+        for out in &tx.output {
+            if let Some((_, id)) = script::read_tag(&out.script_pubkey) {
+                self.tagged.insert(id, (tx.clone(), bref));
+                hit = true;
+            }
+        }
+        let mut found = Vec::new();
+        for (vout, out) in tx.output.iter().enumerate() {
+            for (id, lock) in &self.locks {
+                if lock.funded.is_none()
+                    && lock.funding_txid() == txid
+                    && lock.script_pubkey == out.script_pubkey
+                {
+                    found.push((*id, vout as u32, out.value.to_sat()));
+                }
+            }
+        }
+        for (id, vout, value) in found {
+            if let Some(lock) = self.locks.get_mut(&id) {
+                lock.funded = Some((OutPoint { txid, vout }, value, bref));
+                if let Some(lock) = lock.observation() {
+                    self.push(EventKind::LockIncluded { lock });
+                }
+                hit = true;
+            }
+        }
+        hit
+    }
+
+    fn spends(&mut self, tx: &Transaction, txid: Txid, bref: BlockRef) -> bool {
+        let mut hit = false;
+        for input in &tx.input {
+            let Some((id, lock)) = self.locks.iter_mut().find(|(_, l)| {
+                l.spent.is_none()
+                    && l.funded
+                        .is_some_and(|(op, _, _)| op == input.previous_output)
+            }) else {
+                continue;
+            };
+            let id = *id;
+            let witness: Vec<Vec<u8>> = input.witness.iter().map(<[u8]>::to_vec).collect();
+            let pays_beneficiary = tx
+                .output
+                .first()
+                .is_some_and(|o| o.script_pubkey == lock.beneficiary_script);
+            let t = txid_text(&txid);
+            let (status, event) = match script::classify(&witness, &lock.witness_script) {
+                Some(Spend::HtlcClaim { preimage }) => (
+                    LockStatus::Claimed { tx: t.clone() },
+                    EventKind::Claimed {
+                        lock_id: id,
+                        tx: t,
+                        preimage,
+                    },
+                ),
+                Some(Spend::Cosigned) if pays_beneficiary => (
+                    LockStatus::Released { tx: t.clone() },
+                    EventKind::Released { lock_id: id, tx: t },
+                ),
+                // A cosigned spend elsewhere is the owner's early refund; a spend we cannot
+                // read still ends the lock, so it counts as the owner's.
+                _ => (
+                    LockStatus::Refunded { tx: t.clone() },
+                    EventKind::Refunded { lock_id: id, tx: t },
+                ),
+            };
+            lock.spent = Some((txid, status, bref));
+            self.push(event);
+            hit = true;
+        }
+        hit
+    }
+
+    fn report_finality(&mut self) {
+        let mut newly = Vec::new();
+        for lock in self.locks.values() {
+            if let Some((_, _, b)) = lock.funded {
+                if !lock.final_reported && self.is_final(b.height) {
+                    newly.push(lock.req.lock_id);
+                }
+            }
+        }
+        newly.sort();
+        for id in newly {
+            if let Some(lock) = self.locks.get_mut(&id) {
+                lock.final_reported = true;
+                if let Some(obs) = lock.observation() {
+                    self.push(EventKind::LockFinal { lock: obs });
+                }
+            }
+        }
+    }
+
+    /// Take the tip off: everything it carried is withdrawn.
+    pub fn revert_tip(&mut self) -> Option<Block> {
+        let block = self.blocks.pop_back()?;
+        let bref = block.reference();
+        for txid in &block.txs {
+            self.included.remove(txid);
+        }
+        for lock in self.locks.values_mut() {
+            if lock.spent.as_ref().is_some_and(|(_, _, b)| *b == bref) {
+                lock.spent = None;
+            }
+            if lock.funded.is_some_and(|(_, _, b)| b == bref) {
+                lock.funded = None;
+                lock.final_reported = false;
+            }
+        }
+        self.tagged.retain(|_, (_, b)| *b != bref);
+        self.push(EventKind::Reverted {
+            block: bref,
+            txs: block.txs.iter().map(txid_text).collect(),
+        });
+        Some(block)
+    }
+
+    /// Know a lock from now on; if its funding is already on chain (seen by its tag), take
+    /// that inclusion over.
+    pub fn register(&mut self, lock: Lock) {
+        let id = lock.req.lock_id;
+        let txid = lock.funding_txid();
+        self.watched.insert(txid);
+        let seen = self.tagged.get(&id.0 .0).cloned();
+        self.locks.insert(id, lock);
+        if let Some((tx, bref)) = seen {
+            if tx.compute_txid() == txid {
+                self.included.insert(txid, bref);
+                self.fundings(&tx, txid, bref);
+                self.report_finality();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::{absolute, transaction, Amount, TxOut};
+    use isthmus_adapter_api::LockTerms;
+    use isthmus_lock_contracts::{Address, AssetId, LegSpec, Locker};
+
+    fn lock_with(id: u8) -> Lock {
+        let ws = ScriptBuf::from_bytes(vec![0x51, id]);
+        let spk = ScriptBuf::new_p2wsh(&ws.wscript_hash());
+        let funding = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![],
+            output: vec![
+                TxOut {
+                    value: Amount::from_sat(1_000),
+                    script_pubkey: spk.clone(),
+                },
+                TxOut {
+                    value: Amount::ZERO,
+                    script_pubkey: script::tag(script::KIND_ESCROW, &LockId(Hash32([id; 32]))),
+                },
+            ],
+        };
+        Lock {
+            req: LockRequest {
+                lock_id: LockId(Hash32([id; 32])),
+                leg: LegSpec {
+                    network: isthmus_core::NetworkId(1),
+                    asset: AssetId("LTC".into()),
+                    amount: isthmus_lock_contracts::Amount(1_000),
+                    from: Address("o".into()),
+                    to: Address("b".into()),
+                    timeout: 2_000_000_000,
+                    locker: Locker::HubWallet,
+                },
+                terms: LockTerms::TwoPhase,
+            },
+            witness_script: ws,
+            script_pubkey: spk,
+            beneficiary_script: ScriptBuf::new(),
+            owner_script: ScriptBuf::new(),
+            funding,
+            funded: None,
+            final_reported: false,
+            pending: None,
+            spent: None,
+        }
+    }
+
+    fn hash(n: u8) -> BlockHash {
+        BlockHash::from_byte_array([n; 32])
+    }
+
+    #[test]
+    fn a_reorged_lock_is_withdrawn_and_never_final() {
+        let mut v = View::new(3);
+        v.apply(10, hash(10), 100, vec![]);
+        let lock = lock_with(1);
+        let funding = lock.funding.clone();
+        let txid = funding.compute_txid();
+        v.register(lock);
+        v.apply(
+            11,
+            hash(11),
+            101,
+            vec![BlockTx {
+                txid,
+                tx: Some(funding),
+            }],
+        );
+        assert!(v.locks[&LockId(Hash32([1; 32]))].funded.is_some());
+        v.revert_tip();
+        assert!(v.locks[&LockId(Hash32([1; 32]))].funded.is_none());
+        for h in 11..20 {
+            v.apply(h, hash(h as u8 + 100), 100 + h, vec![]);
+        }
+        let all = v.events_since(Checkpoint::START, 100).events;
+        let kinds: Vec<&str> = all
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::TxIncluded { .. } => "included",
+                EventKind::LockIncluded { .. } => "lock",
+                EventKind::Reverted { txs, .. } => {
+                    assert_eq!(txs, &vec![txid_text(&txid)]);
+                    "reverted"
+                }
+                EventKind::LockFinal { .. } => "final",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["included", "lock", "reverted"]);
+    }
+
+    #[test]
+    fn locks_become_final_at_depth_once_and_pages_resume() {
+        let mut v = View::new(2);
+        let lock = lock_with(2);
+        let funding = lock.funding.clone();
+        let txid = funding.compute_txid();
+        v.register(lock);
+        v.apply(
+            1,
+            hash(1),
+            1,
+            vec![BlockTx {
+                txid,
+                tx: Some(funding),
+            }],
+        );
+        v.apply(2, hash(2), 2, vec![]);
+        v.apply(3, hash(3), 3, vec![]);
+        let all = v.events_since(Checkpoint::START, 100);
+        assert_eq!(all.events.len(), 3, "{:?}", all.events);
+        assert!(matches!(all.events[2].kind, EventKind::LockFinal { .. }));
+        let one = v.events_since(Checkpoint::START, 1);
+        assert!(one.more);
+        let rest = v.events_since(one.next, 100);
+        assert_eq!(rest.events, all.events[1..]);
+        assert_eq!(v.events_since(all.next, 5).next, all.next);
+    }
+
+    #[test]
+    fn a_funding_seen_before_registration_is_taken_over() {
+        let mut v = View::new(1);
+        let lock = lock_with(3);
+        let funding = lock.funding.clone();
+        let txid = funding.compute_txid();
+        v.apply(
+            5,
+            hash(5),
+            5,
+            vec![BlockTx {
+                txid,
+                tx: Some(funding),
+            }],
+        );
+        v.register(lock);
+        let l = &v.locks[&LockId(Hash32([3; 32]))];
+        assert_eq!(l.funded.map(|f| f.2.height), Some(5));
+        assert!(l.final_reported);
+    }
+}

@@ -1,0 +1,386 @@
+use crate::node::{LtcFixture, NETWORK};
+use bitcoin::secp256k1::Secp256k1;
+use bitcoin::{absolute, Amount as Sats, OutPoint, ScriptBuf, TxOut, Txid};
+use isthmus_adapter_api::conformance::Fixture;
+use isthmus_adapter_api::*;
+use isthmus_adapter_utxo::build::{self, Coin, Input, Unlock};
+use isthmus_adapter_utxo::{script, UtxoAdapter};
+use isthmus_core::{Hash32, HashAlgo};
+use isthmus_lock_contracts::{Amount, AssetId, LegSpec, LockId, Locker, Preimage, TxId};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn id(tag: &str) -> LockId {
+    LockId(HashAlgo::Sha256.digest_parts(&[b"utxo-it/", tag.as_bytes()]))
+}
+
+async fn request(f: &LtcFixture, tag: &str, terms: LockTerms, timeout_after: u64) -> LockRequest {
+    let now = f.adapter.heads().await.unwrap().time;
+    LockRequest {
+        lock_id: id(tag),
+        leg: LegSpec {
+            network: NETWORK,
+            asset: AssetId("LTC".into()),
+            amount: Amount(100_000),
+            from: f.accounts[0].clone(),
+            to: f.accounts[1].clone(),
+            timeout: now + timeout_after,
+            locker: Locker::HubWallet,
+        },
+        terms,
+    }
+}
+
+async fn balance(f: &LtcFixture, who: usize) -> u128 {
+    f.adapter
+        .balance(&f.accounts[who], &AssetId("LTC".into()))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Time spent in adapter calls and in waiting for blocks, kept apart.
+#[derive(Default, Debug)]
+struct Clock {
+    adapter: Duration,
+    mining: Duration,
+    blocks: u64,
+}
+
+impl Clock {
+    async fn call<T>(&mut self, fut: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let out = fut.await;
+        self.adapter += t.elapsed();
+        out
+    }
+
+    /// Mine one block at a time until `tx` is final.
+    async fn until_final(&mut self, f: &LtcFixture, tx: &TxId) {
+        for _ in 0..20 {
+            if self.call(f.adapter.tx_status(tx)).await.unwrap().is_final() {
+                return;
+            }
+            let t = Instant::now();
+            f.node.generate(1, &f.miner).await;
+            self.mining += t.elapsed();
+            self.blocks += 1;
+        }
+        panic!("{tx} not final after 20 blocks");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htlc_lock_then_claim_reveals_the_preimage_and_pays_exactly() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secret = [0x5a; 32];
+    let req = request(
+        &f,
+        "htlc",
+        LockTerms::Htlc {
+            hashlock: HashAlgo::Sha256.digest(&secret),
+        },
+        3_600,
+    )
+    .await;
+    let (owner0, bene0) = (balance(&f, 0).await, balance(&f, 1).await);
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    let mut clock = Clock::default();
+    let started = Instant::now();
+    let lock_tx = clock.call(a.lock(&req)).await.unwrap();
+    clock.until_final(&f, &lock_tx).await;
+    let state = clock
+        .call(a.lock_state(&req.lock_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        state.is_final && state.status == LockStatus::Locked,
+        "{state:?}"
+    );
+    let claim_tx = clock
+        .call(a.claim(&ClaimRequest {
+            lock_id: req.lock_id,
+            preimage: Preimage(secret),
+        }))
+        .await
+        .unwrap();
+    clock.until_final(&f, &claim_tx).await;
+    let total = started.elapsed();
+    eprintln!(
+        "htlc lock->claim on litecoind regtest: total {total:?}; adapter calls {:?}; mining {} blocks {:?} \
+         (at Litecoin's 150 s block interval the confirmation wait would be {} s)",
+        clock.adapter,
+        clock.blocks,
+        clock.mining,
+        clock.blocks * 150
+    );
+    assert_eq!(
+        balance(&f, 0).await,
+        owner0 - 100_000,
+        "owner pays the amount, no fee"
+    );
+    assert_eq!(
+        balance(&f, 1).await,
+        bene0 + 100_000,
+        "beneficiary gets the amount"
+    );
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    let kinds: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LockIncluded { lock } if lock.lock_id == req.lock_id => Some("included"),
+            EventKind::LockFinal { lock } if lock.lock_id == req.lock_id => Some("final"),
+            EventKind::Claimed {
+                lock_id,
+                preimage,
+                tx,
+            } if *lock_id == req.lock_id => {
+                assert_eq!(preimage.as_slice(), secret);
+                assert_eq!(*tx, claim_tx);
+                Some("claimed")
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["included", "final", "claimed"]);
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Claimed { tx: claim_tx });
+}
+
+/// The witness script and outpoint of a funded lock, rebuilt from its request.
+fn htlc_coin(
+    f: &LtcFixture,
+    req: &LockRequest,
+    lock_tx: &TxId,
+    hashlock: [u8; 32],
+) -> (ScriptBuf, Coin) {
+    let bene = f.keys[1].public.wpubkey_hash().unwrap();
+    let owner = f.keys[0].public.wpubkey_hash().unwrap();
+    let lt = absolute::LockTime::from_time((req.leg.timeout - 1) as u32).unwrap();
+    let ws = script::htlc(&hashlock, &bene, &owner, lt);
+    let coin = Coin {
+        outpoint: OutPoint {
+            txid: Txid::from_str(&lock_tx.0).unwrap(),
+            vout: 0,
+        },
+        value: 100_000,
+        script: ScriptBuf::new_p2wsh(&ws.wscript_hash()),
+    };
+    (ws, coin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_by_someone_else_is_read_from_its_witness_and_long_preimages_fail_in_script() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secp = Secp256k1::new();
+    let to = f.codec.script_of(&f.accounts[1].0).unwrap();
+    // A 33-byte secret: its sha256 is a valid hashlock, but the script's size check refuses it.
+    let long = [0x33u8; 33];
+    let long_lock = HashAlgo::Sha256.digest(&long).0;
+    let secret = [0x44u8; 32];
+    let short_lock = HashAlgo::Sha256.digest(&secret).0;
+    let mut txs = Vec::new();
+    for (tag, hashlock) in [("long", long_lock), ("external", short_lock)] {
+        let req = request(
+            &f,
+            tag,
+            LockTerms::Htlc {
+                hashlock: Hash32(hashlock),
+            },
+            3_600,
+        )
+        .await;
+        let tx = a.lock(&req).await.unwrap();
+        txs.push((req, tx, hashlock));
+    }
+    f.mine(3).await.unwrap();
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    let spend = |req: &LockRequest, tx: &TxId, hashlock: [u8; 32], preimage: &[u8]| {
+        let (ws, coin) = htlc_coin(&f, req, tx, hashlock);
+        let mut t = build::sign(
+            &secp,
+            &[Input {
+                coin,
+                unlock: Unlock::HtlcClaim {
+                    key: f.keys[1].clone(),
+                    preimage: [0; 32],
+                    script: ws,
+                },
+            }],
+            vec![TxOut {
+                value: Sats::from_sat(100_000 - 5_000),
+                script_pubkey: to.clone(),
+            }],
+            absolute::LockTime::ZERO,
+        )
+        .unwrap();
+        // The witness is outside the signature: swap the real preimage in.
+        let mut w: Vec<Vec<u8>> = t.input[0].witness.iter().map(<[u8]>::to_vec).collect();
+        w[2] = preimage.to_vec();
+        t.input[0].witness = bitcoin::Witness::from_slice(&w);
+        SignedTx(bitcoin::consensus::encode::serialize(&t))
+    };
+    let (req, tx, hl) = &txs[0];
+    match a.submit(spend(req, tx, *hl, &long)).await {
+        Err(AdapterError::Rejected { reason, .. }) => {
+            assert!(reason.contains("script"), "{reason}")
+        }
+        other => panic!("a 33-byte preimage was not refused by the script: {other:?}"),
+    }
+    let (req, tx, hl) = &txs[1];
+    let claim = a.submit(spend(req, tx, *hl, &secret)).await.unwrap();
+    f.mine(1).await.unwrap();
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Claimed { lock_id, preimage, tx }
+                if *lock_id == req.lock_id && preimage.as_slice() == secret && *tx == claim)),
+        "{events:?}"
+    );
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Claimed { tx: claim });
+    // The long-secret lock is still locked and refundable only by its owner later.
+    let long_state = a.lock_state(&txs[0].0.lock_id).await.unwrap().unwrap();
+    assert_eq!(long_state.status, LockStatus::Locked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorged_out_lock_is_withdrawn_and_never_counted_final() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let owner0 = balance(&f, 0).await;
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    let req = request(&f, "reorged", LockTerms::TwoPhase, 3_600).await;
+    let tx = a.lock(&req).await.unwrap();
+    f.mine(1).await.unwrap();
+    let seen = a
+        .lock_state(&req.lock_id)
+        .await
+        .unwrap()
+        .expect("lock seen");
+    assert!(!seen.is_final);
+    assert!(f.reorg(1).await.unwrap());
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Reverted { txs, .. } if txs.contains(&tx))),
+        "{events:?}"
+    );
+    assert_eq!(a.lock_state(&req.lock_id).await.unwrap(), None);
+    // Well past the confirmation depth, the withdrawn lock never turns final.
+    f.mine(6).await.unwrap();
+    assert_eq!(a.lock_state(&req.lock_id).await.unwrap(), None);
+    assert!(!a.tx_status(&tx).await.unwrap().is_final());
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert!(
+        !events.iter().any(
+            |e| matches!(&e.kind, EventKind::LockFinal { lock } if lock.lock_id == req.lock_id)
+        ),
+        "{events:?}"
+    );
+    assert_eq!(balance(&f, 0).await, owner0);
+    // A release of the withdrawn lock is refused, not co-signed.
+    assert!(matches!(
+        a.release(&validated(&f, req.lock_id)).await,
+        Err(AdapterError::Conflict { .. })
+    ));
+}
+
+/// A release carrying a `Validated` attestation by the hub keys the adapter trusts.
+fn validated(f: &LtcFixture, lock_id: LockId) -> ReleaseRequest {
+    ReleaseRequest {
+        lock_id,
+        attestation: f.attest(
+            lock_id,
+            isthmus_lock_contracts::Decision::Validated,
+            record(),
+        ),
+    }
+}
+
+fn record() -> isthmus_lock_contracts::HubRecord {
+    isthmus_lock_contracts::HubRecord {
+        height: 7,
+        tx: TxId("hub-record".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escrow_refunds_to_its_owner_alone_after_the_timelock() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let owner0 = balance(&f, 0).await;
+    let req = request(&f, "escrow-timeout", LockTerms::TwoPhase, 120).await;
+    let tx = a.lock(&req).await.unwrap();
+    f.mine(3).await.unwrap();
+    assert!(a.tx_status(&tx).await.unwrap().is_final());
+    let timeout = RefundRequest {
+        lock_id: req.lock_id,
+        authorisation: RefundAuthorisation::Timeout,
+    };
+    assert!(matches!(
+        a.refund(&timeout).await,
+        Err(AdapterError::Rejected { .. })
+    ));
+    f.advance_time_to(req.leg.timeout).await.unwrap();
+    let refund = a.refund(&timeout).await.unwrap();
+    assert_eq!(
+        a.refund(&timeout).await.unwrap(),
+        refund,
+        "retry returns the same tx"
+    );
+    f.mine(3).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Refunded { tx: refund });
+    assert_eq!(
+        balance(&f, 0).await,
+        owner0,
+        "the owner gets all of it back"
+    );
+    assert!(matches!(
+        a.release(&validated(&f, req.lock_id)).await,
+        Err(AdapterError::Conflict { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_adapter_finds_its_funding_by_tag_and_never_locks_twice() {
+    let f = LtcFixture::new().await;
+    let start: u64 = f.node.call("getblockcount", vec![]).await;
+    let owner0 = balance(&f, 0).await;
+    let req = request(&f, "restart", LockTerms::TwoPhase, 3_600).await;
+    let tx = f.adapter.lock(&req).await.unwrap();
+    f.mine(1).await.unwrap();
+    let mut cfg = f.adapter.config().clone();
+    cfg.start_height = Some(start);
+    let again = Arc::new(UtxoAdapter::new(cfg, f.wallet.clone()).unwrap());
+    assert_eq!(again.lock(&req).await.unwrap(), tx);
+    f.node.generate(2, &f.miner).await;
+    let state = again.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert!(
+        state.is_final && state.status == LockStatus::Locked,
+        "{state:?}"
+    );
+    assert_eq!(balance(&f, 0).await, owner0 - 100_000, "locked once");
+    // The restarted adapter can release it.
+    let released = again.release(&validated(&f, req.lock_id)).await.unwrap();
+    f.node.generate(3, &f.miner).await;
+    assert!(again.tx_status(&released).await.unwrap().is_final());
+}
