@@ -14,9 +14,11 @@ pub mod daemon;
 pub mod ingress;
 pub mod outbox;
 pub mod proto;
+pub mod source;
 
 pub use config::RelayerConfig;
 pub use daemon::{Relayer, RelayerStats};
 pub use ingress::{IngressConfig, IngressError, PacketIngress};
 pub use outbox::Outbox;
 pub use proto::{LinkMsg, Outcome, PacketAttestation, ReceiptMsg, RelayedPacket};
+pub use source::{AdapterSource, Attestor, LocalAttestor, SourceError};
