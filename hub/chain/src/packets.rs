@@ -371,6 +371,18 @@ impl PacketsModule {
         PacketsModule { network, trust }
     }
 
+    /// The module of network `cfg`, trusting the same hub attesters (and threshold) as the
+    /// network's escrow module: one trust root for value and for messages.
+    pub fn from_config(cfg: &crate::config::NetworkConfig) -> Self {
+        Self::new(
+            cfg.network(),
+            PacketTrust {
+                attesters: cfg.escrow.attesters().into_iter().collect(),
+                threshold: cfg.escrow.threshold,
+            },
+        )
+    }
+
     fn send(&self, ctx: &CallCtx, store: &mut ModuleStore<'_>, a: SendArgs) -> Result<(), String> {
         if a.destination == self.network {
             return Err(format!(
@@ -885,6 +897,30 @@ mod tests {
             None,
             "refused sends take no sequence"
         );
+    }
+
+    #[test]
+    fn every_network_runs_it_with_the_escrow_attesters() {
+        let toml = r#"
+name = "beta"
+network_id = 22
+nodes = 1
+[consensus]
+type = "pos"
+[[genesis.validator]]
+id = "dev:beta/node-0"
+stake = 10
+[escrow]
+hub_attesters = ["dev:hub-0", "dev:hub-1", "dev:hub-2"]
+threshold = 2
+"#;
+        let cfg = crate::config::NetworkConfig::from_toml_str(toml).unwrap();
+        let mut dst = Net::new(DST);
+        dst.modules = Modules::for_network(&cfg);
+        let mut src = Net::new(SRC);
+        let p = send(&mut src, 500);
+        assert!(dst.run(recv(&p, &hub_keys()[..1]), 200).1.is_err());
+        dst.run(recv(&p, &hub_keys()[1..]), 200).1.unwrap();
     }
 
     #[test]

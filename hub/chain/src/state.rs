@@ -168,6 +168,10 @@ impl Modules {
     pub fn for_network(cfg: &crate::config::NetworkConfig) -> Modules {
         let mut m = Self::builtin();
         m.register(
+            crate::packets::MODULE,
+            Arc::new(crate::packets::PacketsModule::from_config(cfg)),
+        );
+        m.register(
             crate::escrow::MODULE,
             Arc::new(crate::escrow::EscrowModule::from_config(cfg)),
         );
