@@ -191,6 +191,46 @@ impl HubAttestation {
         }
     }
 
+    /// Whether this attestation authorises `want` on lock `lock_id` of `network`: the right
+    /// network, lock and decision, signed by at least `threshold` distinct `trusted` ed25519
+    /// keys. What an escrow (or a co-signer standing in for one) checks before acting.
+    pub fn check_ed25519(
+        &self,
+        network: NetworkId,
+        lock_id: &LockId,
+        want: Decision,
+        trusted: &[NodeId],
+        threshold: usize,
+    ) -> Result<(), crate::AdapterError> {
+        let bad = |reason: String| Err(crate::AdapterError::InvalidEvidence { reason });
+        if self.network != network {
+            return bad(format!(
+                "attestation is for network {}, this is {network}",
+                self.network
+            ));
+        }
+        if self.lock_id != *lock_id {
+            return bad(format!(
+                "attestation is for lock {}, not {lock_id}",
+                self.lock_id
+            ));
+        }
+        if self.decision != want {
+            return bad(format!(
+                "attestation says {:?}, {want:?} needed",
+                self.decision
+            ));
+        }
+        let signers = self.ed25519_signers(trusted);
+        if signers < threshold.max(1) {
+            return bad(format!(
+                "{signers} trusted hub signatures, {} needed",
+                threshold.max(1)
+            ));
+        }
+        Ok(())
+    }
+
     /// How many distinct `trusted` ed25519 keys validly signed this attestation.
     pub fn ed25519_signers(&self, trusted: &[NodeId]) -> usize {
         let payload = Self::payload(self.network, &self.lock_id, self.decision, &self.record);

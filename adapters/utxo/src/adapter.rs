@@ -379,34 +379,13 @@ impl UtxoAdapter {
         lock_id: &LockId,
         want: Decision,
     ) -> Result<(), AdapterError> {
-        let bad = |reason: String| Err(AdapterError::InvalidEvidence { reason });
-        if att.network != self.network() {
-            return bad(format!(
-                "attestation is for network {}, this is {}",
-                att.network,
-                self.network()
-            ));
-        }
-        if att.lock_id != *lock_id {
-            return bad(format!(
-                "attestation is for lock {}, not {lock_id}",
-                att.lock_id
-            ));
-        }
-        if att.decision != want {
-            return bad(format!(
-                "attestation says {:?}, {want:?} needed",
-                att.decision
-            ));
-        }
-        let signers = att.ed25519_signers(&self.cfg.attesters);
-        if signers < self.cfg.threshold {
-            return bad(format!(
-                "{signers} trusted hub signatures, {} needed",
-                self.cfg.threshold
-            ));
-        }
-        Ok(())
+        att.check_ed25519(
+            self.network(),
+            lock_id,
+            want,
+            &self.cfg.attesters,
+            self.cfg.threshold,
+        )
     }
 
     fn conflict(&self, lock_id: &LockId, state: &str, op: Op) -> AdapterError {
