@@ -384,3 +384,53 @@ async fn a_restarted_adapter_finds_its_funding_by_tag_and_never_locks_twice() {
     f.node.generate(3, &f.miner).await;
     assert!(again.tx_status(&released).await.unwrap().is_final());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_transfer_is_retried_after_it_restarts_and_the_claim_completes() {
+    let mut f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secret = [0x6b; 32];
+    let req = request(
+        &f,
+        "node-crash",
+        LockTerms::Htlc {
+            hashlock: HashAlgo::Sha256.digest(&secret),
+        },
+        3_600,
+    )
+    .await;
+    let owner0 = balance(&f, 0).await;
+    let lock_tx = a.lock(&req).await.unwrap();
+    // The node dies with the funding only in its mempool, which a crash loses.
+    f.node.kill();
+    let down = a.lock_state(&req.lock_id).await.unwrap_err();
+    assert!(down.is_retryable(), "{down}");
+    assert!(matches!(
+        a.health().await.unwrap(),
+        Health::Unhealthy { .. }
+    ));
+    f.node.restart().await;
+    assert_eq!(a.health().await.unwrap(), Health::Healthy);
+    // The retry re-sends the same funding instead of locking twice.
+    assert_eq!(a.lock(&req).await.unwrap(), lock_tx);
+    f.mine(3).await.unwrap();
+    assert!(a.lock_state(&req.lock_id).await.unwrap().unwrap().is_final);
+    let claim = ClaimRequest {
+        lock_id: req.lock_id,
+        preimage: Preimage(secret),
+    };
+    // Blocks the node has not flushed are lost in a crash (a rollback the view reverts);
+    // flush first so this crash only interrupts the claim.
+    let _: serde_json::Value = f.node.call("gettxoutsetinfo", vec![]).await;
+    f.node.kill();
+    assert!(a.claim(&claim).await.unwrap_err().is_retryable());
+    f.node.restart().await;
+    let claim_tx = a.claim(&claim).await.unwrap();
+    f.mine(3).await.unwrap();
+    assert!(a.tx_status(&claim_tx).await.unwrap().is_final());
+    assert_eq!(
+        balance(&f, 0).await,
+        owner0 - 100_000,
+        "locked exactly once"
+    );
+}

@@ -85,10 +85,44 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+fn launch(dir: &Path, rpc_port: u16, extra: &[String]) -> Child {
+    Command::new("litecoind")
+        .args([
+            "-regtest",
+            &format!("-datadir={}", dir.display()),
+            "-rpcuser=isthmus",
+            "-rpcpassword=regtest",
+            &format!("-rpcport={rpc_port}"),
+            &format!("-port={}", free_port()),
+            "-listen=0",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+            "-server=1",
+            "-dnsseed=0",
+            "-discover=0",
+            "-fallbackfee=0.0001",
+            // Conformance transfers move a few units; dust is a relay policy, not consensus.
+            "-dustrelayfee=0",
+            // MWEB activation on regtest needs a peg-in in its first block; these tests do
+            // not use MWEB, so keep it from activating.
+            "-vbparams=mweb:4102444800:4102444801",
+            // The template's blocks are old; do not treat the node as syncing.
+            "-maxtipage=2000000000",
+            "-printtoconsole=0",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("litecoind starts (scripts/install-peers.sh --only litecoind)")
+}
+
 /// One litecoind process.
 pub struct Node {
     child: Child,
     _dir: tempfile::TempDir,
+    rpc_port: u16,
+    extra: Vec<String>,
     pub url: String,
     pub rpc: Rpc,
     pub wallet: Rpc,
@@ -114,56 +148,48 @@ impl Node {
 
     async fn spawn(dir: tempfile::TempDir, extra: &[&str]) -> Node {
         let rpc_port = free_port();
-        let child = Command::new("litecoind")
-            .args([
-                "-regtest",
-                &format!("-datadir={}", dir.path().display()),
-                "-rpcuser=isthmus",
-                "-rpcpassword=regtest",
-                &format!("-rpcport={rpc_port}"),
-                &format!("-port={}", free_port()),
-                "-listen=0",
-                "-rpcbind=127.0.0.1",
-                "-rpcallowip=127.0.0.1",
-                "-server=1",
-                "-dnsseed=0",
-                "-discover=0",
-                "-fallbackfee=0.0001",
-                // Conformance transfers move a few units; dust is a relay policy, not consensus.
-                "-dustrelayfee=0",
-                // MWEB activation on regtest needs a peg-in in its first block; these tests do
-                // not use MWEB, so keep it from activating.
-                "-vbparams=mweb:4102444800:4102444801",
-                // The template's blocks are old; do not treat the node as syncing.
-                "-maxtipage=2000000000",
-                "-printtoconsole=0",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("litecoind starts (scripts/install-peers.sh --only litecoind)");
+        let args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let child = launch(dir.path(), rpc_port, &args);
         let url = format!("http://127.0.0.1:{rpc_port}");
         let rpc = Rpc::new(&url, "isthmus", "regtest", NETWORK).expect("rpc client");
         let mut node = Node {
             child,
             _dir: dir,
+            rpc_port,
+            extra: args,
             wallet: rpc.clone(),
             url,
             rpc,
         };
+        node.wait_ready().await;
+        node
+    }
+
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if node.rpc.call::<u64>("getblockcount", vec![]).await.is_ok() {
-                break;
+            if self.rpc.call::<u64>("getblockcount", vec![]).await.is_ok() {
+                return;
             }
-            if let Ok(Some(status)) = node.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("litecoind exited early: {status}");
             }
             assert!(Instant::now() < deadline, "litecoind rpc did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        node
+    }
+
+    /// SIGKILL the node (its mempool is lost, as in a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the node again on the same datadir and RPC port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = launch(self._dir.path(), self.rpc_port, &self.extra);
+        self.wait_ready().await;
     }
 
     fn use_wallet(&mut self) {
