@@ -266,6 +266,53 @@ impl UtxoAdapter {
                 script: script.clone(),
             });
         }
+        if spendable {
+            // Outputs of this adapter's own transactions still in the mempool (change of an
+            // earlier lock or fee payment): spending them lets the next operation go out
+            // before a block arrives.
+            let pending: Vec<(bitcoin::OutPoint, u64)> = {
+                let mut v = self.view.lock().await;
+                let View { sent, included, .. } = &mut *v;
+                sent.retain(|t, _| !included.contains_key(t));
+                sent.iter()
+                    .flat_map(|(txid, tx)| {
+                        tx.output.iter().enumerate().filter_map(move |(vout, o)| {
+                            (o.script_pubkey == *script).then_some((
+                                bitcoin::OutPoint {
+                                    txid: *txid,
+                                    vout: vout as u32,
+                                },
+                                o.value.to_sat(),
+                            ))
+                        })
+                    })
+                    .collect()
+            };
+            for (outpoint, value) in pending {
+                if out.iter().any(|c| c.outpoint == outpoint) {
+                    continue;
+                }
+                let live: Value = self
+                    .rpc
+                    .call(
+                        "gettxout",
+                        vec![
+                            json!(outpoint.txid.to_string()),
+                            json!(outpoint.vout),
+                            json!(true),
+                        ],
+                    )
+                    .await?;
+                if !live.is_null() {
+                    out.push(Coin {
+                        outpoint,
+                        value,
+                        script: script.clone(),
+                    });
+                }
+            }
+        }
+        // Largest first: fewer inputs, smaller fees.
         out.sort_by(|a, b| b.value.cmp(&a.value).then(a.outpoint.cmp(&b.outpoint)));
         Ok(out)
     }
@@ -335,7 +382,7 @@ impl UtxoAdapter {
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, AdapterError> {
         let txid = tx.compute_txid();
         let hex = hex::encode(serialize(tx));
-        match self
+        let sent = match self
             .rpc
             .try_call::<String>("sendrawtransaction", vec![json!(hex)])
             .await
@@ -348,7 +395,9 @@ impl UtxoAdapter {
                 Err(invalid(format!("transaction does not decode: {message}")))
             }
             Err(f) => Err(f.into_adapter(self.network(), "sendrawtransaction")),
-        }
+        }?;
+        self.view.lock().await.sent.insert(txid, tx.clone());
+        Ok(sent)
     }
 
     async fn in_mempool(&self, txid: &Txid) -> Result<bool, AdapterError> {
@@ -431,6 +480,8 @@ impl UtxoAdapter {
                 network: self.network(),
                 what: format!("lock {lock_id}"),
             })?;
+        let mtp = v.tip().map_or(0, |t| t.mtp);
+        drop(v);
         let same = |s: &LockStatus| {
             matches!(
                 (op, s),
@@ -456,9 +507,7 @@ impl UtxoAdapter {
         if lock.funded.is_none() {
             return Err(self.conflict(lock_id, "not yet included", op));
         }
-        let mtp = v.tip().map_or(0, |t| t.mtp);
         let (inputs, outputs, lock_time) = make(&lock, self, mtp)?;
-        drop(v);
         let tx = self.pay_fee_and_sign(inputs, outputs, lock_time).await?;
         let txid = self.broadcast(&tx).await?;
         let mut v = self.view.lock().await;

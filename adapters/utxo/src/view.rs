@@ -116,6 +116,9 @@ pub struct View {
     pub blocks: VecDeque<Block>,
     events: Vec<ChainEvent>,
     pub watched: HashSet<Txid>,
+    /// Transactions this adapter broadcast and has not yet seen included: their outputs
+    /// (change) are spendable before a block confirms them.
+    pub sent: HashMap<Txid, Transaction>,
     pub included: HashMap<Txid, BlockRef>,
     pub locks: HashMap<LockId, Lock>,
     /// Funding transactions seen on chain by their tag, for locks re-registered after a

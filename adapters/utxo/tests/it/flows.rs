@@ -434,3 +434,23 @@ async fn a_node_killed_mid_transfer_is_retried_after_it_restarts_and_the_claim_c
         "locked exactly once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_go_out_back_to_back_on_unconfirmed_change_without_waiting_for_blocks() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let owner0 = balance(&f, 0).await;
+    // More locks than the owner (10) or the fee payer (10) has confirmed coins.
+    let mut txs = Vec::new();
+    for i in 0..14 {
+        let req = request(&f, &format!("burst-{i}"), LockTerms::TwoPhase, 3_600).await;
+        txs.push((req.lock_id, a.lock(&req).await.unwrap()));
+    }
+    f.mine(3).await.unwrap();
+    for (lock_id, tx) in &txs {
+        assert!(a.tx_status(tx).await.unwrap().is_final(), "{tx}");
+        let state = a.lock_state(lock_id).await.unwrap().unwrap();
+        assert!(state.is_final && state.observation.amount == Amount(100_000));
+    }
+    assert_eq!(balance(&f, 0).await, owner0 - 14 * 100_000);
+}
