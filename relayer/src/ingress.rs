@@ -20,6 +20,48 @@ pub struct IngressConfig {
     pub trusted: BTreeMap<NetworkId, (BTreeSet<NodeId>, usize)>,
     /// Largest batch accepted in one message.
     pub max_batch: usize,
+    /// Threads one batch's signatures are verified on (0 or 1: the calling thread only).
+    pub verify_threads: usize,
+}
+
+/// Verify `items` strictly, split into `threads` batches verified at the same time (scoped
+/// threads; results in input order, exactly as one [`verify_batch`] would return them).
+pub fn verify_parallel(
+    items: &[isthmus_core::sign::BatchItem<'_>],
+    threads: usize,
+) -> Vec<Result<(), isthmus_core::SignError>> {
+    // Below this, a thread costs more than it saves.
+    const MIN_PER_THREAD: usize = 64;
+    let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
+    if threads == 1 {
+        return verify_batch(items);
+    }
+    let per = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|c| (c, s.spawn(move || verify_batch(c))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(c, h)| match h.join() {
+                Ok(r) => r,
+                // Verification is total and cannot panic on input; if it ever did, that
+                // part is refused (one result per item, order kept) rather than the hub
+                // crashing.
+                Err(_) => c
+                    .iter()
+                    .map(|i| {
+                        Err(isthmus_core::SignError::BadSignature(
+                            i.signer,
+                            i.domain.tag(),
+                            i.network,
+                        ))
+                    })
+                    .collect(),
+            })
+            .collect()
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +137,7 @@ impl PacketIngress {
                 }
             }
         }
-        let results = verify_batch(&items);
+        let results = verify_parallel(&items, self.cfg.verify_threads);
         let mut signers: Vec<BTreeSet<NodeId>> = vec![BTreeSet::new(); packets.len()];
         for ((i, item), r) in owner.iter().zip(&items).zip(results) {
             if r.is_ok() {
@@ -134,6 +176,16 @@ impl PacketIngress {
         packets: &[RelayedPacket],
     ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
         let checks = self.attested(packets);
+        self.record(packets, checks)
+    }
+
+    /// The receipt phase of [`process`](Self::process), given each packet's attestation
+    /// check: decide, write the new receipts in one batch and flush.
+    fn record(
+        &self,
+        packets: &[RelayedPacket],
+        checks: Vec<Result<(), Outcome>>,
+    ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
         let now = (self.clock)();
         let _g = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
@@ -212,61 +264,113 @@ impl PacketIngress {
         }
     }
 
-    async fn serve_conn(&self, mut conn: Connection) {
+    async fn serve_conn(self: Arc<Self>, mut conn: Connection) {
         let peer = conn.remote_id();
         tracing::info!(relayer = %peer, "relayer connected");
-        while let Some(msg) = conn.recv_msg::<LinkMsg>().await {
-            let (batch, packets) = match msg {
-                Ok(LinkMsg::Deliver { batch, packets }) => (batch, packets),
-                Ok(other) => {
-                    tracing::warn!(relayer = %peer, ?other, "unexpected message on a relay link");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(relayer = %peer, %e, "relay link closed");
-                    return;
-                }
-            };
-            let max = self.cfg.max_batch.max(1);
-            let receipts = if packets.len() > max {
-                packets
-                    .iter()
-                    .map(|p| ReceiptMsg {
-                        channel: p.packet.channel,
-                        sequence: p.packet.sequence,
-                        outcome: rejected(
-                            "batch_too_large",
-                            format!("batch of {} exceeds {max}", packets.len()),
-                        ),
-                    })
-                    .collect()
-            } else {
-                match self.process(&packets) {
-                    Ok((receipts, delivered)) => {
-                        for p in delivered {
-                            // Durable already: a full forward queue only slows the link.
-                            if self.forward.send(p).await.is_err() {
-                                tracing::warn!("packet forwarder stopped");
+        let sender = conn.sender();
+        // Verification of the next batches runs on blocking threads while earlier ones are
+        // recorded and answered, in arrival order; the bounded queue is the pipeline depth.
+        let (tx, mut rx) = mpsc::channel::<Staged>(VERIFY_AHEAD);
+        let me = self.clone();
+        let recorder = async move {
+            while let Some(st) = rx.recv().await {
+                let (batch, receipts) = match st {
+                    Staged::Refused(batch, receipts) => (batch, receipts),
+                    Staged::Verifying(batch, packets, verifying) => {
+                        let Ok(checks) = verifying.await else {
+                            tracing::error!("packet verification task failed");
+                            continue;
+                        };
+                        let recording = me.clone();
+                        match tokio::task::spawn_blocking(move || {
+                            recording.record(&packets, checks)
+                        })
+                        .await
+                        {
+                            Ok(Ok((receipts, delivered))) => {
+                                for p in delivered {
+                                    // Durable already: a full forward queue only slows the link.
+                                    if me.forward.send(p).await.is_err() {
+                                        tracing::warn!("packet forwarder stopped");
+                                    }
+                                }
+                                (batch, receipts)
+                            }
+                            Ok(Err(e)) => {
+                                // Nothing is answered, so the relayer retries the whole batch.
+                                tracing::error!(%e, "receipt store failed");
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::error!(%e, "receipt task failed");
+                                continue;
                             }
                         }
-                        receipts
                     }
-                    Err(e) => {
-                        // Nothing is answered, so the relayer retries the whole batch.
-                        tracing::error!(%e, "receipt store failed");
+                };
+                if sender
+                    .send_msg(&LinkMsg::Receipts { batch, receipts })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        };
+        let max = self.cfg.max_batch.max(1);
+        let reader = async move {
+            while let Some(msg) = conn.recv_msg::<LinkMsg>().await {
+                let (batch, packets) = match msg {
+                    Ok(LinkMsg::Deliver { batch, packets }) => (batch, packets),
+                    Ok(other) => {
+                        tracing::warn!(relayer = %peer, ?other, "unexpected message on a relay link");
                         continue;
                     }
+                    Err(e) => {
+                        tracing::warn!(relayer = %peer, %e, "relay link closed");
+                        return;
+                    }
+                };
+                let staged = if packets.len() > max {
+                    let receipts = packets
+                        .iter()
+                        .map(|p| ReceiptMsg {
+                            channel: p.packet.channel,
+                            sequence: p.packet.sequence,
+                            outcome: rejected(
+                                "batch_too_large",
+                                format!("batch of {} exceeds {max}", packets.len()),
+                            ),
+                        })
+                        .collect();
+                    Staged::Refused(batch, receipts)
+                } else {
+                    let packets = Arc::new(packets);
+                    let me = self.clone();
+                    let p = packets.clone();
+                    let verifying = tokio::task::spawn_blocking(move || me.attested(&p));
+                    Staged::Verifying(batch, packets, verifying)
+                };
+                if tx.send(staged).await.is_err() {
+                    return;
                 }
-            };
-            if conn
-                .send_msg(&LinkMsg::Receipts { batch, receipts })
-                .await
-                .is_err()
-            {
-                return;
             }
-        }
+        };
+        tokio::join!(reader, recorder);
     }
+}
+
+/// Batches verified ahead of the one being recorded, per connection.
+const VERIFY_AHEAD: usize = 4;
+
+/// A batch on its way through a connection's pipeline.
+enum Staged {
+    Refused(u64, Vec<ReceiptMsg>),
+    Verifying(
+        u64,
+        Arc<Vec<RelayedPacket>>,
+        tokio::task::JoinHandle<Vec<Result<(), Outcome>>>,
+    ),
 }
 
 /// The stable code of a packet rejection (the same as its serde tag).
@@ -280,5 +384,50 @@ fn rejection_code(e: &PacketRejection) -> &'static str {
         PacketRejection::UnknownSequence { .. } => "unknown_sequence",
         PacketRejection::Pruned { .. } => "pruned",
         PacketRejection::OutcomeConflict { .. } => "outcome_conflict",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_core::sign::BatchItem;
+    use isthmus_core::{Domain, Keypair, NetworkId, Signature};
+
+    #[test]
+    fn parallel_verification_answers_exactly_like_one_batch() {
+        let keys: Vec<Keypair> = (0..300).map(|i| Keypair::dev(&format!("k{i}"))).collect();
+        let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let items: Vec<BatchItem<'_>> = keys
+            .iter()
+            .zip(&payloads)
+            .enumerate()
+            .map(|(i, (k, p))| BatchItem {
+                signer: k.id(),
+                domain: Domain::Packet,
+                network: NetworkId(1),
+                payload: p,
+                // Every 7th signature is made for another network, so it must fail.
+                signature: if i % 7 == 0 {
+                    k.sign(Domain::Packet, NetworkId(2), p)
+                } else {
+                    k.sign(Domain::Packet, NetworkId(1), p)
+                },
+            })
+            .collect();
+        let one = verify_batch(&items);
+        assert_eq!(one.iter().filter(|r| r.is_err()).count(), 43);
+        for threads in [0, 1, 2, 3, 8] {
+            let par = verify_parallel(&items, threads);
+            let ok = |v: &[Result<(), isthmus_core::SignError>]| {
+                v.iter().map(Result::is_ok).collect::<Vec<_>>()
+            };
+            assert_eq!(ok(&par), ok(&one), "{threads} threads");
+        }
+        // A zeroed signature in the second half (its own thread) fails alone.
+        let mut forged = items[..160].to_vec();
+        forged[159].signature = Signature([0u8; 64]);
+        let r = verify_parallel(&forged, 2);
+        assert!(r[159].is_err());
+        assert_eq!(r[..159].iter().filter(|r| r.is_ok()).count(), 159 - 23);
     }
 }

@@ -346,6 +346,7 @@ mod tests {
             IngressConfig {
                 trusted,
                 max_batch: 100,
+                verify_threads: 1,
             },
             tx,
             Arc::new(|| 10),

@@ -51,6 +51,7 @@ fn ingress_cfg() -> IngressConfig {
     IngressConfig {
         trusted,
         max_batch: 1_000,
+        verify_threads: 2,
     }
 }
 
