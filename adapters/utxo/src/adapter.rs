@@ -758,6 +758,9 @@ impl Adapter for UtxoAdapter {
             .blocks
             .iter()
             .filter(|b| b.height >= block.height)
+            // The declared depth is what finality means here; more headers prove nothing
+            // more and cost the verifier a PoW hash each.
+            .take(self.cfg.confirmations.max(1) as usize)
             .map(|b| b.hash.to_string())
             .collect();
         drop(v);

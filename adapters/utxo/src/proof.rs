@@ -193,6 +193,96 @@ mod tests {
         assert!(branch(&ids(3), 3).is_none());
     }
 
+    const REGTEST: u32 = 0x207f_ffff;
+
+    /// A header chain of `n` blocks mined under scrypt at regtest difficulty, the first
+    /// holding `tx` alone, as evidence for `tx`.
+    fn evidence(tx: &Transaction, n: usize, bits: u32) -> Evidence {
+        use bitcoin::block::Version;
+        use bitcoin::TxMerkleNode;
+        let txid = tx.compute_txid().to_byte_array();
+        let mut headers = Vec::new();
+        let mut prev = BlockHash::all_zeros();
+        let mut first = None;
+        for i in 0..n {
+            let mut h = Header {
+                version: Version::from_consensus(0x2000_0000),
+                prev_blockhash: prev,
+                merkle_root: TxMerkleNode::from_byte_array(if i == 0 {
+                    txid
+                } else {
+                    [i as u8; 32]
+                }),
+                time: 1_700_000_000 + i as u32,
+                bits: CompactTarget::from_consensus(bits),
+                nonce: 0,
+            };
+            while !h.target().is_met_by(PowHash::Scrypt.of(&h).unwrap()) {
+                h.nonce += 1;
+            }
+            prev = h.block_hash();
+            first.get_or_insert(prev);
+            headers.push(serde_bytes::ByteBuf::from(
+                bitcoin::consensus::encode::serialize(&h),
+            ));
+        }
+        Evidence::UtxoConfirmations {
+            block: BlockRef {
+                height: 500,
+                hash: Hash32(first.unwrap().to_byte_array()),
+            },
+            raw_tx: bitcoin::consensus::encode::serialize(tx),
+            tx_proof: branch(&[txid], 0).unwrap(),
+            headers,
+        }
+    }
+
+    #[test]
+    fn evidence_needs_linked_work_at_depth_under_the_limit() {
+        use bitcoin::{absolute, transaction, Amount, ScriptBuf, TxIn, TxOut};
+        let tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn::default()],
+            output: vec![TxOut {
+                value: Amount::from_sat(5),
+                script_pubkey: ScriptBuf::new(),
+            }],
+        };
+        let id = tx.compute_txid().to_string();
+        let limit = CompactTarget::from_consensus(REGTEST);
+        let ev = evidence(&tx, 3, REGTEST);
+        let ok = verify(&ev, &id, 3, PowHash::Scrypt, limit).unwrap();
+        assert_eq!((ok.block.height, ok.confirmations), (500, 3));
+        // Too shallow for the declared depth.
+        assert!(verify(&ev, &id, 4, PowHash::Scrypt, limit).is_err());
+        // Headers that do not chain.
+        let mut swapped = ev.clone();
+        if let Evidence::UtxoConfirmations { headers, .. } = &mut swapped {
+            headers.swap(1, 2);
+        }
+        assert!(verify(&swapped, &id, 3, PowHash::Scrypt, limit).is_err());
+        // Headers claiming a target easier than the chain allows; a proof for another tx.
+        assert!(verify(
+            &ev,
+            &id,
+            3,
+            PowHash::Scrypt,
+            CompactTarget::from_consensus(0x1e0f_fff0)
+        )
+        .is_err());
+        let mut other = tx.clone();
+        other.output[0].value = Amount::from_sat(6);
+        assert!(verify(
+            &ev,
+            &other.compute_txid().to_string(),
+            3,
+            PowHash::Scrypt,
+            limit
+        )
+        .is_err());
+    }
+
     #[test]
     fn scrypt_pow_matches_litecoin_genesis() {
         // Litecoin mainnet genesis header: its scrypt hash meets the target.
