@@ -174,7 +174,13 @@ impl UtxoAdapter {
             }
             let from = match v.tip() {
                 Some(t) => t.height + 1,
-                None => self.cfg.start_height.unwrap_or(count).min(count),
+                // From the tip, read the declared depth back so the newest final block is
+                // known from the start.
+                None => self
+                    .cfg
+                    .start_height
+                    .unwrap_or_else(|| count.saturating_sub(u64::from(self.cfg.confirmations)))
+                    .min(count),
             };
             let mut raced = false;
             for height in from..=count {
