@@ -1,0 +1,54 @@
+//! The checked-in ABI and bytecode are what solc-js makes of the Solidity sources today.
+
+use isthmus_adapter_evm::anvil::peers_dir;
+use isthmus_adapter_evm::contracts::{standard_json_input, Artifacts};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[test]
+fn checked_in_artifacts_match_a_fresh_solc_js_compile() {
+    let solc = peers_dir().join("bin/solc");
+    assert!(
+        solc.exists(),
+        "{} missing: run scripts/install-peers.sh --only solc",
+        solc.display()
+    );
+    let mut child = Command::new(&solc)
+        .arg("--standard-json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::to_vec(&standard_json_input()).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "solc failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<_> = v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["severity"] == "error" || e["severity"] == "warning")
+        .map(|e| e["formattedMessage"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "solc diagnostics:\n{}",
+        errors.join("\n")
+    );
+    let checked_in = Artifacts::load().unwrap();
+    for (file, contract) in [
+        ("IsthmusEscrow.sol", "IsthmusEscrow"),
+        ("IsthmusHtlc.sol", "IsthmusHtlc"),
+        ("TestToken.sol", "TestToken"),
+    ] {
+        let fresh = &v["contracts"][file][contract];
+        let art = &checked_in.contracts[contract];
+        assert_eq!(
+            format!("0x{}", fresh["evm"]["bytecode"]["object"].as_str().unwrap()),
+            art.bytecode,
+            "{contract}: bytecode differs from a fresh compile; regenerate lock-contracts/evm/artifacts.json"
+        );
+        assert_eq!(fresh["abi"], art.abi, "{contract}: abi differs");
+    }
+}
