@@ -237,9 +237,35 @@ impl UtxoAdapter {
         let desc = format!("raw({})", hex::encode(script.as_bytes()));
         let res: Value = {
             let _one = self.scan.lock().await;
-            self.rpc
-                .call("scantxoutset", vec![json!("start"), json!([desc])])
-                .await?
+            let mut attempt = 0u32;
+            loop {
+                match self
+                    .rpc
+                    .try_call("scantxoutset", vec![json!("start"), json!([desc.clone()])])
+                    .await
+                {
+                    Ok(v) => break v,
+                    // Someone else's scan is running on the node (-8); it ends soon.
+                    Err(RpcFailure::Node { code: -8, message })
+                        if message.contains("in progress") && attempt < 40 =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            25 * u64::from(attempt.min(8)),
+                        ))
+                        .await;
+                    }
+                    Err(RpcFailure::Node { code: -8, message })
+                        if message.contains("in progress") =>
+                    {
+                        return Err(AdapterError::Unavailable {
+                            network: self.network(),
+                            reason: format!("scantxoutset: {message}"),
+                        })
+                    }
+                    Err(f) => return Err(f.into_adapter(self.network(), "scantxoutset")),
+                }
+            }
         };
         let mut out = Vec::new();
         for u in res["unspents"].as_array().into_iter().flatten() {

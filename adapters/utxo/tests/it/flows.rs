@@ -454,3 +454,23 @@ async fn locks_go_out_back_to_back_on_unconfirmed_change_without_waiting_for_blo
     }
     assert_eq!(balance(&f, 0).await, owner0 - 14 * 100_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_from_two_adapters_on_one_node_wait_out_each_others_scans() {
+    let f = LtcFixture::new().await;
+    let second = Arc::new(UtxoAdapter::new(f.adapter.config().clone(), f.wallet.clone()).unwrap());
+    let expected = balance(&f, 0).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let a = if i % 2 == 0 {
+            f.adapter.clone()
+        } else {
+            second.clone()
+        };
+        let who = f.accounts[0].clone();
+        calls.spawn(async move { a.balance(&who, &AssetId("LTC".into())).await });
+    }
+    while let Some(r) = calls.join_next().await {
+        assert_eq!(r.unwrap().unwrap().0, expected);
+    }
+}
