@@ -594,7 +594,14 @@ impl UtxoAdapter {
         ))
     }
 
-    async fn fund(&self, req: &LockRequest) -> Result<Lock, AdapterError> {
+    /// The lock for `req`: its scripts, and a funding transaction, either `earlier` (found on
+    /// chain by its tag after a restart, checked to pay these terms) or a new one, signed but
+    /// not yet sent.
+    async fn fund(
+        &self,
+        req: &LockRequest,
+        earlier: Option<Transaction>,
+    ) -> Result<Lock, AdapterError> {
         let leg = &req.leg;
         let amount = u64::try_from(leg.amount.0)
             .ok()
@@ -635,6 +642,32 @@ impl UtxoAdapter {
             }
         };
         let script_pubkey = ScriptBuf::new_p2wsh(&witness_script.wscript_hash());
+        let lock = |funding: Transaction| Lock {
+            req: req.clone(),
+            witness_script: witness_script.clone(),
+            script_pubkey: script_pubkey.clone(),
+            beneficiary_script: beneficiary_script.clone(),
+            owner_script: owner_script.clone(),
+            funding,
+            funded: None,
+            final_reported: false,
+            pending: None,
+            spent: None,
+        };
+        if let Some(tx) = earlier {
+            let pays = tx
+                .output
+                .iter()
+                .any(|o| o.script_pubkey == script_pubkey && o.value.to_sat() == amount);
+            if !pays {
+                return Err(invalid(format!(
+                    "lock id {} is already funded on chain with other terms (tx {})",
+                    req.lock_id,
+                    tx.compute_txid()
+                )));
+            }
+            return Ok(lock(tx));
+        }
         // The owner's coins cover exactly the amount; the owner's change goes back to it.
         let mut inputs = Vec::new();
         let mut have = 0u64;
@@ -673,18 +706,7 @@ impl UtxoAdapter {
         let funding = self
             .pay_fee_and_sign(inputs, outputs, absolute::LockTime::ZERO)
             .await?;
-        Ok(Lock {
-            req: req.clone(),
-            witness_script,
-            script_pubkey,
-            beneficiary_script,
-            owner_script,
-            funding,
-            funded: None,
-            final_reported: false,
-            pending: None,
-            spent: None,
-        })
+        Ok(lock(funding))
     }
 }
 
@@ -911,10 +933,9 @@ impl Adapter for UtxoAdapter {
         // A funding from before a restart is found by its tag and taken over.
         let earlier = v.tagged.get(&req.lock_id.0 .0).map(|(tx, _)| tx.clone());
         drop(v);
-        let mut lock = self.fund(req).await?;
-        if let Some(tx) = earlier {
-            lock.funding = tx;
-        } else {
+        let known = earlier.is_some();
+        let lock = self.fund(req, earlier).await?;
+        if !known {
             self.broadcast(&lock.funding).await?;
         }
         let txid = lock.funding_txid();

@@ -365,7 +365,9 @@ async fn a_restarted_adapter_finds_its_funding_by_tag_and_never_locks_twice() {
     let f = LtcFixture::new().await;
     let start: u64 = f.node.call("getblockcount", vec![]).await;
     let owner0 = balance(&f, 0).await;
-    let req = request(&f, "restart", LockTerms::TwoPhase, 3_600).await;
+    let mut req = request(&f, "restart", LockTerms::TwoPhase, 3_600).await;
+    // Most of the owner's coins: a second funding could not even be built.
+    req.leg.amount = Amount(450_000_000);
     let tx = f.adapter.lock(&req).await.unwrap();
     f.mine(1).await.unwrap();
     let mut cfg = f.adapter.config().clone();
@@ -378,7 +380,7 @@ async fn a_restarted_adapter_finds_its_funding_by_tag_and_never_locks_twice() {
         state.is_final && state.status == LockStatus::Locked,
         "{state:?}"
     );
-    assert_eq!(balance(&f, 0).await, owner0 - 100_000, "locked once");
+    assert_eq!(balance(&f, 0).await, owner0 - 450_000_000, "locked once");
     // The restarted adapter can release it.
     let released = again.release(&validated(&f, req.lock_id)).await.unwrap();
     f.node.generate(3, &f.miner).await;
