@@ -14,6 +14,10 @@
 
 mod adapter;
 mod events;
+#[cfg(feature = "ledger")]
+mod ledger;
 pub mod light;
 
-pub use adapter::{NativeAdapter, NativeNetwork, ASSET};
+pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
+#[cfg(feature = "ledger")]
+pub use ledger::ChainLedger;

@@ -504,6 +504,86 @@ impl Module for EscrowModule {
     }
 }
 
+/// The name the decision module is registered under (on the hub chain).
+pub const DECISIONS_MODULE: &str = "decisions";
+
+/// `record`: write the hub's decision for a contract instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordArgs {
+    pub instance: Hash32,
+    pub decision: AttestedDecision,
+}
+
+/// A recorded decision: where it was first recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub decision: AttestedDecision,
+    pub height: u64,
+    pub tx: Hash32,
+}
+
+/// The full state key of `recorder`'s decision for `instance`.
+pub fn decision_state_key(recorder: &NodeId, instance: &Hash32) -> Vec<u8> {
+    let mut k = b"d/".to_vec();
+    k.extend_from_slice(&recorder.0);
+    k.extend_from_slice(&instance.0);
+    crate::state::module_key(DECISIONS_MODULE, &k)
+}
+
+/// The hub chain's record of two-phase decisions: write-once per (signer, instance).
+/// Recording the same decision again changes nothing (the first record stands, so a retry
+/// after a crash gets the same record); a conflicting decision is refused. Records are
+/// scoped by the signer, so only the hub's key writes the hub's decisions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecisionModule;
+
+impl Module for DecisionModule {
+    fn call(
+        &self,
+        ctx: &CallCtx,
+        store: &mut ModuleStore<'_>,
+        method: &str,
+        args: &[u8],
+    ) -> Result<(), String> {
+        if method != "record" {
+            return Err(format!("{DECISIONS_MODULE} has no method `{method}`"));
+        }
+        let a: RecordArgs =
+            rmp_serde::from_slice(args).map_err(|e| format!("bad `record` args: {e}"))?;
+        let mut key = b"d/".to_vec();
+        key.extend_from_slice(&ctx.sender.0);
+        key.extend_from_slice(&a.instance.0);
+        if let Some(old) = store.get(&key) {
+            let old: DecisionRecord =
+                rmp_serde::from_slice(&old).map_err(|e| format!("corrupt decision record: {e}"))?;
+            if old.decision != a.decision {
+                return Err(format!(
+                    "instance {} is already recorded as {:?}",
+                    a.instance.to_hex(),
+                    old.decision
+                ));
+            }
+            return Ok(());
+        }
+        let rec = DecisionRecord {
+            decision: a.decision,
+            height: ctx.height,
+            tx: ctx.tx_id,
+        };
+        store.put(&key, encode_canonical(&rec));
+        Ok(())
+    }
+}
+
+/// The transaction kind that records `decision` for `instance`.
+pub fn record_decision_kind(instance: Hash32, decision: AttestedDecision) -> TxKind {
+    TxKind::ModuleCall {
+        module: DECISIONS_MODULE.to_owned(),
+        method: "record".to_owned(),
+        args: encode_canonical(&RecordArgs { instance, decision }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,6 +939,51 @@ mod tests {
         let good = w.attest(id(1), AttestedDecision::Validated, &[0, 1]);
         assert_eq!(w.call(&bob, release(id(1), good), 1_000), None);
         assert_eq!(w.balances(), [900, 105, 5]);
+    }
+
+    #[test]
+    fn decisions_are_write_once_per_signer_and_idempotent() {
+        let hub = Keypair::dev("hub");
+        let other = Keypair::dev("other");
+        let mut modules = Modules::builtin();
+        modules.register(DECISIONS_MODULE, Arc::new(DecisionModule));
+        let mut state = State::genesis([]);
+        let mut run = |k: &Keypair, nonce: u64, d: AttestedDecision, height: u64| {
+            let tx = Transaction::sign(k, NET, nonce, record_decision_kind(id(1), d));
+            let txid = tx.id(HashAlgo::Sha256);
+            let (diff, r) = state
+                .execute(&[tx], &[txid], height, 0, &RULES, &modules)
+                .unwrap();
+            state.apply(&diff);
+            (
+                txid,
+                r[0].error.clone(),
+                state.get(&decision_state_key(&k.id(), &id(1))),
+            )
+        };
+        let (first, err, rec) = run(&hub, 0, AttestedDecision::Validated, 4);
+        assert_eq!(err, None);
+        let want = DecisionRecord {
+            decision: AttestedDecision::Validated,
+            height: 4,
+            tx: first,
+        };
+        assert_eq!(rec, Some(encode_canonical(&want)));
+        // The same decision again: accepted, the first record stands.
+        let (_, err, again) = run(&hub, 1, AttestedDecision::Validated, 5);
+        assert_eq!((err, again), (None, Some(encode_canonical(&want))));
+        // A conflicting one: refused, unchanged.
+        let (_, err, after) = run(&hub, 2, AttestedDecision::Aborted, 6);
+        assert!(err.unwrap().contains("already recorded as Validated"));
+        assert_eq!(after, Some(encode_canonical(&want)));
+        // Another signer writes only its own namespace.
+        let (_, err, theirs) = run(&other, 0, AttestedDecision::Aborted, 7);
+        assert_eq!(err, None);
+        assert!(theirs.is_some());
+        assert_eq!(
+            state.get(&decision_state_key(&hub.id(), &id(1))),
+            Some(encode_canonical(&want))
+        );
     }
 
     #[test]

@@ -164,7 +164,8 @@ impl Modules {
     }
 
     /// The modules every node of the network `cfg` runs: the built-in set plus the native
-    /// escrow under [`crate::escrow::MODULE`], configured from the network's genesis.
+    /// escrow under [`crate::escrow::MODULE`], configured from the network's genesis, and
+    /// the hub's decision record under [`crate::escrow::DECISIONS_MODULE`].
     pub fn for_network(cfg: &crate::config::NetworkConfig) -> Modules {
         let mut m = Self::builtin();
         m.register(
@@ -174,6 +175,10 @@ impl Modules {
         m.register(
             crate::escrow::MODULE,
             Arc::new(crate::escrow::EscrowModule::from_config(cfg)),
+        );
+        m.register(
+            crate::escrow::DECISIONS_MODULE,
+            Arc::new(crate::escrow::DecisionModule),
         );
         m
     }
