@@ -727,17 +727,43 @@ impl Adapter for UtxoAdapter {
 
     async fn health(&self) -> Result<Health, AdapterError> {
         match self.rpc.call::<Value>("getblockchaininfo", vec![]).await {
-            Err(e) if e.is_retryable() => Ok(Health::Unhealthy {
-                reason: e.to_string(),
-            }),
-            Err(e) => Err(e),
+            Err(e) if e.is_retryable() => {
+                return Ok(Health::Unhealthy {
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => return Err(e),
             Ok(info) if info["initialblockdownload"].as_bool() == Some(true) => {
-                Ok(Health::Degraded {
+                return Ok(Health::Degraded {
                     reason: "node is still downloading blocks".to_owned(),
                 })
             }
-            Ok(_) => Ok(Health::Healthy),
+            Ok(_) => {}
         }
+        // Working, but unable to do part of its job: show it rather than fail later.
+        if self.key(&self.cfg.cosigner)?.is_none() {
+            return Ok(Health::Degraded {
+                reason: format!(
+                    "the wallet holds no key for co-signer {}: two-phase releases are impossible",
+                    self.cfg.cosigner
+                ),
+            });
+        }
+        let reserve: u64 = self
+            .coins(&self.script_of(&self.cfg.fee_payer)?, false)
+            .await?
+            .iter()
+            .map(|c| c.value)
+            .sum();
+        if reserve < self.cfg.min_fee_reserve {
+            return Ok(Health::Degraded {
+                reason: format!(
+                    "fee payer {} holds {reserve}, below the reserve of {}",
+                    self.cfg.fee_payer, self.cfg.min_fee_reserve
+                ),
+            });
+        }
+        Ok(Health::Healthy)
     }
 
     async fn heads(&self) -> Result<Heads, AdapterError> {

@@ -63,8 +63,16 @@ pub struct UtxoConfig {
     pub fallback_fee_rate: u64,
     /// Never pay more than this per virtual byte.
     pub max_fee_rate: u64,
+    /// Below this many units the fee payer is reported as a degraded platform (default
+    /// 1_000_000, 0.01 LTC).
+    #[serde(default = "default_fee_reserve")]
+    pub min_fee_reserve: u64,
     /// The first block to read; `None`: the tip at start.
     pub start_height: Option<u64>,
+}
+
+fn default_fee_reserve() -> u64 {
+    1_000_000
 }
 
 impl UtxoConfig {
@@ -96,6 +104,7 @@ impl UtxoConfig {
             attesters,
             fallback_fee_rate: 10,
             max_fee_rate: 1_000,
+            min_fee_reserve: default_fee_reserve(),
             start_height: None,
         }
     }

@@ -1,4 +1,5 @@
 use crate::node::{LtcFixture, NETWORK};
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::{absolute, Amount as Sats, OutPoint, ScriptBuf, TxOut, Txid};
 use isthmus_adapter_api::conformance::Fixture;
@@ -474,5 +475,32 @@ async fn balances_from_two_adapters_on_one_node_wait_out_each_others_scans() {
     }
     while let Some(r) = calls.join_next().await {
         assert_eq!(r.unwrap().unwrap().0, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_an_empty_fee_payer_and_a_missing_cosigner_key() {
+    let f = LtcFixture::new().await;
+    assert_eq!(f.adapter.health().await.unwrap(), Health::Healthy);
+    let mut poor = f.adapter.config().clone();
+    poor.fee_payer = f.accounts[1].clone();
+    poor.min_fee_reserve = 10_000_000_000;
+    let a = UtxoAdapter::new(poor, f.wallet.clone()).unwrap();
+    match a.health().await.unwrap() {
+        Health::Degraded { reason } => assert!(reason.contains("reserve"), "{reason}"),
+        other => panic!("a fee payer below its reserve reads {other:?}"),
+    }
+    let mut keyless = f.adapter.config().clone();
+    keyless.cosigner = f
+        .codec
+        .address_of(&ScriptBuf::new_p2wpkh(
+            &bitcoin::WPubkeyHash::from_byte_array([7; 20]),
+        ))
+        .map(isthmus_lock_contracts::Address)
+        .unwrap();
+    let a = UtxoAdapter::new(keyless, f.wallet.clone()).unwrap();
+    match a.health().await.unwrap() {
+        Health::Degraded { reason } => assert!(reason.contains("co-signer"), "{reason}"),
+        other => panic!("a missing co-signer key reads {other:?}"),
     }
 }
