@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {IERC20Minimal} from "./IERC20Minimal.sol";
+import {LockVault} from "./LockVault.sol";
 
 /// @title Isthmus two-phase escrow
 /// @notice Holds ETH or ERC-20 tokens under a lock id until the hub decides. `release` pays the
@@ -9,7 +9,7 @@ import {IERC20Minimal} from "./IERC20Minimal.sol";
 /// over `digest(id, VALIDATED)`; `refund` pays the owner back with an `ABORTED` attestation,
 /// or on anyone's call once the deadline has passed. Nothing is both released and refunded,
 /// and every paying entry point holds the reentrancy guard.
-contract IsthmusEscrow {
+contract IsthmusEscrow is LockVault {
     uint8 public constant VALIDATED = 1;
     uint8 public constant ABORTED = 2;
     /// Binds every signature to this contract's purpose (next to chain id and address).
@@ -34,7 +34,6 @@ contract IsthmusEscrow {
     mapping(bytes32 => Lock) public locks;
     mapping(address => bool) public isAttester;
     uint256 public immutable threshold;
-    uint256 private entered = 1;
 
     event Locked(
         bytes32 indexed id,
@@ -47,12 +46,6 @@ contract IsthmusEscrow {
     event Released(bytes32 indexed id, address beneficiary, uint256 amount);
     event Refunded(bytes32 indexed id, address owner, uint256 amount);
 
-    modifier nonReentrant() {
-        require(entered == 1, "reentrant call");
-        entered = 2;
-        _;
-        entered = 1;
-    }
 
     constructor(address[] memory attesters, uint256 threshold_) {
         require(threshold_ > 0 && threshold_ <= attesters.length, "bad threshold");
@@ -81,14 +74,7 @@ contract IsthmusEscrow {
         require(beneficiary != address(0), "zero beneficiary");
         require(deadline > block.timestamp, "deadline in the past");
         locks[id] = Lock(token, msg.sender, beneficiary, amount, deadline, LOCKED);
-        if (token == address(0)) {
-            require(msg.value == amount, "value differs from amount");
-        } else {
-            require(msg.value == 0, "value sent with a token lock");
-            uint256 before = IERC20Minimal(token).balanceOf(address(this));
-            _call(token, abi.encodeCall(IERC20Minimal.transferFrom, (msg.sender, address(this), amount)));
-            require(IERC20Minimal(token).balanceOf(address(this)) - before == amount, "token took a fee");
-        }
+        _take(token, amount);
         emit Locked(id, token, msg.sender, beneficiary, amount, deadline);
     }
 
@@ -133,21 +119,5 @@ contract IsthmusEscrow {
             require(signer > last, "signers not distinct and ascending");
             last = signer;
         }
-    }
-
-    function _pay(address token, address to, uint256 amount) private {
-        if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            require(ok, "eth transfer failed");
-        } else {
-            _call(token, abi.encodeCall(IERC20Minimal.transfer, (to, amount)));
-        }
-    }
-
-    /// A token call that accepts tokens returning nothing, and refuses a `false` return.
-    function _call(address token, bytes memory data) private {
-        require(token.code.length > 0, "token is not a contract");
-        (bool ok, bytes memory ret) = token.call(data);
-        require(ok && (ret.length == 0 || abi.decode(ret, (bool))), "token transfer failed");
     }
 }

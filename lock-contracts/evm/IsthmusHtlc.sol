@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {IERC20Minimal} from "./IERC20Minimal.sol";
+import {LockVault} from "./LockVault.sol";
 
 /// @title Isthmus hashed timelock contract
 /// @notice Many swaps per deployment, keyed by id. The beneficiary's claim reveals a 32-byte
 /// preimage whose sha256 is the hashlock (the same hash and size on every chain, so a preimage
 /// revealed here is always usable on the other leg); after the timeout only the owner's refund
 /// remains. ETH or ERC-20.
-contract IsthmusHtlc {
+contract IsthmusHtlc is LockVault {
     uint8 private constant NONE = 0;
     uint8 private constant OPEN = 1;
     uint8 private constant CLAIMED = 2;
@@ -25,7 +25,6 @@ contract IsthmusHtlc {
     }
 
     mapping(bytes32 => Swap) public swaps;
-    uint256 private entered = 1;
 
     event Locked(
         bytes32 indexed id,
@@ -39,12 +38,6 @@ contract IsthmusHtlc {
     event Claimed(bytes32 indexed id, bytes32 preimage);
     event Refunded(bytes32 indexed id);
 
-    modifier nonReentrant() {
-        require(entered == 1, "reentrant call");
-        entered = 2;
-        _;
-        entered = 1;
-    }
 
     function lock(
         bytes32 id,
@@ -59,14 +52,7 @@ contract IsthmusHtlc {
         require(beneficiary != address(0), "zero beneficiary");
         require(timeout > block.timestamp, "timeout in the past");
         swaps[id] = Swap(token, msg.sender, beneficiary, amount, hashlock, timeout, OPEN);
-        if (token == address(0)) {
-            require(msg.value == amount, "value differs from amount");
-        } else {
-            require(msg.value == 0, "value sent with a token lock");
-            uint256 before = IERC20Minimal(token).balanceOf(address(this));
-            _call(token, abi.encodeCall(IERC20Minimal.transferFrom, (msg.sender, address(this), amount)));
-            require(IERC20Minimal(token).balanceOf(address(this)) - before == amount, "token took a fee");
-        }
+        _take(token, amount);
         emit Locked(id, token, msg.sender, beneficiary, amount, hashlock, timeout);
     }
 
@@ -88,20 +74,5 @@ contract IsthmusHtlc {
         s.state = REFUNDED;
         emit Refunded(id);
         _pay(s.token, s.owner, s.amount);
-    }
-
-    function _pay(address token, address to, uint256 amount) private {
-        if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            require(ok, "eth transfer failed");
-        } else {
-            _call(token, abi.encodeCall(IERC20Minimal.transfer, (to, amount)));
-        }
-    }
-
-    function _call(address token, bytes memory data) private {
-        require(token.code.length > 0, "token is not a contract");
-        (bool ok, bytes memory ret) = token.call(data);
-        require(ok && (ret.length == 0 || abi.decode(ret, (bool))), "token transfer failed");
     }
 }

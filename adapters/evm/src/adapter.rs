@@ -712,6 +712,26 @@ impl Inner {
         Ok(signers.into_iter().map(|(_, s)| Bytes::from(s)).collect())
     }
 
+    /// A lock must exist (`NotFound` otherwise) and still be open (`Conflict` otherwise).
+    fn require_open(
+        &self,
+        id: &LockId,
+        stored: &Stored,
+        what: &str,
+        op: &str,
+    ) -> Result<(), AdapterError> {
+        if stored.state == STATE_NONE {
+            return Err(AdapterError::NotFound {
+                network: self.net(),
+                what: format!("{what} {id}"),
+            });
+        }
+        if stored.state != STATE_OPEN {
+            return Err(self.conflict(id, state_name(stored.state), op));
+        }
+        Ok(())
+    }
+
     fn conflict(&self, id: &LockId, state: &str, op: &str) -> AdapterError {
         AdapterError::Conflict {
             network: self.net(),
@@ -1066,15 +1086,7 @@ impl Adapter for EvmAdapter {
             return Ok(tx);
         }
         let stored = i.stored_escrow(&req.lock_id).await?;
-        if stored.state == STATE_NONE {
-            return Err(AdapterError::NotFound {
-                network: i.net(),
-                what: format!("escrow lock {}", req.lock_id),
-            });
-        }
-        if stored.state != STATE_OPEN {
-            return Err(i.conflict(&req.lock_id, state_name(stored.state), "release"));
-        }
+        i.require_open(&req.lock_id, &stored, "escrow lock", "release")?;
         let call = IsthmusEscrow::releaseCall {
             id: req.lock_id.0 .0.into(),
             signatures: sigs,
@@ -1094,18 +1106,9 @@ impl Adapter for EvmAdapter {
         let (contract, stored, is_htlc) = if escrow.state != STATE_NONE {
             (i.deployment.escrow, escrow, false)
         } else {
-            let h = i.stored_htlc(&req.lock_id).await?;
-            if h.state == STATE_NONE {
-                return Err(AdapterError::NotFound {
-                    network: i.net(),
-                    what: format!("lock {}", req.lock_id),
-                });
-            }
-            (i.deployment.htlc, h, true)
+            (i.deployment.htlc, i.stored_htlc(&req.lock_id).await?, true)
         };
-        if stored.state != STATE_OPEN {
-            return Err(i.conflict(&req.lock_id, state_name(stored.state), "refund"));
-        }
+        i.require_open(&req.lock_id, &stored, "lock", "refund")?;
         let id: B256 = req.lock_id.0 .0.into();
         let data = match (&req.authorisation, is_htlc) {
             (RefundAuthorisation::Attestation(_), true) => {
@@ -1148,15 +1151,7 @@ impl Adapter for EvmAdapter {
             return Ok(tx);
         }
         let stored = i.stored_htlc(&req.lock_id).await?;
-        if stored.state == STATE_NONE {
-            return Err(AdapterError::NotFound {
-                network: i.net(),
-                what: format!("htlc {}", req.lock_id),
-            });
-        }
-        if stored.state != STATE_OPEN {
-            return Err(i.conflict(&req.lock_id, state_name(stored.state), "claim"));
-        }
+        i.require_open(&req.lock_id, &stored, "htlc", "claim")?;
         let digest = HashAlgo::Sha256.digest(&req.preimage.0);
         if Some(B256::from(digest.0)) != stored.hashlock {
             return Err(i.node.rejected(format!(

@@ -5,7 +5,7 @@
 //! proves the checked-in bytecode is what they compile to.
 
 use alloy::primitives::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 alloy::sol! {
@@ -58,6 +58,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../../lock-contracts/evm/IERC20Minimal.sol"),
     ),
     (
+        "LockVault.sol",
+        include_str!("../../../lock-contracts/evm/LockVault.sol"),
+    ),
+    (
         "IsthmusEscrow.sol",
         include_str!("../../../lock-contracts/evm/IsthmusEscrow.sol"),
     ),
@@ -71,13 +75,13 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     pub abi: serde_json::Value,
     pub bytecode: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifacts {
     pub compiler: String,
     pub contracts: BTreeMap<String, Artifact>,
