@@ -91,7 +91,7 @@ impl NativeNetwork {
                 asset_model: AssetModel::Account,
                 two_phase: TwoPhaseSupport::AttestationEscrow,
                 htlc: true,
-                packets: false,
+                packets: true,
             },
         }
     }

@@ -4,7 +4,9 @@
 //! The `i`-th event derived at block `h` has checkpoint `h << 24 | i`. A block yields events
 //! only if it, or the block that it makes final, carries transactions:
 //! - for its own transactions: `NewHead`, one `TxIncluded` each, then `LockIncluded`,
-//!   `Released`, `Refunded` and `Claimed` for escrow calls that took effect;
+//!   `Released`, `Refunded` and `Claimed` for escrow calls that took effect, and
+//!   `PacketCommitted`, `PacketReceived` and `PacketTimedOut` for packet calls that did
+//!   (see [`crate::packets`]);
 //! - for the block it makes final (itself under PoS, the block `confirmations` below under
 //!   PoW): `Finalized` and `LockFinal` for the locks in it.
 //!
@@ -143,6 +145,8 @@ async fn block_events(a: &NativeAdapter, h: u64) -> Result<Vec<EventKind>, Adapt
                 if let Some(ev) = escrow_event(a, &call, id).await? {
                     out.push(ev);
                 }
+            } else if let Some(ev) = crate::packets::packet_event(a, &t.body.kind, id).await? {
+                out.push(ev);
             }
         }
     }

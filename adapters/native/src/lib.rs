@@ -17,6 +17,7 @@ mod events;
 #[cfg(feature = "ledger")]
 mod ledger;
 pub mod light;
+mod packets;
 
 pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
 #[cfg(feature = "ledger")]

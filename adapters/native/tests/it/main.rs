@@ -8,4 +8,5 @@ mod conformance;
 mod ledger;
 mod light;
 mod net;
+mod packets;
 mod transfer;
