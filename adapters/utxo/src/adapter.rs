@@ -111,6 +111,40 @@ impl UtxoAdapter {
         self.codec.p2wpkh(key).map(Address)
     }
 
+    /// Watch an HTLC its owner funds outside the hub (`Locker::External`): returns the P2WSH
+    /// address the owner pays `leg.amount` to. From then on the funding is reported like the
+    /// hub's own (`LockIncluded`, `LockFinal`, `Reverted`), and a claim or refund works with
+    /// the wallet's keys. Idempotent per lock id. Escrows cannot be watched this way: their
+    /// script commits to the owner's public key, which an address does not reveal.
+    pub async fn watch(&self, req: &LockRequest) -> Result<Address, AdapterError> {
+        self.check_leg(req)?;
+        if req.terms == LockTerms::TwoPhase {
+            return Err(AdapterError::Unsupported {
+                network: self.network(),
+                op: "watch of a two-phase escrow".to_owned(),
+            });
+        }
+        let (lock, _) = self.unfunded(req, None)?;
+        let address = self
+            .codec
+            .address_of(&lock.script_pubkey)
+            .map(Address)
+            .ok_or_else(|| invalid("p2wsh script has no address"))?;
+        let _serial = self.ops.lock().await;
+        let mut v = self.sync().await?;
+        match v.locks.get(&req.lock_id) {
+            Some(known) if known.req == *req => {}
+            Some(_) => {
+                return Err(invalid(format!(
+                    "lock id {} is already used with other terms",
+                    req.lock_id
+                )))
+            }
+            None => v.register(lock),
+        }
+        Ok(address)
+    }
+
     /// The wallet's key for `address`, checked to control it.
     fn key(&self, address: &Address) -> Result<Option<Key>, AdapterError> {
         let Some(secret) = self
@@ -594,46 +628,61 @@ impl UtxoAdapter {
         ))
     }
 
-    /// The lock for `req`: its scripts, and a funding transaction, either `earlier` (found on
-    /// chain by its tag after a restart, checked to pay these terms) or a new one, signed but
-    /// not yet sent.
-    async fn fund(
-        &self,
-        req: &LockRequest,
-        earlier: Option<Transaction>,
-    ) -> Result<Lock, AdapterError> {
-        let leg = &req.leg;
-        let amount = u64::try_from(leg.amount.0)
+    /// Network and asset of a lock request are this adapter's.
+    fn check_leg(&self, req: &LockRequest) -> Result<u64, AdapterError> {
+        if req.leg.network != self.network() {
+            return Err(invalid(format!(
+                "lock {} is for network {}, this adapter serves {}",
+                req.lock_id,
+                req.leg.network,
+                self.network()
+            )));
+        }
+        if req.leg.asset != self.cfg.asset {
+            return Err(invalid(format!(
+                "asset `{}` does not exist on {}",
+                req.leg.asset, self.cfg.name
+            )));
+        }
+        u64::try_from(req.leg.amount.0)
             .ok()
             .filter(|a| *a > 0)
             .ok_or_else(|| {
                 invalid(format!(
                     "amount {} is not a positive coin amount",
-                    leg.amount
+                    req.leg.amount
                 ))
-            })?;
+            })
+    }
+
+    /// The scripts of the lock for `req`, not yet funded. An HTLC needs only the two
+    /// addresses; an escrow commits to the owner's public key, so it needs `owner`.
+    fn unfunded(&self, req: &LockRequest, owner: Option<&Key>) -> Result<(Lock, u8), AdapterError> {
+        let leg = &req.leg;
         let owner_script = self.script_of(&leg.from)?;
         let beneficiary_script = self.script_of(&leg.to)?;
-        let owner = self.required_key(&leg.from, "owner")?;
         let lock_time = Self::lock_time(leg.timeout)?;
+        let p2wpkh = |script: &ScriptBuf, who: &Address, role: &str| {
+            script::wpkh_of(script)
+                .ok_or_else(|| invalid(format!("htlc {role} {who} must be a p2wpkh address")))
+        };
         let (witness_script, kind) = match &req.terms {
-            LockTerms::Htlc { hashlock } => {
-                let beneficiary = script::wpkh_of(&beneficiary_script).ok_or_else(|| {
+            LockTerms::Htlc { hashlock } => (
+                script::htlc(
+                    &hashlock.0,
+                    &p2wpkh(&beneficiary_script, &leg.to, "beneficiary")?,
+                    &p2wpkh(&owner_script, &leg.from, "owner")?,
+                    lock_time,
+                ),
+                script::KIND_HTLC,
+            ),
+            LockTerms::TwoPhase => {
+                let owner = owner.ok_or_else(|| {
                     invalid(format!(
-                        "htlc beneficiary {} must be a p2wpkh address",
-                        leg.to
+                        "a two-phase escrow commits to the owner's key, which the wallet does not hold for {}",
+                        leg.from
                     ))
                 })?;
-                let owner_hash = owner
-                    .public
-                    .wpubkey_hash()
-                    .map_err(|e| invalid(e.to_string()))?;
-                (
-                    script::htlc(&hashlock.0, &beneficiary, &owner_hash, lock_time),
-                    script::KIND_HTLC,
-                )
-            }
-            LockTerms::TwoPhase => {
                 let hub = self.required_key(&self.cfg.cosigner, "co-signer")?;
                 (
                     script::escrow(&hub.public, &owner.public, lock_time),
@@ -642,18 +691,36 @@ impl UtxoAdapter {
             }
         };
         let script_pubkey = ScriptBuf::new_p2wsh(&witness_script.wscript_hash());
-        let lock = |funding: Transaction| Lock {
-            req: req.clone(),
-            witness_script: witness_script.clone(),
-            script_pubkey: script_pubkey.clone(),
-            beneficiary_script: beneficiary_script.clone(),
-            owner_script: owner_script.clone(),
-            funding,
-            funded: None,
-            final_reported: false,
-            pending: None,
-            spent: None,
-        };
+        Ok((
+            Lock {
+                req: req.clone(),
+                witness_script,
+                script_pubkey,
+                beneficiary_script,
+                owner_script,
+                funding: None,
+                funded: None,
+                final_reported: false,
+                pending: None,
+                spent: None,
+            },
+            kind,
+        ))
+    }
+
+    /// The lock for `req` with its funding transaction: either `earlier` (found on chain by
+    /// its tag after a restart, checked to pay these terms) or a new one, signed, not sent.
+    async fn fund(
+        &self,
+        req: &LockRequest,
+        earlier: Option<Transaction>,
+    ) -> Result<(Lock, Transaction), AdapterError> {
+        let leg = &req.leg;
+        let amount = self.check_leg(req)?;
+        let owner = self.required_key(&leg.from, "owner")?;
+        let (mut lock, kind) = self.unfunded(req, Some(&owner))?;
+        let script_pubkey = lock.script_pubkey.clone();
+        let owner_script = lock.owner_script.clone();
         if let Some(tx) = earlier {
             let pays = tx
                 .output
@@ -666,7 +733,8 @@ impl UtxoAdapter {
                     tx.compute_txid()
                 )));
             }
-            return Ok(lock(tx));
+            lock.funding = Some(tx.clone());
+            return Ok((lock, tx));
         }
         // The owner's coins cover exactly the amount; the owner's change goes back to it.
         let mut inputs = Vec::new();
@@ -706,7 +774,8 @@ impl UtxoAdapter {
         let funding = self
             .pay_fee_and_sign(inputs, outputs, absolute::LockTime::ZERO)
             .await?;
-        Ok(lock(funding))
+        lock.funding = Some(funding.clone());
+        Ok((lock, funding))
     }
 }
 
@@ -920,20 +989,7 @@ impl Adapter for UtxoAdapter {
     }
 
     async fn lock(&self, req: &LockRequest) -> Result<TxId, AdapterError> {
-        if req.leg.network != self.network() {
-            return Err(invalid(format!(
-                "lock {} is for network {}, this adapter serves {}",
-                req.lock_id,
-                req.leg.network,
-                self.network()
-            )));
-        }
-        if req.leg.asset != self.cfg.asset {
-            return Err(invalid(format!(
-                "asset `{}` does not exist on {}",
-                req.leg.asset, self.cfg.name
-            )));
-        }
+        self.check_leg(req)?;
         let _serial = self.ops.lock().await;
         let v = self.sync().await?;
         if let Some(lock) = v.locks.get(&req.lock_id) {
@@ -943,7 +999,13 @@ impl Adapter for UtxoAdapter {
                     req.lock_id
                 )));
             }
-            let (tx, included) = (lock.funding.clone(), lock.funded.is_some());
+            let Some(tx) = lock.funding.clone() else {
+                return Err(invalid(format!(
+                    "lock {} is funded by its owner outside the hub",
+                    req.lock_id
+                )));
+            };
+            let included = lock.funded.is_some();
             drop(v);
             let txid = self.ensure_sent(&tx, included).await?;
             return Ok(view::txid_text(&txid));
@@ -960,13 +1022,12 @@ impl Adapter for UtxoAdapter {
         let earlier = v.tagged.get(&req.lock_id.0 .0).map(|(tx, _)| tx.clone());
         drop(v);
         let known = earlier.is_some();
-        let lock = self.fund(req, earlier).await?;
+        let (lock, funding) = self.fund(req, earlier).await?;
         if !known {
-            self.broadcast(&lock.funding).await?;
+            self.broadcast(&funding).await?;
         }
-        let txid = lock.funding_txid();
         self.view.lock().await.register(lock);
-        Ok(view::txid_text(&txid))
+        Ok(view::txid_text(&funding.compute_txid()))
     }
 
     async fn release(&self, req: &ReleaseRequest) -> Result<TxId, AdapterError> {

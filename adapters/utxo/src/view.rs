@@ -66,7 +66,9 @@ pub struct Lock {
     /// Where a release or claim pays, and where a refund pays.
     pub beneficiary_script: ScriptBuf,
     pub owner_script: ScriptBuf,
-    pub funding: Transaction,
+    /// The funding this adapter built; `None` for a lock its owner funds outside the hub,
+    /// recognised by its output script alone.
+    pub funding: Option<Transaction>,
     /// The escrow output on chain, once included: outpoint, value, block.
     pub funded: Option<(OutPoint, u64, BlockRef)>,
     pub final_reported: bool,
@@ -77,8 +79,8 @@ pub struct Lock {
 }
 
 impl Lock {
-    pub fn funding_txid(&self) -> Txid {
-        self.funding.compute_txid()
+    pub fn funding_txid(&self) -> Option<Txid> {
+        self.funding.as_ref().map(Transaction::compute_txid)
     }
 
     pub fn status(&self) -> LockStatus {
@@ -88,10 +90,10 @@ impl Lock {
     }
 
     pub fn observation(&self) -> Option<LockObservation> {
-        let (_, value, block) = self.funded?;
+        let (outpoint, value, block) = self.funded?;
         Some(LockObservation {
             lock_id: self.req.lock_id,
-            tx: txid_text(&self.funding_txid()),
+            tx: txid_text(&outpoint.txid),
             block: block.hash,
             height: block.height,
             asset: self.req.leg.asset.clone(),
@@ -218,7 +220,7 @@ impl View {
         for (vout, out) in tx.output.iter().enumerate() {
             for (id, lock) in &self.locks {
                 if lock.funded.is_none()
-                    && lock.funding_txid() == txid
+                    && lock.funding_txid().is_none_or(|t| t == txid)
                     && lock.script_pubkey == out.script_pubkey
                 {
                     found.push((*id, vout as u32, out.value.to_sat()));
@@ -330,10 +332,12 @@ impl View {
     pub fn register(&mut self, lock: Lock) {
         let id = lock.req.lock_id;
         let txid = lock.funding_txid();
-        self.watched.insert(txid);
+        if let Some(t) = txid {
+            self.watched.insert(t);
+        }
         let seen = self.tagged.get(&id.0 .0).cloned();
         self.locks.insert(id, lock);
-        if let Some((tx, bref)) = seen {
+        if let (Some(txid), Some((tx, bref))) = (txid, seen) {
             if tx.compute_txid() == txid {
                 self.included.insert(txid, bref);
                 self.fundings(&tx, txid, bref);
@@ -386,7 +390,7 @@ mod tests {
             script_pubkey: spk,
             beneficiary_script: ScriptBuf::new(),
             owner_script: ScriptBuf::new(),
-            funding,
+            funding: Some(funding),
             funded: None,
             final_reported: false,
             pending: None,
@@ -403,7 +407,7 @@ mod tests {
         let mut v = View::new(3);
         v.apply(10, hash(10), 100, vec![]);
         let lock = lock_with(1);
-        let funding = lock.funding.clone();
+        let funding = lock.funding.clone().unwrap();
         let txid = funding.compute_txid();
         v.register(lock);
         v.apply(
@@ -442,7 +446,7 @@ mod tests {
     fn locks_become_final_at_depth_once_and_pages_resume() {
         let mut v = View::new(2);
         let lock = lock_with(2);
-        let funding = lock.funding.clone();
+        let funding = lock.funding.clone().unwrap();
         let txid = funding.compute_txid();
         v.register(lock);
         v.apply(
@@ -470,7 +474,7 @@ mod tests {
     fn a_funding_seen_before_registration_is_taken_over() {
         let mut v = View::new(1);
         let lock = lock_with(3);
-        let funding = lock.funding.clone();
+        let funding = lock.funding.clone().unwrap();
         let txid = funding.compute_txid();
         v.apply(
             5,

@@ -504,3 +504,100 @@ async fn health_shows_an_empty_fee_payer_and_a_missing_cosigner_key() {
         other => panic!("a missing co-signer key reads {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secret = [0x21; 32];
+    let mut req = request(
+        &f,
+        "external",
+        LockTerms::Htlc {
+            hashlock: HashAlgo::Sha256.digest(&secret),
+        },
+        3_600,
+    )
+    .await;
+    req.leg.locker = Locker::External;
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    let address = a.watch(&req).await.unwrap();
+    assert_eq!(
+        a.watch(&req).await.unwrap(),
+        address,
+        "watching is idempotent"
+    );
+    assert!(address.0.starts_with("rltc1q"), "{address}");
+    // The owner pays the address from their own wallet (here: signed by the test).
+    let coin = f.coins_of(&f.accounts[0]).await.remove(0);
+    let change = coin.value - 100_000 - 2_000;
+    let owner_script = coin.script.clone();
+    let funding = build::sign(
+        &Secp256k1::new(),
+        &[Input {
+            coin,
+            unlock: Unlock::P2wpkh(f.keys[0].clone()),
+        }],
+        vec![
+            TxOut {
+                value: Sats::from_sat(100_000),
+                script_pubkey: f.codec.script_of(&address.0).unwrap(),
+            },
+            TxOut {
+                value: Sats::from_sat(change),
+                script_pubkey: owner_script,
+            },
+        ],
+        absolute::LockTime::ZERO,
+    )
+    .unwrap();
+    let funding_id = a
+        .submit(SignedTx(bitcoin::consensus::encode::serialize(&funding)))
+        .await
+        .unwrap();
+    // The hub does not fund an owner's lock.
+    assert!(matches!(
+        a.lock(&req).await,
+        Err(AdapterError::InvalidRequest { .. })
+    ));
+    f.mine(3).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert!(
+        state.is_final && state.observation.tx == funding_id,
+        "{state:?}"
+    );
+    let bene0 = balance(&f, 1).await;
+    let claim = a
+        .claim(&ClaimRequest {
+            lock_id: req.lock_id,
+            preimage: Preimage(secret),
+        })
+        .await
+        .unwrap();
+    f.mine(3).await.unwrap();
+    assert_eq!(balance(&f, 1).await, bene0 + 100_000);
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    let seen: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LockIncluded { lock } if lock.lock_id == req.lock_id => Some("included"),
+            EventKind::LockFinal { lock } if lock.lock_id == req.lock_id => Some("final"),
+            EventKind::Claimed { lock_id, tx, .. } if *lock_id == req.lock_id && *tx == claim => {
+                Some("claimed")
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["included", "final", "claimed"]);
+    // An escrow cannot be watched: its script needs the owner's public key.
+    let mut escrow = request(&f, "external-escrow", LockTerms::TwoPhase, 3_600).await;
+    escrow.leg.locker = Locker::External;
+    assert!(matches!(
+        a.watch(&escrow).await,
+        Err(AdapterError::Unsupported { .. })
+    ));
+}
