@@ -73,4 +73,32 @@ pub trait HubBackend: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError>;
+
+    /// Attach an out-of-process adapter; durable before returning. Hubs that take no
+    /// adapters at run time keep this default.
+    async fn register_adapter(
+        &self,
+        by: &Principal,
+        req: RegisterAdapter,
+    ) -> Result<AdapterInfo, BackendError> {
+        let _ = (by, req);
+        Err(no_registry())
+    }
+
+    /// Retire a registered adapter; transfers through it pause, they are not dropped.
+    async fn retire_adapter(&self, by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
+        let _ = by;
+        Err(BackendError::NotFound(format!("adapter `{id}`")))
+    }
+
+    async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError> {
+        Ok(Vec::new())
+    }
+}
+
+fn no_registry() -> BackendError {
+    BackendError::Rejected {
+        message: "this hub does not register adapters at run time".into(),
+        details: vec![],
+    }
 }

@@ -245,3 +245,74 @@ impl CreateMessage {
         p
     }
 }
+
+/// `POST /v1/adapters` (provider role): attach an out-of-process adapter for a network. The
+/// hub connects to `endpoint`, requires the Noise handshake to prove `identity`, reads the
+/// descriptor (it must name `network_id`) and health-checks it before anything is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAdapter {
+    /// The numeric network id the adapter serves (also bound into its handshake).
+    pub network_id: u64,
+    /// The network's name in requests and listings: 1 to 64 of `a-z 0-9 - _`.
+    pub name: String,
+    /// `host:port` where the adapter listens (an IP address, not a DNS name).
+    pub endpoint: String,
+    /// The adapter's ed25519 public key: `isth_` + base58, or `0x` + 64 hex digits.
+    pub identity: String,
+}
+
+impl RegisterAdapter {
+    /// Every problem with the request's shape at once (the hub checks the key itself).
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.network_id == 0 {
+            p.push("network_id must be positive".into());
+        }
+        let name_ok = (1..=64).contains(&self.name.len())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            p.push(format!(
+                "name `{}` must be 1 to 64 characters of a-z, 0-9, `-` and `_`",
+                self.name
+            ));
+        }
+        if self.endpoint.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "endpoint `{}` is not an `ip:port` socket address",
+                self.endpoint
+            ));
+        }
+        let id = self.identity.trim();
+        let id_ok = (id.starts_with("isth_") && id.len() > 5)
+            || (id.len() == 66 && id.starts_with("0x") && hex::decode(&id[2..]).is_ok());
+        if !id_ok {
+            p.push(format!(
+                "identity `{}` is not an ed25519 key (`isth_…` base58 or `0x` + 64 hex digits)",
+                self.identity
+            ));
+        }
+        p
+    }
+}
+
+/// A registered adapter, as `GET /v1/adapters` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    /// The id to retire it with (`DELETE /v1/adapters/{id}`); equal to `name`.
+    pub id: String,
+    pub name: String,
+    pub network_id: u64,
+    pub endpoint: String,
+    pub identity: String,
+    /// `active`, or `retired` in the answer to `DELETE`.
+    pub status: String,
+    pub healthy: bool,
+    /// Why it is unhealthy (unreachable, misbehaving, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub registered_at: u64,
+}

@@ -105,7 +105,7 @@ fn get_op(tag: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Isthmus hub API",
@@ -204,5 +204,79 @@ pub fn document() -> Value {
                 ],
                 "responses": with_errors(json!({"101": {"description": "switching to WebSocket; each text frame is an Event"}}), &["400", "401"])}}
         }
-    })
+    });
+    add_adapter_routes(&mut doc);
+    doc
+}
+
+/// `POST/GET /v1/adapters` and `DELETE /v1/adapters/{id}` (out-of-process adapters).
+fn add_adapter_routes(doc: &mut Value) {
+    let schemas = json!({
+        "RegisterAdapter": {
+            "type": "object", "additionalProperties": false,
+            "required": ["network_id", "name", "endpoint", "identity"],
+            "properties": {
+                "network_id": {"type": "integer", "minimum": 1, "description": "numeric network id; the adapter's descriptor and handshake must name it"},
+                "name": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$", "description": "the network's name in requests and listings"},
+                "endpoint": {"type": "string", "description": "ip:port where the adapter listens (Noise-TCP, see adapters/remote/PROTOCOL.md)"},
+                "identity": {"type": "string", "description": "the adapter's ed25519 key: isth_ + base58, or 0x + 64 hex digits"}
+            }
+        },
+        "AdapterInfo": {
+            "type": "object",
+            "required": ["id", "name", "network_id", "endpoint", "identity", "status", "healthy", "registered_at"],
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"},
+                "network_id": {"type": "integer"}, "endpoint": {"type": "string"},
+                "identity": {"type": "string"},
+                "status": {"type": "string", "enum": ["active", "retired"]},
+                "healthy": {"type": "boolean"},
+                "reason": {"type": "string", "description": "why it is unhealthy"},
+                "registered_at": {"type": "integer", "format": "int64"}
+            }
+        }
+    });
+    let paths = json!({
+        "/v1/adapters": {
+            "post": {
+                "tags": ["adapters"],
+                "summary": "register an out-of-process adapter (provider role): the hub connects, authenticates it by its identity key and health-checks it before storing it",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RegisterAdapter"}}}},
+                "responses": with_errors(json!({
+                    "201": {"description": "registered (or already registered with the same body)",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AdapterInfo"}}}}
+                }), &["400", "401", "403", "413", "503"])
+            },
+            "get": {
+                "tags": ["adapters"],
+                "summary": "registered adapters with their health",
+                "security": [{"apiKey": []}],
+                "responses": with_errors(json!({
+                    "200": {"description": "adapters", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AdapterInfo"}}}}}
+                }), &["401"])
+            }
+        },
+        "/v1/adapters/{id}": {
+            "delete": {
+                "tags": ["adapters"],
+                "summary": "retire a registered adapter (provider role); transfers through it pause with reason adapter_unhealthy",
+                "security": [{"apiKey": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with_errors(json!({
+                    "200": {"description": "retired", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AdapterInfo"}}}}
+                }), &["401", "403", "404"])
+            }
+        }
+    });
+    for (section, add) in [("schemas", schemas), ("paths", paths)] {
+        let target = if section == "paths" {
+            doc.get_mut("paths")
+        } else {
+            doc.get_mut("components").and_then(|c| c.get_mut("schemas"))
+        };
+        if let (Some(Value::Object(t)), Value::Object(a)) = (target, add) {
+            t.extend(a);
+        }
+    }
 }

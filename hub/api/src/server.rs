@@ -198,6 +198,33 @@ pub fn routes(
         create.or(get).unify().or(list).unify()
     };
 
+    let adapters = {
+        let register = warp::path!("v1" / "adapters")
+            .and(warp::post())
+            .and(with.clone())
+            .and(headers())
+            .and(warp::body::content_length_limit(MAX_BODY))
+            .and(warp::body::bytes())
+            .and_then(|st: Arc<ApiState>, h: Headers, body: Bytes| async move {
+                respond(register_adapter(&st, &h, body).await)
+            });
+        let list = warp::path!("v1" / "adapters")
+            .and(warp::get())
+            .and(with.clone())
+            .and(headers())
+            .and_then(|st: Arc<ApiState>, h: Headers| async move {
+                respond(list_adapters(&st, &h).await)
+            });
+        let retire = warp::path!("v1" / "adapters" / String)
+            .and(warp::delete())
+            .and(with.clone())
+            .and(headers())
+            .and_then(|id: String, st: Arc<ApiState>, h: Headers| async move {
+                respond(retire_adapter(&st, &h, &id).await)
+            });
+        register.or(list).unify().or(retire).unify()
+    };
+
     let events = warp::path!("v1" / "events")
         .and(warp::get())
         .and(warp::ws())
@@ -227,6 +254,8 @@ pub fn routes(
         .or(ops("swaps", OpKind::Swap))
         .unify()
         .or(ops("messages", OpKind::Message))
+        .unify()
+        .or(adapters)
         .unify()
         .or(events)
         .unify()
@@ -373,6 +402,29 @@ async fn create_op(
         .map_err(|e| ApiError::internal(&e))?;
     tracing::info!(principal = %who.name, kind = kind.as_str(), id = %status.id, "operation accepted");
     Ok(json_reply(StatusCode::ACCEPTED, &response))
+}
+
+async fn register_adapter(st: &ApiState, h: &Headers, body: Bytes) -> Result<Response, ApiError> {
+    let who = authenticate(st, h)?;
+    who.require(&[Role::Provider], "register an adapter")?;
+    let req: RegisterAdapter = parse_body(&body)?;
+    invalid_if(req.validate())?;
+    let info = st.backend.register_adapter(&who, req).await?;
+    tracing::info!(principal = %who.name, adapter = %info.name, network = info.network_id, "adapter registered");
+    Ok(json_reply(StatusCode::CREATED, &info))
+}
+
+async fn list_adapters(st: &ApiState, h: &Headers) -> Result<Response, ApiError> {
+    authenticate(st, h)?;
+    Ok(json_reply(StatusCode::OK, &st.backend.adapters().await?))
+}
+
+async fn retire_adapter(st: &ApiState, h: &Headers, id: &str) -> Result<Response, ApiError> {
+    let who = authenticate(st, h)?;
+    who.require(&[Role::Provider], "retire an adapter")?;
+    let info = st.backend.retire_adapter(&who, id).await?;
+    tracing::info!(principal = %who.name, adapter = %id, "adapter retired");
+    Ok(json_reply(StatusCode::OK, &info))
 }
 
 fn invalid_if(problems: Vec<String>) -> Result<(), ApiError> {

@@ -4,12 +4,11 @@
 use crate::contract::{Contract, ContractEvent};
 use crate::driver::{ActionExecutor, ExecError};
 use async_trait::async_trait;
-use isthmus_adapter_api::{Adapter, AdapterError, HubAttestation, LegOp, LockTerms};
+use isthmus_adapter_api::{AdapterError, HubAttestation, LegOp, LockTerms};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_lock_contracts::{
     Action, Decision, HubRecord, InstanceId, LegSpec, LockId, TwoPhaseEvent,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Where the hub records its decisions: a transaction on the hub chain. The returned
@@ -25,8 +24,9 @@ pub trait HubLedger: Send + Sync + 'static {
     ) -> Result<HubRecord, ExecError>;
 }
 
-/// The adapters of the networks the hub links, by network id.
-pub type AdapterSet = Arc<HashMap<NetworkId, Arc<dyn Adapter>>>;
+/// The adapters of the networks the hub links, by network id: a plain map, or an
+/// [`crate::AdapterRegistry`] when providers may register adapters at run time.
+pub type AdapterSet = Arc<dyn crate::registry::AdapterLookup>;
 
 pub struct AdapterExecutor {
     pub adapters: AdapterSet,
@@ -87,7 +87,7 @@ impl ActionExecutor for AdapterExecutor {
                 "action {action:?} names no leg"
             )));
         };
-        let adapter = self.adapters.get(&spec.network).ok_or_else(|| {
+        let adapter = self.adapters.adapter(&spec.network).ok_or_else(|| {
             ExecError::Retryable(format!(
                 "no adapter is registered for network {}",
                 spec.network

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod driver;
 pub mod executor;
 pub mod journal;
+pub mod registry;
 pub mod watcher;
 
 pub use anchor::{AnchorError, Anchorer, TransitionAnchor, TransitionLog};
@@ -24,4 +25,7 @@ pub use contract::{Contract, ContractEvent, ContractKind};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
+pub use registry::{
+    AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegistryHooks,
+};
 pub use watcher::Watcher;
