@@ -554,6 +554,14 @@ impl Adapter for NativeAdapter {
             });
         };
         let block = self.light.block_ref(&header);
+        // A module call included but refused by its module is a failed transaction.
+        let b = self.block(block.height).await?;
+        let algo = self.light.config.rules_at(block.height).hash;
+        if let Some(t) = b.txs.iter().find(|t| t.id(algo) == id) {
+            if let Some(reason) = events::failure(self, t, &id).await? {
+                return Ok(TxStatus::Failed { reason });
+            }
+        }
         let head = self.head_height().await?;
         Ok(if block.height <= self.finalized_at(head) {
             TxStatus::Final { block }

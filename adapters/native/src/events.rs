@@ -109,6 +109,31 @@ async fn escrow_event(
     })
 }
 
+/// Why the module call `t` (included as `id`) failed, if it is an escrow or packets call
+/// that had no effect. The escrow's and the packets module's records are write-once, so
+/// "no record of this transaction" means its call was refused.
+pub(crate) async fn failure(
+    a: &NativeAdapter,
+    t: &isthmus_chain::tx::Transaction,
+    id: &Hash32,
+) -> Result<Option<String>, AdapterError> {
+    if let Some(call) = EscrowCall::from_kind(&t.body.kind) {
+        return Ok(match call {
+            Err(e) => Some(e),
+            Ok(call) => match escrow_event(a, &call, id).await? {
+                Some(_) => None,
+                None => Some(format!("escrow `{}` call was refused", call.method())),
+            },
+        });
+    }
+    Ok(
+        match crate::packets::took_effect(a, &t.body.kind, id).await? {
+            Some(false) => Some("packets call was refused".to_owned()),
+            _ => None,
+        },
+    )
+}
+
 /// Locks that took effect in `b`, with their observation.
 async fn locks_in(a: &NativeAdapter, b: &Block) -> Result<Vec<EventKind>, AdapterError> {
     let algo = a.light().config.rules_at(b.header.number).hash;

@@ -57,6 +57,26 @@ fn decode(kind: &TxKind) -> Option<PacketCall> {
     }
 }
 
+/// Whether the packets call of transaction `tx` took effect (`None`: not a packets call).
+pub(crate) async fn took_effect(
+    a: &NativeAdapter,
+    kind: &TxKind,
+    tx: &Hash32,
+) -> Result<Option<bool>, AdapterError> {
+    let Some(call) = decode(kind) else {
+        return Ok(None);
+    };
+    let key = key_read_by(&call, tx);
+    let value = a
+        .node()
+        .state_get(key.clone())
+        .await
+        .map_err(|e| a.unavailable(e))?;
+    Ok(Some(
+        packets::event_for(&call, tx, |k| if k == key { value.clone() } else { None }).is_some(),
+    ))
+}
+
 /// The event of transaction `tx` of kind `kind`, if it is a packets call that took effect.
 pub(crate) async fn packet_event(
     a: &NativeAdapter,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns fail loudly by design
 
 mod conformance;
+mod escrow;
 mod ledger;
 mod light;
 mod net;

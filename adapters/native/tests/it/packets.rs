@@ -3,16 +3,16 @@
 //! non-delivery as `PacketTimedOut` on the destination; a refused delivery shows nothing.
 
 use crate::net::{hub_keys, now_ms, pos, TestNet};
-use isthmus_adapter_api::{Adapter, Checkpoint, EventKind, SignedTx};
+use isthmus_adapter_api::{Adapter, Checkpoint, EventKind, SignedTx, TxStatus};
 use isthmus_adapter_native::NativeAdapter;
 use isthmus_chain::packets::{PacketCall, RecvArgs, SendArgs};
 use isthmus_chain::tx::Transaction;
 use isthmus_core::Keypair;
 use isthmus_lock_contracts::packet::Packet;
-use isthmus_lock_contracts::TxId;
 use std::time::{Duration, Instant};
 
-async fn submit_final(net: &TestNet, a: &NativeAdapter, key: &Keypair, call: PacketCall) -> TxId {
+/// Submit and wait until the transaction is final or failed; returns its status.
+async fn settle(net: &TestNet, a: &NativeAdapter, key: &Keypair, call: PacketCall) -> TxStatus {
     let nonce = net.node.account(key.id()).await.unwrap().nonce;
     let tx = Transaction::sign(key, net.cfg.network(), nonce, call.into_tx_kind());
     let id = a
@@ -20,11 +20,19 @@ async fn submit_final(net: &TestNet, a: &NativeAdapter, key: &Keypair, call: Pac
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !a.tx_status(&id).await.unwrap().is_final() {
-        assert!(Instant::now() < deadline, "tx {id} not final");
+    loop {
+        let s = a.tx_status(&id).await.unwrap();
+        if matches!(s, TxStatus::Final { .. } | TxStatus::Failed { .. }) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "tx {id} not settled: {s:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    id
+}
+
+async fn submit_final(net: &TestNet, a: &NativeAdapter, key: &Keypair, call: PacketCall) {
+    let s = settle(net, a, key, call).await;
+    assert!(s.is_final(), "{s:?}");
 }
 
 async fn events(a: &NativeAdapter, after: Checkpoint) -> (Vec<EventKind>, Checkpoint) {
@@ -71,7 +79,8 @@ async fn packet_calls_become_packet_events() {
         })
     };
     // Without the hub's signatures the delivery fails on chain and yields no event.
-    submit_final(&dst, &da, &relayer, recv(&p1)).await;
+    let failed = settle(&dst, &da, &relayer, recv(&p1)).await;
+    assert!(matches!(failed, TxStatus::Failed { .. }), "{failed:?}");
     let (evs, dat) = events(&da, Checkpoint::START).await;
     assert!(
         !evs.iter()
