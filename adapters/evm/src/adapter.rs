@@ -446,8 +446,8 @@ impl Inner {
                     return Err(AdapterError::Misbehaving {
                         network: self.net(),
                         reason: format!(
-                            "reorg deeper than the {} kept headers",
-                            view.confirmations()
+                            "reorg reaches below the {} kept headers",
+                            self.cfg.header_window
                         ),
                     });
                 };

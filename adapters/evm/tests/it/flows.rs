@@ -268,3 +268,30 @@ async fn erc20_refund_on_an_aborted_attestation_returns_the_tokens() {
     let v = a.verify_evidence(&r, &ev).await.unwrap();
     assert!(v.confirmations >= u64::from(f.config.confirmations));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contracts_are_deployed_once_and_found_again_through_the_record() {
+    let f = fixture(FixtureOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = f.config.clone();
+    cfg.contracts_record = Some(dir.path().join("contracts.json"));
+    let wallet = std::sync::Arc::new(f.wallet.clone());
+    let first = isthmus_adapter_evm::EvmAdapter::open(cfg.clone(), wallet.clone())
+        .await
+        .unwrap();
+    // The fixture's adapter deployed its own pair; this one deployed and recorded another.
+    assert_ne!(first.deployment().escrow, f.adapter.deployment().escrow);
+    let second = isthmus_adapter_evm::EvmAdapter::open(cfg, wallet)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.deployment(),
+        first.deployment(),
+        "the record was reused"
+    );
+    let recorded = std::fs::read_to_string(dir.path().join("contracts.json")).unwrap();
+    assert!(
+        recorded.contains(&format!("{}", f.config.chain_id)),
+        "{recorded}"
+    );
+}
