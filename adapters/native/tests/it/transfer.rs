@@ -1,4 +1,4 @@
-//! Two-phase transfers between two real native networks (PoW `alpha`, PoS `beta`) through
+//! Two-phase transfers and HTLC swaps between two real native networks (PoW `alpha`, PoS `beta`) through
 //! the interop core: the driver journals every step, the adapter executor locks and releases
 //! through the native adapters, the decision is recorded on a single-validator hub chain by
 //! the `ChainLedger`, and watchers feed the adapters' light-client-verified events back.
@@ -8,11 +8,12 @@ use isthmus_adapter_api::Adapter;
 use isthmus_adapter_native::{ChainLedger, ASSET};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_interop::{
-    AdapterExecutor, Contract, Driver, DriverConfig, SledJournal, StoredInstance, Watcher,
+    AdapterExecutor, Contract, ContractEvent, Driver, DriverConfig, SledJournal, StoredInstance,
+    Watcher,
 };
 use isthmus_lock_contracts::{
-    Address, Amount, AssetId, InstanceId, LegSpec, Locker, Phase, TwoPhase, TwoPhaseConfig,
-    TwoPhaseSpec,
+    Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, LegSpec, Locker,
+    Phase, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 const ALPHA: u64 = 201;
 const BETA: u64 = 202;
 const RELEASE_WINDOW: u64 = 5;
+const HTLC_DELTA: u64 = 2;
 
 fn hub_secs() -> u64 {
     now_ms() / 1000
@@ -190,6 +192,47 @@ impl Hub {
         id
     }
 
+    /// An HTLC swap: alice locks 1_000 on alpha for bob until `t1_in` seconds from now, bob
+    /// locks 2_000 on beta for alice until `t2_in`.
+    async fn create_swap(
+        &self,
+        tag: &str,
+        t1_in: u64,
+        t2_in: u64,
+        b_locker: Locker,
+        secret: &[u8; 32],
+    ) -> InstanceId {
+        let now = hub_secs();
+        let leg = |net: u64, from: &Keypair, to: &Keypair, amount: u128, timeout, locker| LegSpec {
+            network: NetworkId(net),
+            asset: AssetId(ASSET.into()),
+            amount: Amount(amount),
+            from: addr(from),
+            to: addr(to),
+            timeout,
+            locker,
+        };
+        let spec = HtlcSpec {
+            hashlock: isthmus_core::HashAlgo::Sha256.digest(secret),
+            initiator: leg(
+                ALPHA,
+                &self.alice,
+                &self.bob,
+                1_000,
+                now + t1_in,
+                Locker::HubWallet,
+            ),
+            participant: leg(BETA, &self.bob, &self.alice, 2_000, now + t2_in, b_locker),
+        };
+        let id = InstanceId::derive(&[tag.as_bytes(), &now_ms().to_be_bytes()]);
+        let (m, actions) = Htlc::create(id, spec, &HtlcConfig { delta: HTLC_DELTA }, now).unwrap();
+        self.driver
+            .create(Contract::Htlc(m), actions, tag.into(), now)
+            .await
+            .unwrap();
+        id
+    }
+
     async fn until_terminal(&self, id: InstanceId, within: Duration) -> StoredInstance {
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -292,5 +335,67 @@ async fn counterparty_never_locks_and_the_locked_side_is_refunded() {
     assert_eq!(hub.balances().await, before, "everyone has what they had");
     let escrow = isthmus_chain::state::module_account(isthmus_chain::escrow::MODULE);
     assert_eq!(hub.alpha.node.account(escrow).await.unwrap().balance, 0);
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htlc_swap_between_pow_alpha_and_pos_beta_completes_with_the_revealed_secret() {
+    let hub = Hub::boot().await;
+    let before = hub.balances().await;
+    let secret = *b"native htlc swap secret, 32 b!!!";
+    let id = hub
+        .create_swap("swap-1", 120, 60, Locker::HubWallet, &secret)
+        .await;
+    // The initiator hands the hub its secret; the hub claims beta for alice, which reveals
+    // it on beta, and then claims alpha for bob with it.
+    hub.driver
+        .apply(
+            id,
+            ContractEvent::Htlc(HtlcEvent::PreimageProvided {
+                preimage: secret.to_vec(),
+            }),
+            hub_secs(),
+        )
+        .await
+        .unwrap();
+    let done = hub.until_terminal(id, Duration::from_secs(90)).await;
+    assert!(
+        matches!(done.contract.status().phase, Phase::Completed),
+        "{:?}",
+        done.contract.status()
+    );
+    assert_eq!(
+        hub.balances().await,
+        [
+            before[0] - 1_000,
+            before[1] + 1_000,
+            before[2] - 2_000,
+            before[3] + 2_000
+        ],
+        "alpha alice/bob, beta bob/alice"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htlc_swap_refunds_the_initiator_after_its_timelock_when_the_participant_never_locks() {
+    let hub = Hub::boot().await;
+    let before = hub.balances().await;
+    let secret = [5u8; 32];
+    let id = hub
+        .create_swap("swap-2", 6, 3, Locker::External, &secret)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hub.balance(ALPHA, &hub.alice).await != before[0] - 1_000 {
+        assert!(tokio::time::Instant::now() < deadline, "alpha never locked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = hub.until_terminal(id, Duration::from_secs(90)).await;
+    assert!(
+        matches!(done.contract.status().phase, Phase::Refunded),
+        "{:?}",
+        done.contract.status()
+    );
+    assert_eq!(hub.balances().await, before, "everyone has what they had");
     hub.shutdown().await;
 }
