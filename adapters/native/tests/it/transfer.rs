@@ -1,7 +1,8 @@
-//! Two-phase transfers and HTLC swaps between two real native networks (PoW `alpha`, PoS `beta`) through
-//! the interop core: the driver journals every step, the adapter executor locks and releases
-//! through the native adapters, the decision is recorded on a single-validator hub chain by
-//! the `ChainLedger`, and watchers feed the adapters' light-client-verified events back.
+//! Two-phase transfers and HTLC swaps between two real native networks (PoW `alpha`, PoS
+//! `beta`) through the interop core: the driver journals every step, the adapter executor
+//! locks and releases through the native adapters, the decision is recorded on a
+//! single-validator hub chain by the `ChainLedger`, and watchers feed the adapters'
+//! light-client-verified events back.
 
 use crate::net::{hub_keys, now_ms, pos, pow, TestNet};
 use isthmus_adapter_api::Adapter;
