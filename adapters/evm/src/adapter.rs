@@ -455,7 +455,7 @@ impl Inner {
                 ours = prev.hash;
             }
             if h < tip.height {
-                let before = view.events_since(Checkpoint::START, 0).next;
+                let before = view.last_checkpoint();
                 let dropped = view.rollback_to(h).map_err(|e| AdapterError::Misbehaving {
                     network: self.net(),
                     reason: e.to_string(),

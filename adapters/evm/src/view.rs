@@ -302,6 +302,13 @@ impl ChainView {
         self.locks.get(id).map(|e| e.lock.clone())
     }
 
+    /// The checkpoint of the newest event (`START` when there is none).
+    pub fn last_checkpoint(&self) -> Checkpoint {
+        self.events
+            .last()
+            .map_or(Checkpoint::START, |e| e.checkpoint)
+    }
+
     /// Up to `limit` events strictly after `after`.
     pub fn events_since(&self, after: Checkpoint, limit: u32) -> EventPage {
         let start = usize::try_from(after.0)

@@ -250,12 +250,37 @@ async fn node_killed_and_restarted_mid_transfer_the_adapter_reconnects_and_compl
     assert!(e.is_retryable(), "{e}");
     assert!(!a.health().await.unwrap().is_usable());
     f.anvil.restart().unwrap();
-    // Reconnected: the transfer carries on to finality and release.
+    // Blocks the adapter has not seen yet pile up; once reconnected it backfills every one of
+    // them, in order, exactly once.
+    let before = a.heads().await.unwrap().head.height;
+    let mark = a
+        .events_since(Checkpoint::START, u32::MAX)
+        .await
+        .unwrap()
+        .next;
+    f.raw("anvil_mine", serde_json::json!([20])).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while a.health().await.unwrap() != Health::Healthy {
+    loop {
+        let healthy = a.health().await.unwrap() == Health::Healthy;
+        if healthy && a.heads().await.unwrap().head.height >= before + 20 {
+            break;
+        }
         assert!(Instant::now() < deadline, "adapter did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let heads: Vec<u64> = a
+        .events_since(mark, u32::MAX)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::NewHead { block } => Some(block.height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heads, (before + 1..=before + 20).collect::<Vec<_>>());
+    // Reconnected: the transfer carries on to finality and release.
     final_after_mining(&f, &tx).await;
     let rel = a
         .release(&ReleaseRequest {
