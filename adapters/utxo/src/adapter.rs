@@ -4,7 +4,7 @@ use crate::build::{self, Coin, Input, Key, Unlock};
 use crate::proof;
 use crate::rpc::{Rpc, RpcFailure};
 use crate::script::{self, AddressCodec};
-use crate::view::{self, BlockTx, Lock, Op, View};
+use crate::view::{self, BlockTx, Lock, Op, Pending, View};
 use crate::UtxoConfig;
 use async_trait::async_trait;
 use bitcoin::consensus::encode::{deserialize, serialize};
@@ -17,6 +17,7 @@ use isthmus_adapter_api::*;
 use isthmus_core::HashAlgo;
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, LockId, TxId};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -338,9 +339,21 @@ impl UtxoAdapter {
             // before a block arrives.
             let pending: Vec<(bitcoin::OutPoint, u64)> = {
                 let mut v = self.view.lock().await;
-                let View { sent, included, .. } = &mut *v;
+                let View {
+                    sent,
+                    included,
+                    locks,
+                    ..
+                } = &mut *v;
                 sent.retain(|t, _| !included.contains_key(t));
+                // A pending release, refund or claim keeps its fee-payer change for the child
+                // that may have to pay for it.
+                let bumpable: HashSet<Txid> = locks
+                    .values()
+                    .filter_map(|l| l.pending.as_ref().map(|p| p.tx.compute_txid()))
+                    .collect();
                 sent.iter()
+                    .filter(|(txid, _)| !bumpable.contains(*txid))
                     .flat_map(|(txid, tx)| {
                         tx.output.iter().enumerate().filter_map(move |(vout, o)| {
                             (o.script_pubkey == *script).then_some((
@@ -396,16 +409,29 @@ impl UtxoAdapter {
 
     /// Add fee-payer coins and change to `inputs`/`outputs`, then sign: the fee comes out of
     /// the fee payer alone, so every other input and output keeps its exact amount.
+    ///
+    /// `rate`: this fee rate instead of the estimate; `extra`: fee to pay on top (what a
+    /// child owes for its parent). Returns the transaction, its rate and its fee.
     async fn pay_fee_and_sign(
         &self,
         mut inputs: Vec<Input>,
         mut outputs: Vec<TxOut>,
         lock_time: absolute::LockTime,
-    ) -> Result<Transaction, AdapterError> {
-        let rate = self.fee_rate().await?;
+        rate: Option<u64>,
+        extra: u64,
+    ) -> Result<(Transaction, u64, u64), AdapterError> {
+        let rate = match rate {
+            Some(rate) => rate,
+            None => self.fee_rate().await?,
+        };
         let payer_script = self.script_of(&self.cfg.fee_payer)?;
         let payer = self.required_key(&self.cfg.fee_payer.clone(), "fee payer")?;
-        let mut coins = self.coins(&payer_script, true).await?.into_iter();
+        let given: HashSet<bitcoin::OutPoint> = inputs.iter().map(|i| i.coin.outpoint).collect();
+        let mut coins = self
+            .coins(&payer_script, true)
+            .await?
+            .into_iter()
+            .filter(|c| !given.contains(&c.outpoint));
         let fixed_in: u64 = inputs.iter().map(|i| i.coin.value).sum();
         let fixed_out: u64 = outputs.iter().map(|o| o.value.to_sat()).sum();
         let surplus = fixed_in
@@ -422,10 +448,11 @@ impl UtxoAdapter {
             let probe =
                 build::sign(&self.secp, &inputs, outputs.clone(), lock_time).map_err(invalid)?;
             // A signature may come out a byte longer on the second pass.
-            let fee = rate * (probe.vsize() as u64 + inputs.len() as u64);
+            let fee = rate * (probe.vsize() as u64 + inputs.len() as u64) + extra;
             if surplus + paid_in >= fee {
                 outputs[change_at].value = Sats::from_sat(surplus + paid_in - fee);
-                return build::sign(&self.secp, &inputs, outputs, lock_time).map_err(invalid);
+                let tx = build::sign(&self.secp, &inputs, outputs, lock_time).map_err(invalid)?;
+                return Ok((tx, rate, fee));
             }
             let Some(coin) = coins.next() else {
                 return Err(AdapterError::Rejected {
@@ -546,7 +573,7 @@ impl UtxoAdapter {
                 network: self.network(),
                 what: format!("lock {lock_id}"),
             })?;
-        let mtp = v.tip().map_or(0, |t| t.mtp);
+        let (tip, mtp) = v.tip().map_or((0, 0), |t| (t.height, t.mtp));
         drop(v);
         let same = |s: &LockStatus| {
             matches!(
@@ -563,25 +590,116 @@ impl UtxoAdapter {
                 Err(self.conflict(lock_id, status_name(status), op))
             };
         }
-        if let Some((pending_op, tx)) = &lock.pending {
-            if *pending_op != op {
-                return Err(self.conflict(lock_id, &format!("{} pending", pending_op.name()), op));
+        if let Some(p) = &lock.pending {
+            if p.op != op {
+                return Err(self.conflict(lock_id, &format!("{} pending", p.op.name()), op));
             }
-            let txid = self.ensure_sent(tx, false).await?;
+            let txid = self.ensure_sent(&p.tx, false).await?;
+            let higher = (p.rate * 2).min(self.cfg.max_fee_rate);
+            if tip >= p.height + self.cfg.bump_after_blocks.max(1) && higher > p.rate {
+                // Still out after several blocks: a child raises the package's fee rate.
+                match self.pay_for_parent(p, higher).await {
+                    Ok(bumped) => {
+                        tracing::info!(network = %self.network(), %txid, rate = higher, "fee-bumped a stuck {} with a child", op.name());
+                        let mut v = self.view.lock().await;
+                        if let Some(l) = v.locks.get_mut(lock_id) {
+                            l.pending = Some(Pending {
+                                height: tip,
+                                ..bumped
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(network = %self.network(), %txid, %e, "cannot fee-bump a stuck {}", op.name());
+                    }
+                }
+            }
             return Ok(view::txid_text(&txid));
         }
         if lock.funded.is_none() {
             return Err(self.conflict(lock_id, "not yet included", op));
         }
         let (inputs, outputs, lock_time) = make(&lock, self, mtp)?;
-        let tx = self.pay_fee_and_sign(inputs, outputs, lock_time).await?;
+        let (tx, rate, fee) = self
+            .pay_fee_and_sign(inputs, outputs, lock_time, None, 0)
+            .await?;
         let txid = self.broadcast(&tx).await?;
+        let payer_script = self.script_of(&self.cfg.fee_payer)?;
+        let tail = tx
+            .output
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.script_pubkey == payer_script)
+            .map(|(vout, o)| {
+                (
+                    bitcoin::OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    },
+                    o.value.to_sat(),
+                )
+            });
         let mut v = self.view.lock().await;
         v.watched.insert(txid);
         if let Some(l) = v.locks.get_mut(lock_id) {
-            l.pending = Some((op, tx));
+            l.pending = Some(Pending {
+                op,
+                package_vsize: tx.vsize() as u64,
+                tx,
+                height: tip,
+                rate,
+                package_fee: fee,
+                tail,
+            });
         }
         Ok(view::txid_text(&txid))
+    }
+
+    /// Child pays for parent: spend the package's newest fee-payer change with a fee that
+    /// lifts the whole package to `rate`. The spend keeps its id.
+    async fn pay_for_parent(&self, p: &Pending, rate: u64) -> Result<Pending, AdapterError> {
+        let (outpoint, value) = p.tail.ok_or_else(|| AdapterError::Rejected {
+            network: self.network(),
+            reason: "the stuck spend has no fee-payer change to build a child on".to_owned(),
+        })?;
+        let payer = self.required_key(&self.cfg.fee_payer, "fee payer")?;
+        let script = self.script_of(&self.cfg.fee_payer)?;
+        let owed = (rate * p.package_vsize).saturating_sub(p.package_fee);
+        let (child, _, fee) = self
+            .pay_fee_and_sign(
+                vec![Input {
+                    coin: Coin {
+                        outpoint,
+                        value,
+                        script,
+                    },
+                    unlock: Unlock::P2wpkh(payer),
+                }],
+                vec![],
+                absolute::LockTime::ZERO,
+                Some(rate),
+                owed,
+            )
+            .await?;
+        let child_id = self.broadcast(&child).await?;
+        let change = child.output.len().saturating_sub(1);
+        Ok(Pending {
+            op: p.op,
+            tx: p.tx.clone(),
+            height: p.height,
+            rate,
+            package_fee: p.package_fee + fee,
+            package_vsize: p.package_vsize + child.vsize() as u64,
+            tail: child.output.get(change).map(|o| {
+                (
+                    bitcoin::OutPoint {
+                        txid: child_id,
+                        vout: change as u32,
+                    },
+                    o.value.to_sat(),
+                )
+            }),
+        })
     }
 
     fn escrow_coin(lock: &Lock) -> Result<Coin, AdapterError> {
@@ -771,8 +889,8 @@ impl UtxoAdapter {
                 script_pubkey: owner_script.clone(),
             });
         }
-        let funding = self
-            .pay_fee_and_sign(inputs, outputs, absolute::LockTime::ZERO)
+        let (funding, _, _) = self
+            .pay_fee_and_sign(inputs, outputs, absolute::LockTime::ZERO, None, 0)
             .await?;
         lock.funding = Some(funding.clone());
         Ok((lock, funding))

@@ -85,7 +85,9 @@ fn sig(
     .to_vec())
 }
 
-/// Assemble and sign. Every input has sequence 0xfffffffe so `lock_time` is enforced.
+/// Assemble and sign. Every input has sequence 0xfffffffe, so `lock_time` is enforced.
+/// Litecoin Core does not relay replacements (BIP-125), so a stuck spend is bumped by a
+/// child paying for it (CPFP) rather than replaced.
 pub fn sign(
     secp: &Secp256k1<All>,
     inputs: &[Input],

@@ -67,8 +67,17 @@ pub struct UtxoConfig {
     /// 1_000_000, 0.01 LTC).
     #[serde(default = "default_fee_reserve")]
     pub min_fee_reserve: u64,
+    /// A release, refund or claim still unconfirmed this many blocks after it was sent gets
+    /// a child transaction raising its package to twice its fee rate, up to `max_fee_rate`
+    /// (default 3).
+    #[serde(default = "default_bump_after")]
+    pub bump_after_blocks: u64,
     /// The first block to read; `None`: the tip at start.
     pub start_height: Option<u64>,
+}
+
+fn default_bump_after() -> u64 {
+    3
 }
 
 fn default_fee_reserve() -> u64 {
@@ -105,6 +114,7 @@ impl UtxoConfig {
             fallback_fee_rate: 10,
             max_fee_rate: 1_000,
             min_fee_reserve: default_fee_reserve(),
+            bump_after_blocks: default_bump_after(),
             start_height: None,
         }
     }

@@ -57,6 +57,22 @@ impl Op {
     }
 }
 
+/// A spend this adapter broadcast and has not seen included yet.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub op: Op,
+    pub tx: Transaction,
+    /// The tip height when it was sent (or last bumped) and the fee rate its package pays:
+    /// a spend still out after some blocks gets a child paying for it (CPFP).
+    pub height: u64,
+    pub rate: u64,
+    /// Fees and virtual size of the spend plus the children paying for it.
+    pub package_fee: u64,
+    pub package_vsize: u64,
+    /// The fee-payer output a next child spends (the newest change of the package).
+    pub tail: Option<(bitcoin::OutPoint, u64)>,
+}
+
 /// One lock the adapter funded (or re-found after a restart).
 #[derive(Debug, Clone)]
 pub struct Lock {
@@ -73,7 +89,7 @@ pub struct Lock {
     pub funded: Option<(OutPoint, u64, BlockRef)>,
     pub final_reported: bool,
     /// The spend this adapter broadcast, if any.
-    pub pending: Option<(Op, Transaction)>,
+    pub pending: Option<Pending>,
     /// The spend on chain: tx, outcome, block.
     pub spent: Option<(Txid, LockStatus, BlockRef)>,
 }

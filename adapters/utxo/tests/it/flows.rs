@@ -8,6 +8,7 @@ use isthmus_adapter_utxo::build::{self, Coin, Input, Unlock};
 use isthmus_adapter_utxo::{script, UtxoAdapter};
 use isthmus_core::{Hash32, HashAlgo};
 use isthmus_lock_contracts::{Amount, AssetId, LegSpec, LockId, Locker, Preimage, TxId};
+use serde_json::{json, Value};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -600,4 +601,73 @@ async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
         a.watch(&escrow).await,
         Err(AdapterError::Unsupported { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_stuck_for_blocks_gets_a_child_paying_twice_its_rate() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secret = [0x77; 32];
+    let req = request(
+        &f,
+        "stuck",
+        LockTerms::Htlc {
+            hashlock: HashAlgo::Sha256.digest(&secret),
+        },
+        3_600,
+    )
+    .await;
+    a.lock(&req).await.unwrap();
+    f.mine(3).await.unwrap();
+    let bene0 = balance(&f, 1).await;
+    let claim = ClaimRequest {
+        lock_id: req.lock_id,
+        preimage: Preimage(secret),
+    };
+    let first = a.claim(&claim).await.unwrap();
+    // Miners ignore it (as a too-low fee would make them).
+    assert_eq!(f.withhold_mempool().await, vec![first.0.clone()]);
+    let entry = |txid: String| {
+        let node = &f.node;
+        async move {
+            let e: Value = node.call("getmempoolentry", vec![json!(txid)]).await;
+            e
+        }
+    };
+    let sats = |v: &Value| (v.as_f64().unwrap() * 1e8).round() as u64;
+    let parent = entry(first.0.clone()).await;
+    let rate = sats(&parent["fees"]["base"]) / parent["vsize"].as_u64().unwrap();
+    assert_eq!(
+        a.claim(&claim).await.unwrap(),
+        first,
+        "no bump before its time"
+    );
+    assert_eq!(entry(first.0.clone()).await["descendantcount"], 1);
+    f.mine(3).await.unwrap();
+    assert_eq!(a.tx_status(&first).await.unwrap(), TxStatus::Pending);
+    // The retry keeps the claim's id and adds a child paying for it.
+    assert_eq!(a.claim(&claim).await.unwrap(), first);
+    let parent = entry(first.0.clone()).await;
+    let children = parent["spentby"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 1, "{parent}");
+    let child = entry(children[0].as_str().unwrap().to_owned()).await;
+    let package_fee = sats(&parent["fees"]["base"]) + sats(&child["fees"]["base"]);
+    let package_vsize = parent["vsize"].as_u64().unwrap() + child["vsize"].as_u64().unwrap();
+    assert!(
+        package_fee >= 2 * rate * package_vsize,
+        "package pays {package_fee} for {package_vsize} vB, rate was {rate}"
+    );
+    // Miners take the package (stop ignoring the parent): the claim lands under its own id.
+    let _: bool = f
+        .node
+        .call(
+            "prioritisetransaction",
+            vec![json!(first.0), json!(0), json!(100_000_000)],
+        )
+        .await;
+    f.mine(3).await.unwrap();
+    assert!(a.tx_status(&first).await.unwrap().is_final());
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Claimed { tx: first });
+    assert_eq!(balance(&f, 1).await, bene0 + 100_000);
 }
