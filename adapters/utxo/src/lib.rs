@@ -5,8 +5,11 @@
 //! co-signing key and the owner's key with a CLTV refund for the owner, because script cannot
 //! verify hub attestations: the adapter checks the attestation and only then co-signs. Every
 //! fee of a transaction the hub builds is paid by a separate fee-payer account, so the escrow
-//! moves exactly the leg's amount. Confirmations are counted by the adapter's own view of the
-//! chain, which reverts blocks one by one on a reorg and never reports a reorged-out lock final.
+//! moves exactly the leg's amount; a spend stuck for some blocks gets a child paying for it
+//! (CPFP). Confirmations are counted by the adapter's own view of the chain, which reverts
+//! blocks one by one on a reorg and never reports a reorged-out lock final. HTLCs an owner
+//! funds outside the hub are followed by script once [`UtxoAdapter::watch`] hands out their
+//! address.
 //!
 //! It must never co-sign a release without a valid `Validated` attestation, never take a
 //! node's word as evidence (evidence is checked header by header, with the chain's PoW hash),
