@@ -244,6 +244,10 @@ impl View {
             }
         }
         for (id, vout, value) in found {
+            // An owner-funded lock's transaction is known from here on, so its status and
+            // evidence can be served like the hub's own.
+            self.watched.insert(txid);
+            self.included.insert(txid, bref);
             if let Some(lock) = self.locks.get_mut(&id) {
                 lock.funded = Some((OutPoint { txid, vout }, value, bref));
                 if let Some(lock) = lock.observation() {

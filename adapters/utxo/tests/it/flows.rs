@@ -556,10 +556,17 @@ async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
         absolute::LockTime::ZERO,
     )
     .unwrap();
-    let funding_id = a
-        .submit(SignedTx(bitcoin::consensus::encode::serialize(&funding)))
-        .await
-        .unwrap();
+    // Sent through the owner's own node connection: the adapter never sees it go out.
+    let sent: String = f
+        .node
+        .call(
+            "sendrawtransaction",
+            vec![json!(hex::encode(bitcoin::consensus::encode::serialize(
+                &funding
+            )))],
+        )
+        .await;
+    let funding_id = TxId(sent);
     // The hub does not fund an owner's lock.
     assert!(matches!(
         a.lock(&req).await,
@@ -571,6 +578,10 @@ async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
         state.is_final && state.observation.tx == funding_id,
         "{state:?}"
     );
+    // Its finality evidence is served and verifies, as the hub's watcher asks for it.
+    assert!(a.tx_status(&funding_id).await.unwrap().is_final());
+    let ev = a.evidence(&funding_id).await.unwrap();
+    a.verify_evidence(&funding_id, &ev).await.unwrap();
     let bene0 = balance(&f, 1).await;
     let claim = a
         .claim(&ClaimRequest {
