@@ -682,3 +682,63 @@ async fn a_claim_stuck_for_blocks_gets_a_child_paying_twice_its_rate() {
     assert_eq!(state.status, LockStatus::Claimed { tx: first });
     assert_eq!(balance(&f, 1).await, bene0 + 100_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorged_out_claim_reopens_the_lock_until_it_is_mined_again() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let secret = [0x3c; 32];
+    let req = request(
+        &f,
+        "claim-reorged",
+        LockTerms::Htlc {
+            hashlock: HashAlgo::Sha256.digest(&secret),
+        },
+        3_600,
+    )
+    .await;
+    a.lock(&req).await.unwrap();
+    f.mine(3).await.unwrap();
+    let claim = ClaimRequest {
+        lock_id: req.lock_id,
+        preimage: Preimage(secret),
+    };
+    let tx = a.claim(&claim).await.unwrap();
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    assert!(f.reorg(1).await.unwrap());
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    let order: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Claimed { tx: t, .. } if *t == tx => Some("claimed"),
+            EventKind::Reverted { txs, .. } if txs.contains(&tx) => Some("reverted"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["claimed", "reverted"]);
+    // The lock is open again, and still final: the reorg only took the claim's block.
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert!(
+        state.is_final && state.status == LockStatus::Locked,
+        "{state:?}"
+    );
+    assert_eq!(
+        a.claim(&claim).await.unwrap(),
+        tx,
+        "the retry is the same claim"
+    );
+    let _: bool = f
+        .node
+        .call(
+            "prioritisetransaction",
+            vec![json!(tx.0), json!(0), json!(100_000_000)],
+        )
+        .await;
+    f.mine(3).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Claimed { tx });
+}
