@@ -34,6 +34,19 @@ async fn request(f: &LtcFixture, tag: &str, terms: LockTerms, timeout_after: u64
     }
 }
 
+/// An HTLC request on `secret`'s sha256 (an hour to run) and the claim that opens it.
+async fn htlc(f: &LtcFixture, tag: &str, secret: [u8; 32]) -> (LockRequest, ClaimRequest) {
+    let terms = LockTerms::Htlc {
+        hashlock: HashAlgo::Sha256.digest(&secret),
+    };
+    let req = request(f, tag, terms, 3_600).await;
+    let claim = ClaimRequest {
+        lock_id: req.lock_id,
+        preimage: Preimage(secret),
+    };
+    (req, claim)
+}
+
 async fn balance(f: &LtcFixture, who: usize) -> u128 {
     f.adapter
         .balance(&f.accounts[who], &AssetId("LTC".into()))
@@ -78,15 +91,7 @@ async fn htlc_lock_then_claim_reveals_the_preimage_and_pays_exactly() {
     let f = LtcFixture::new().await;
     let a = f.adapter.clone();
     let secret = [0x5a; 32];
-    let req = request(
-        &f,
-        "htlc",
-        LockTerms::Htlc {
-            hashlock: HashAlgo::Sha256.digest(&secret),
-        },
-        3_600,
-    )
-    .await;
+    let (req, claim) = htlc(&f, "htlc", secret).await;
     let (owner0, bene0) = (balance(&f, 0).await, balance(&f, 1).await);
     let mark = a
         .events_since(Checkpoint::START, 100_000)
@@ -106,13 +111,7 @@ async fn htlc_lock_then_claim_reveals_the_preimage_and_pays_exactly() {
         state.is_final && state.status == LockStatus::Locked,
         "{state:?}"
     );
-    let claim_tx = clock
-        .call(a.claim(&ClaimRequest {
-            lock_id: req.lock_id,
-            preimage: Preimage(secret),
-        }))
-        .await
-        .unwrap();
+    let claim_tx = clock.call(a.claim(&claim)).await.unwrap();
     clock.until_final(&f, &claim_tx).await;
     let total = started.elapsed();
     eprintln!(
@@ -394,15 +393,7 @@ async fn a_node_killed_mid_transfer_is_retried_after_it_restarts_and_the_claim_c
     let mut f = LtcFixture::new().await;
     let a = f.adapter.clone();
     let secret = [0x6b; 32];
-    let req = request(
-        &f,
-        "node-crash",
-        LockTerms::Htlc {
-            hashlock: HashAlgo::Sha256.digest(&secret),
-        },
-        3_600,
-    )
-    .await;
+    let (req, claim) = htlc(&f, "node-crash", secret).await;
     let owner0 = balance(&f, 0).await;
     let lock_tx = a.lock(&req).await.unwrap();
     // The node dies with the funding only in its mempool, which a crash loses.
@@ -419,10 +410,6 @@ async fn a_node_killed_mid_transfer_is_retried_after_it_restarts_and_the_claim_c
     assert_eq!(a.lock(&req).await.unwrap(), lock_tx);
     f.mine(3).await.unwrap();
     assert!(a.lock_state(&req.lock_id).await.unwrap().unwrap().is_final);
-    let claim = ClaimRequest {
-        lock_id: req.lock_id,
-        preimage: Preimage(secret),
-    };
     // Blocks the node has not flushed are lost in a crash (a rollback the view reverts);
     // flush first so this crash only interrupts the claim.
     let _: serde_json::Value = f.node.call("gettxoutsetinfo", vec![]).await;
@@ -511,15 +498,7 @@ async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
     let f = LtcFixture::new().await;
     let a = f.adapter.clone();
     let secret = [0x21; 32];
-    let mut req = request(
-        &f,
-        "external",
-        LockTerms::Htlc {
-            hashlock: HashAlgo::Sha256.digest(&secret),
-        },
-        3_600,
-    )
-    .await;
+    let (mut req, claim) = htlc(&f, "external", secret).await;
     req.leg.locker = Locker::External;
     let mark = a
         .events_since(Checkpoint::START, 100_000)
@@ -583,13 +562,7 @@ async fn an_htlc_its_owner_funds_outside_the_hub_is_watched_and_claimed() {
     let ev = a.evidence(&funding_id).await.unwrap();
     a.verify_evidence(&funding_id, &ev).await.unwrap();
     let bene0 = balance(&f, 1).await;
-    let claim = a
-        .claim(&ClaimRequest {
-            lock_id: req.lock_id,
-            preimage: Preimage(secret),
-        })
-        .await
-        .unwrap();
+    let claim = a.claim(&claim).await.unwrap();
     f.mine(3).await.unwrap();
     assert_eq!(balance(&f, 1).await, bene0 + 100_000);
     let events = a.events_since(mark, 100_000).await.unwrap().events;
@@ -619,22 +592,10 @@ async fn a_claim_stuck_for_blocks_gets_a_child_paying_twice_its_rate() {
     let f = LtcFixture::new().await;
     let a = f.adapter.clone();
     let secret = [0x77; 32];
-    let req = request(
-        &f,
-        "stuck",
-        LockTerms::Htlc {
-            hashlock: HashAlgo::Sha256.digest(&secret),
-        },
-        3_600,
-    )
-    .await;
+    let (req, claim) = htlc(&f, "stuck", secret).await;
     a.lock(&req).await.unwrap();
     f.mine(3).await.unwrap();
     let bene0 = balance(&f, 1).await;
-    let claim = ClaimRequest {
-        lock_id: req.lock_id,
-        preimage: Preimage(secret),
-    };
     let first = a.claim(&claim).await.unwrap();
     // Miners ignore it (as a too-low fee would make them).
     assert_eq!(f.withhold_mempool().await, vec![first.0.clone()]);
@@ -688,21 +649,9 @@ async fn a_reorged_out_claim_reopens_the_lock_until_it_is_mined_again() {
     let f = LtcFixture::new().await;
     let a = f.adapter.clone();
     let secret = [0x3c; 32];
-    let req = request(
-        &f,
-        "claim-reorged",
-        LockTerms::Htlc {
-            hashlock: HashAlgo::Sha256.digest(&secret),
-        },
-        3_600,
-    )
-    .await;
+    let (req, claim) = htlc(&f, "claim-reorged", secret).await;
     a.lock(&req).await.unwrap();
     f.mine(3).await.unwrap();
-    let claim = ClaimRequest {
-        lock_id: req.lock_id,
-        preimage: Preimage(secret),
-    };
     let tx = a.claim(&claim).await.unwrap();
     let mark = a
         .events_since(Checkpoint::START, 100_000)
