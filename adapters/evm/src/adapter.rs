@@ -596,11 +596,19 @@ impl Inner {
     // ---- contract reads ---------------------------------------------------------------
 
     async fn stored_escrow(&self, id: &LockId) -> Result<Stored, AdapterError> {
+        self.stored_escrow_at(id, false).await
+    }
+
+    async fn stored_escrow_at(&self, id: &LockId, pending: bool) -> Result<Stored, AdapterError> {
         let call = IsthmusEscrow::locksCall { id: id.0 .0.into() };
-        let out = self
-            .node
-            .eth_call(self.deployment.escrow, call.abi_encode().into())
-            .await?;
+        let data = call.abi_encode().into();
+        let out = if pending {
+            self.node
+                .eth_call_pending(self.deployment.escrow, data)
+                .await?
+        } else {
+            self.node.eth_call(self.deployment.escrow, data).await?
+        };
         let r = IsthmusEscrow::locksCall::abi_decode_returns(&out)
             .map_err(|e| self.misbehaving(format!("escrow locks(): {e}")))?;
         Ok(Stored {
@@ -611,11 +619,19 @@ impl Inner {
     }
 
     async fn stored_htlc(&self, id: &LockId) -> Result<Stored, AdapterError> {
+        self.stored_htlc_at(id, false).await
+    }
+
+    async fn stored_htlc_at(&self, id: &LockId, pending: bool) -> Result<Stored, AdapterError> {
         let call = IsthmusHtlc::swapsCall { id: id.0 .0.into() };
-        let out = self
-            .node
-            .eth_call(self.deployment.htlc, call.abi_encode().into())
-            .await?;
+        let data = call.abi_encode().into();
+        let out = if pending {
+            self.node
+                .eth_call_pending(self.deployment.htlc, data)
+                .await?
+        } else {
+            self.node.eth_call(self.deployment.htlc, data).await?
+        };
         let r = IsthmusHtlc::swapsCall::abi_decode_returns(&out)
             .map_err(|e| self.misbehaving(format!("htlc swaps(): {e}")))?;
         Ok(Stored {
@@ -994,6 +1010,7 @@ impl Adapter for EvmAdapter {
         if let Some(tx) = i.done(req.lock_id, Op::Lock) {
             return Ok(tx);
         }
+        i.sync().await?;
         if let Some(seen) = i.view.lock().await.lock(&req.lock_id) {
             return Ok(seen.observation.tx);
         }
@@ -1002,7 +1019,36 @@ impl Adapter for EvmAdapter {
             LockTerms::Htlc { .. } => (i.deployment.htlc, i.stored_htlc(&req.lock_id).await?),
         };
         if stored.state != STATE_NONE {
+            // Locked before the adapter's view begins: its log names the transaction.
+            let topic = match req.terms {
+                LockTerms::TwoPhase => IsthmusEscrow::Locked::SIGNATURE_HASH,
+                LockTerms::Htlc { .. } => IsthmusHtlc::Locked::SIGNATURE_HASH,
+            };
+            let filter = Filter::new()
+                .address(contract)
+                .event_signature(topic)
+                .topic1(B256::from(req.lock_id.0 .0))
+                .from_block(i.deployment.deployed_at);
+            let logs = i
+                .node
+                .rpc("eth_getLogs", i.node.provider.get_logs(&filter))
+                .await?;
+            if let Some(tx) = logs.iter().find_map(|l| l.transaction_hash) {
+                return Ok(tx_id(&h32(tx)));
+            }
             return Err(i.conflict(&req.lock_id, state_name(stored.state), "lock"));
+        }
+        // A lock sent before (by an earlier run of the adapter) may still wait in the mempool;
+        // another send would only fail on chain. Once it is mined, a retry finds it.
+        let pending = match req.terms {
+            LockTerms::TwoPhase => i.stored_escrow_at(&req.lock_id, true).await?,
+            LockTerms::Htlc { .. } => i.stored_htlc_at(&req.lock_id, true).await?,
+        };
+        if pending.state != STATE_NONE {
+            return Err(i.node.unavailable(format!(
+                "lock {} is already pending in the node's mempool; retry once it is mined",
+                req.lock_id
+            )));
         }
         let now = i.chain_time().await?;
         if leg.timeout <= now {

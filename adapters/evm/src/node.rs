@@ -147,9 +147,32 @@ impl Node {
         }
     }
 
+    /// `eth_call` against the latest block (alloy's default would be the pending one).
     pub async fn eth_call(&self, to: EvmAddress, data: Bytes) -> Result<Bytes, AdapterError> {
         let req = TransactionRequest::default().with_to(to).with_input(data);
-        self.rpc("eth_call", self.provider.call(req)).await
+        self.rpc(
+            "eth_call",
+            self.provider
+                .call(req)
+                .block(alloy::eips::BlockId::latest()),
+        )
+        .await
+    }
+
+    /// `eth_call` against the node's pending block (its mempool applied).
+    pub async fn eth_call_pending(
+        &self,
+        to: EvmAddress,
+        data: Bytes,
+    ) -> Result<Bytes, AdapterError> {
+        let req = TransactionRequest::default().with_to(to).with_input(data);
+        self.rpc(
+            "eth_call (pending)",
+            self.provider
+                .call(req)
+                .block(alloy::eips::BlockId::pending()),
+        )
+        .await
     }
 
     /// The signer for `address` from the wallet; `None` when the hub holds no key for it.

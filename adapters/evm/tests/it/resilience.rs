@@ -351,3 +351,33 @@ async fn measured_transfer_wall_time_on_a_one_second_chain() {
     assert!(rel_block.height >= lock_block.height + u64::from(conf));
     assert!(total < Duration::from_secs(60));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_pending_from_an_earlier_run_is_not_sent_twice() {
+    let f = fixture(FixtureOptions::default()).await;
+    f.raw("evm_setAutomine", serde_json::json!([false]))
+        .await
+        .unwrap();
+    let req = lock_req(
+        &f,
+        "pending",
+        AssetId("native".into()),
+        500,
+        LockTerms::TwoPhase,
+        3_600,
+    )
+    .await;
+    let tx = f.adapter.lock(&req).await.unwrap();
+    // A fresh adapter (as after a restart) over the same contracts and wallet.
+    let mut cfg = f.config.clone();
+    cfg.escrow = Some(f.adapter.deployment().escrow.to_string());
+    cfg.htlc = Some(f.adapter.deployment().htlc.to_string());
+    let fresh = isthmus_adapter_evm::EvmAdapter::open(cfg, std::sync::Arc::new(f.wallet.clone()))
+        .await
+        .unwrap();
+    let e = fresh.lock(&req).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    f.raw("anvil_mine", serde_json::json!([1])).await.unwrap();
+    // Once mined, the retry names the one lock transaction.
+    assert_eq!(fresh.lock(&req).await.unwrap(), tx);
+}
