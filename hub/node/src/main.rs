@@ -6,14 +6,13 @@
 //! stops the child processes it started, by pid.
 #![allow(clippy::print_stdout)] // a CLI prints addresses, tables and ids on purpose
 
-mod status;
-
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use isthmus_chain::config::parse_identity;
 use isthmus_chain::node::{self, NodeOptions};
 use isthmus_chain::{NetworkConfig, Transaction};
 use isthmus_core::Keypair;
+use isthmus_hub::{status, up};
 use isthmus_transport::TransportKind;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -42,6 +41,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the whole hub in one process: hub chain, networks `alpha` (PoW) and `beta` (PoS),
+    /// interop core and HTTP API, with funded demo accounts
+    Up(UpArgs),
     /// Network configuration files
     Config {
         #[command(subcommand)]
@@ -62,6 +64,28 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TxCmd,
     },
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Also run one transfer and one swap over the API, printing every step
+    #[arg(long)]
+    demo: bool,
+    /// Data directory (chains, interop journal, API store, dev secrets)
+    #[arg(long, default_value = ".isthmus")]
+    data: PathBuf,
+    /// HTTP API address (port 0: any free port)
+    #[arg(long, default_value = up::DEFAULT_API)]
+    api: SocketAddr,
+    /// Block interval of the three chains, in milliseconds
+    #[arg(long, default_value_t = 250)]
+    block_ms: u64,
+    /// HTLC margin: the initiator's timelock must exceed the participant's by this much
+    #[arg(long, default_value_t = 30)]
+    htlc_delta_secs: u64,
+    /// How long escrows stay locked after a transfer's deadline (release window)
+    #[arg(long, default_value_t = 60)]
+    release_window_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +176,11 @@ enum TxCmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Up(args) => {
+            init_logs_quiet();
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hub_up(args))
+        }
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => {
@@ -230,6 +259,57 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Logs for `hub up`: warnings only by default, so the printed tour stays readable.
+fn init_logs_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,informalsystems_malachitebft_core_consensus=off")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
+    let mut opts = up::UpOptions::new(args.data, args.api);
+    opts.block_ms = args.block_ms.max(20);
+    opts.htlc_delta_secs = args.htlc_delta_secs;
+    opts.release_window_secs = args.release_window_secs;
+    let hub = up::start(opts).await?;
+    hub.publish()?;
+    println!("{}", up::demo::banner(&hub, args.htlc_delta_secs));
+    let stop = hub.stop_token();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = {
+        let demo = async {
+            if args.demo {
+                up::demo::run(&hub, args.htlc_delta_secs).await.map(|_| ())
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::pin!(demo);
+        let mut demo_done = !args.demo;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = term.recv() => break Ok(()),
+                _ = stop.cancelled() => break Ok(()),
+                r = &mut demo, if !demo_done => {
+                    demo_done = true;
+                    if let Err(e) = r {
+                        break Err(e.context("the demo failed"));
+                    }
+                }
+            }
+        }
+    };
+    println!("stopping: finishing in-flight work, flushing the data dir");
+    hub.shutdown().await;
+    println!("hub stopped");
+    outcome
 }
 
 async fn run_node(opts: NodeOptions, status_addr: SocketAddr) -> anyhow::Result<()> {

@@ -5,10 +5,12 @@
 //! Requests: `{"cmd":"status"}`, `{"cmd":"account","id":ID}`, `{"cmd":"submit","txs":[HEX..]}`
 //! (msgpack-encoded signed transactions), `{"cmd":"block","number":N}`,
 //! `{"cmd":"tx","id":HEX}`, `{"cmd":"cert","number":N}`, `{"cmd":"connect","addr":A}`,
-//! `{"cmd":"mine","on":BOOL}`. Answers are `{"ok":...}` or `{"error":"..."}`.
+//! `{"cmd":"mine","on":BOOL}`, `{"cmd":"escrow","lock_id":HEX}` (an escrow of the native
+//! escrow module, or null). Answers are `{"ok":...}` or `{"error":"..."}`.
 
 use anyhow::Context as _;
 use isthmus_chain::config::parse_identity;
+use isthmus_chain::escrow::{self, EscrowLock, EscrowStatus};
 use isthmus_chain::node::NodeHandle;
 use isthmus_chain::Transaction;
 use isthmus_core::Hash32;
@@ -33,6 +35,7 @@ enum Req {
     Cert { number: u64 },
     Connect { addr: SocketAddr },
     Mine { on: bool },
+    Escrow { lock_id: String },
 }
 
 /// Bind and serve until `stop`. Returns the bound address.
@@ -163,6 +166,32 @@ async fn handle(req: Req, node: &NodeHandle) -> anyhow::Result<Value> {
         Req::Mine { on } => {
             node.set_mining(on).await?;
             Value::Bool(true)
+        }
+        Req::Escrow { lock_id } => {
+            let id = Hash32::from_hex(&lock_id)
+                .map_err(|e| anyhow::anyhow!("lock id `{lock_id}`: {e}"))?;
+            match node.state_get(escrow::lock_state_key(&id)).await? {
+                None => Value::Null,
+                Some(raw) => {
+                    let l = EscrowLock::decode(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let (status, tx) = match &l.status {
+                        EscrowStatus::Locked => ("locked", None),
+                        EscrowStatus::Released { tx } => ("released", Some(tx)),
+                        EscrowStatus::Refunded { tx } => ("refunded", Some(tx)),
+                        EscrowStatus::Claimed { tx, .. } => ("claimed", Some(tx)),
+                    };
+                    json!({
+                        "status": status,
+                        "settle_tx": tx.map(|t| t.to_hex()),
+                        "owner": l.owner.to_string(),
+                        "beneficiary": l.beneficiary.to_string(),
+                        "amount": l.amount,
+                        "timeout_ms": l.timeout_ms,
+                        "lock_tx": l.lock_tx.to_hex(),
+                        "height": l.height,
+                    })
+                }
+            }
         }
     })
 }

@@ -7,6 +7,9 @@ mod harness;
 mod join;
 mod network;
 mod tamper;
+mod up;
+mod upcrash;
+mod uphub;
 
 /// A PoS network of `n` validators (`dev:NAME/node-i`), fast timeouts.
 pub fn pos_toml(name: &str, n: usize, interval_ms: u64, extra: &str) -> String {

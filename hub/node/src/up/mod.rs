@@ -1,0 +1,423 @@
+//! `hub up`: the whole hub in one process, on one data directory.
+//!
+//! It starts the hub chain (one PoS validator, where every decision of a lock contract is
+//! recorded), two native networks with different consensus (`alpha`: PoW sha256, `beta`:
+//! PoS), a native adapter for each, the interop driver with its executor and watchers, and
+//! the HTTP API; it funds two demo accounts whose keys the hub's wallet service keeps (sealed at rest). Everything
+//! durable lives under the data directory, so a restart resumes every unfinished
+//! transfer and swap where the journal left it.
+
+pub mod datadir;
+pub mod demo;
+pub mod directory;
+pub mod nets;
+
+use anyhow::{bail, Context as _};
+use datadir::{DataDir, Secrets};
+use directory::Directory;
+use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
+use isthmus_adapter_native::{ChainLedger, NativeAdapter, NativeNetwork};
+use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
+use isthmus_core::{Keypair, NetworkId};
+use isthmus_hub_api::{ApiKeyConfig, ApiState, EventBus, KeyRing, Role, SledApiStore};
+use isthmus_interop::{
+    AdapterExecutor, ApiNotifier, Driver, DriverConfig, HubLedger, InteropBackend,
+    NetworkDirectory, SledJournal, Watcher,
+};
+use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
+use isthmus_transport::TransportKind;
+use isthmus_wallet::{KdfParams, SledSealedStore, WalletService};
+use nets::{Net, DEMO_ACCOUNTS};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The API's default address.
+pub const DEFAULT_API: &str = "127.0.0.1:7780";
+
+/// How to run the embedded hub.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub data: PathBuf,
+    /// Where the HTTP API listens (port 0: any free port).
+    pub api: SocketAddr,
+    /// Block interval of all three chains.
+    pub block_ms: u64,
+    /// Δ of HTLC swaps: T1 must exceed T2 by this much.
+    pub htlc_delta_secs: u64,
+    /// How long escrows stay locked after a transfer's deadline.
+    pub release_window_secs: u64,
+    /// How often the driver re-derives outstanding actions (crash recovery included).
+    pub sweep: Duration,
+}
+
+impl UpOptions {
+    pub fn new(data: PathBuf, api: SocketAddr) -> UpOptions {
+        UpOptions {
+            data,
+            api,
+            block_ms: 250,
+            htlc_delta_secs: 30,
+            release_window_secs: 60,
+            sweep: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a running hub tells tools and tests (`up.json` in the data dir).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpInfo {
+    pub pid: u32,
+    pub api: SocketAddr,
+    pub customer_key: String,
+    pub provider_key: String,
+    /// Each chain's local JSON-lines status endpoint (see `status.rs`).
+    pub status: BTreeMap<String, SocketAddr>,
+    /// Demo account label → address on `alpha` and `beta`.
+    pub accounts: BTreeMap<String, String>,
+    pub block_ms: u64,
+    /// The data directory.
+    pub data: String,
+}
+
+/// The hub's clock: unix seconds.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A running embedded hub.
+pub struct RunningHub {
+    pub info: UpInfo,
+    /// The adapters of `alpha` and `beta` by name (for balances in the demo and benches).
+    pub adapters: BTreeMap<String, Arc<dyn Adapter>>,
+    pub hub_chain: NodeHandle,
+    pub driver: Arc<Driver>,
+    /// Where decisions are recorded (the hub chain), and the hub's attestation key: for
+    /// in-process benchmarks that drive the chain steps without the hub. Never printed.
+    pub ledger: Arc<dyn HubLedger>,
+    pub attester: Keypair,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    nodes: Vec<RunningNode>,
+    db: sled::Db,
+    _dir: DataDir,
+}
+
+/// The address of a demo account (its `isth_…` id).
+pub fn account_address(label: &str) -> Address {
+    Address(nets::demo_key(label).id().to_string())
+}
+
+async fn start_chain(
+    dir: &DataDir,
+    net: Net,
+    block_ms: u64,
+    attester: &Keypair,
+    stop: &CancellationToken,
+) -> anyhow::Result<(RunningNode, SocketAddr)> {
+    let cfg = Arc::new(net.config(block_ms, &attester.id())?);
+    let opts = NodeOptions {
+        cfg,
+        index: 0,
+        data_dir: dir.chain_dir(net.name()),
+        listen: "127.0.0.1:0".parse()?,
+        peers: vec![],
+        mine: true,
+        transport: TransportKind::Tcp,
+    };
+    let running = node::start(opts)
+        .await
+        .with_context(|| format!("cannot start the `{}` chain", net.name()))?;
+    let status = crate::status::serve(
+        "127.0.0.1:0".parse()?,
+        running.handle.clone(),
+        stop.child_token(),
+    )
+    .await?;
+    Ok((running, status))
+}
+
+/// Refuse an API address that is taken before any chain starts, with a clear message.
+fn check_api_addr(addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "api address {addr} is already in use (another `hub up`?); pass --api 127.0.0.1:0 \
+             for any free port, or stop the other process"
+        ),
+        Err(e) => bail!("cannot listen on api address {addr}: {e}"),
+    }
+}
+
+/// The hub's wallet service (keys sealed at rest in the interop database), holding the demo
+/// accounts' keys.
+fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<dyn Wallet>> {
+    let store = Arc::new(SledSealedStore::new(db.open_tree("wallet")?));
+    // Cheap KDF parameters: the passphrase of this dev wallet sits in secrets.json anyway.
+    let w = WalletService::open(
+        store,
+        secrets.wallet_passphrase.as_bytes(),
+        KdfParams::INSECURE_FAST,
+    )
+    .context("cannot open the hub wallet")?;
+    let have = w.addresses().context("cannot list the hub wallet")?;
+    for who in DEMO_ACCOUNTS {
+        let addr = account_address(who);
+        if !have.iter().any(|(_, a)| *a == addr) {
+            w.import(&addr, &SecretKey::Ed25519(nets::demo_key(who)))
+                .with_context(|| format!("cannot store {who}'s key in the hub wallet"))?;
+        }
+    }
+    Ok(Arc::new(w))
+}
+
+/// Start everything; returns once the API answers.
+pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
+    check_api_addr(opts.api)?;
+    let dir = DataDir::open(&opts.data)?;
+    let _ = std::fs::remove_file(dir.up_json());
+    let secrets: Secrets = dir.secrets()?;
+    let attester = secrets.attester()?;
+    let stop = CancellationToken::new();
+    let mut nodes = Vec::new();
+    let mut status = BTreeMap::new();
+    let mut handles = HashMap::new();
+    for net in Net::ALL {
+        match start_chain(&dir, net, opts.block_ms, &attester, &stop).await {
+            Ok((running, st)) => {
+                status.insert(net.name().to_owned(), st);
+                handles.insert(net.name(), running.handle.clone());
+                nodes.push(running);
+            }
+            Err(e) => {
+                stop.cancel();
+                for n in nodes {
+                    n.shutdown().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    match wire(&opts, dir, &secrets, attester, &handles, stop.clone()).await {
+        Ok((parts, tasks)) => Ok(RunningHub {
+            info: UpInfo {
+                pid: std::process::id(),
+                api: parts.api,
+                customer_key: secrets.customer_key.clone(),
+                provider_key: secrets.provider_key.clone(),
+                status,
+                accounts: DEMO_ACCOUNTS
+                    .iter()
+                    .map(|w| ((*w).to_owned(), account_address(w).0))
+                    .collect(),
+                block_ms: opts.block_ms,
+                data: opts.data.display().to_string(),
+            },
+            adapters: parts.adapters,
+            hub_chain: parts.hub_chain,
+            driver: parts.driver,
+            ledger: parts.ledger,
+            attester: parts.attester,
+            stop,
+            tasks,
+            nodes,
+            db: parts.db,
+            _dir: parts.dir,
+        }),
+        Err(e) => {
+            stop.cancel();
+            for n in nodes {
+                n.shutdown().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+struct Wired {
+    api: SocketAddr,
+    adapters: BTreeMap<String, Arc<dyn Adapter>>,
+    hub_chain: NodeHandle,
+    driver: Arc<Driver>,
+    ledger: Arc<dyn HubLedger>,
+    attester: Keypair,
+    db: sled::Db,
+    dir: DataDir,
+}
+
+/// Adapters, ledger, driver, watchers and the API over the running chains.
+async fn wire(
+    opts: &UpOptions,
+    dir: DataDir,
+    secrets: &Secrets,
+    attester: Keypair,
+    handles: &HashMap<&'static str, NodeHandle>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Wired, JoinSet<()>)> {
+    let chain = |n: Net| {
+        handles
+            .get(n.name())
+            .cloned()
+            .with_context(|| format!("the `{}` chain is not running", n.name()))
+    };
+    let hub_chain = chain(Net::Hub)?;
+    let db = sled::open(dir.interop_dir())
+        .with_context(|| format!("cannot open {}", dir.interop_dir().display()))?;
+    let wallet = wallet(&db, secrets)?;
+    let mut named: BTreeMap<String, Arc<dyn Adapter>> = BTreeMap::new();
+    for n in [Net::Alpha, Net::Beta] {
+        let node = chain(n)?;
+        // In-process, the hub's trusted copy of the network's genesis config is the one the
+        // node was started with; evidence is still verified as a light client against it.
+        let network = NativeNetwork::new(node.config().clone());
+        let a = NativeAdapter::new(node, network, wallet.clone(), attester.clone());
+        named.insert(n.name().to_owned(), Arc::new(a));
+    }
+    let ledger: Arc<dyn HubLedger> =
+        Arc::new(ChainLedger::new(hub_chain.clone(), Net::Hub.node_key()));
+    let directory: Arc<dyn NetworkDirectory> = Arc::new(Directory {
+        nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
+    });
+    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone())?));
+    let journal = Arc::new(SledJournal::open(db.clone())?);
+    let driver = Driver::new(
+        journal,
+        Arc::new(ApiNotifier {
+            bus: bus.clone(),
+            directory: directory.clone(),
+        }),
+        DriverConfig {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            sweep_interval: opts.sweep,
+            ..DriverConfig::default()
+        },
+    );
+    let by_id: HashMap<NetworkId, Arc<dyn Adapter>> = named
+        .values()
+        .map(|a| (a.descriptor().network, a.clone()))
+        .collect();
+    let exec = Arc::new(AdapterExecutor {
+        adapters: Arc::new(by_id.clone()),
+        ledger: ledger.clone(),
+        attesters: Arc::new(vec![attester.clone()]),
+    });
+    let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(now_secs);
+    let mut tasks = JoinSet::new();
+    {
+        let d = driver.clone();
+        let s = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) = d.run(exec, now_secs, s.cancelled_owned()).await {
+                tracing::error!(%e, "interop driver stopped");
+            }
+        });
+    }
+    // Watchers poll in-process adapters: cheap, so poll well within a block interval.
+    let poll = Duration::from_millis((opts.block_ms / 10).clamp(5, 100));
+    for (network, adapter) in by_id {
+        let w = Watcher {
+            network,
+            adapter,
+            driver: driver.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+            page: 256,
+            idle_poll: poll,
+        };
+        tasks.spawn(w.run(stop.clone().cancelled_owned()));
+    }
+    {
+        // Deadlines and timelocks move with the hub's clock, not only with chain events.
+        let d = driver.clone();
+        let s = stop.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => return,
+                    _ = every.tick() => {
+                        if let Err(e) = d.tick_all(now_secs()).await {
+                            tracing::warn!(%e, "clock tick refused");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let backend = Arc::new(InteropBackend {
+        driver: driver.clone(),
+        directory,
+        two_phase: TwoPhaseConfig {
+            release_window: opts.release_window_secs,
+        },
+        htlc: HtlcConfig {
+            delta: opts.htlc_delta_secs,
+        },
+        clock,
+        wallet_secret: Arc::new(secrets.wallet_secret()?),
+    });
+    let keys = KeyRing::new(&[
+        ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
+        ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
+    ])
+    .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")))?;
+    let state = ApiState::new(backend, keys, bus);
+    let (api, server) = isthmus_hub_api::serve(opts.api, state, stop.clone().cancelled_owned())
+        .with_context(|| format!("cannot serve the api on {}", opts.api))?;
+    tasks.spawn(server);
+    Ok((
+        Wired {
+            api,
+            adapters: named,
+            hub_chain,
+            driver,
+            ledger,
+            attester,
+            db,
+            dir,
+        },
+        tasks,
+    ))
+}
+
+impl RunningHub {
+    /// Write `up.json` (after everything listens, so its presence means "ready").
+    pub fn publish(&self) -> anyhow::Result<()> {
+        let dir = &self._dir;
+        dir.write_atomic(
+            "up.json",
+            serde_json::to_string_pretty(&self.info)?.as_bytes(),
+        )
+    }
+
+    /// A token that stops the hub when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stop every task, then the chains (their last commits are already durable), and
+    /// flush the interop database.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        for n in self.nodes.drain(..) {
+            n.shutdown().await;
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(%e, "interop database flush at shutdown failed");
+        }
+        let _ = std::fs::remove_file(self._dir.up_json());
+    }
+}
