@@ -51,9 +51,12 @@ async fn build_template() -> PathBuf {
         .call("getnewaddress", vec![json!(""), json!("bech32")])
         .await
         .expect("getnewaddress");
-    node.generate(CLTV_HEIGHT + 50, &miner).await;
+    // In steps: one long call could outlast the RPC client's timeout on a busy machine.
+    for _ in 0..(CLTV_HEIGHT + 50).div_ceil(100) {
+        node.generate(100, &miner).await;
+    }
     let _: Value = node.call("stop", vec![]).await;
-    let status = node.child.wait().expect("litecoind stops");
+    let status = node.child.0.wait().expect("litecoind stops");
     assert!(status.success(), "template node stopped with {status}");
     let built = node._dir.path().to_owned();
     // Another test process may have won the race; either copy is as good.
@@ -117,22 +120,47 @@ fn launch(dir: &Path, rpc_port: u16, extra: &[String]) -> Child {
         .expect("litecoind starts (scripts/install-peers.sh --only litecoind)")
 }
 
+/// A child process, killed by pid when dropped (also when a test panics).
+struct Proc(Child);
+
+impl Proc {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_ready(child: &mut Proc, rpc: &Rpc) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if rpc.call::<u64>("getblockcount", vec![]).await.is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            return Err(format!("litecoind exited early: {status}"));
+        }
+        if Instant::now() >= deadline {
+            return Err("litecoind rpc did not come up in 60 s".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One litecoind process.
 pub struct Node {
-    child: Child,
+    child: Proc,
     _dir: tempfile::TempDir,
     rpc_port: u16,
     extra: Vec<String>,
     pub url: String,
     pub rpc: Rpc,
     pub wallet: Rpc,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Node {
@@ -147,49 +175,45 @@ impl Node {
     }
 
     async fn spawn(dir: tempfile::TempDir, extra: &[&str]) -> Node {
-        let rpc_port = free_port();
         let args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let child = launch(dir.path(), rpc_port, &args);
-        let url = format!("http://127.0.0.1:{rpc_port}");
-        let rpc = Rpc::new(&url, "isthmus", "regtest", NETWORK).expect("rpc client");
-        let mut node = Node {
-            child,
-            _dir: dir,
-            rpc_port,
-            extra: args,
-            wallet: rpc.clone(),
-            url,
-            rpc,
-        };
-        node.wait_ready().await;
-        node
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.rpc.call::<u64>("getblockcount", vec![]).await.is_ok() {
-                return;
+        let mut last = String::new();
+        // A free port can be taken by another test between probing and binding: then the
+        // node exits at once, and a fresh port is tried.
+        for _ in 0..3 {
+            let rpc_port = free_port();
+            let mut child = Proc(launch(dir.path(), rpc_port, &args));
+            let url = format!("http://127.0.0.1:{rpc_port}");
+            let rpc = Rpc::new(&url, "isthmus", "regtest", NETWORK).expect("rpc client");
+            match wait_ready(&mut child, &rpc).await {
+                Ok(()) => {
+                    return Node {
+                        child,
+                        _dir: dir,
+                        rpc_port,
+                        extra: args,
+                        wallet: rpc.clone(),
+                        url,
+                        rpc,
+                    }
+                }
+                Err(e) => last = e,
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("litecoind exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "litecoind rpc did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("litecoind did not start: {last}");
     }
 
     /// SIGKILL the node (its mempool is lost, as in a crash).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.stop();
     }
 
     /// Start the node again on the same datadir and RPC port.
     pub async fn restart(&mut self) {
         self.kill();
-        self.child = launch(self._dir.path(), self.rpc_port, &self.extra);
-        self.wait_ready().await;
+        self.child = Proc(launch(self._dir.path(), self.rpc_port, &self.extra));
+        if let Err(e) = wait_ready(&mut self.child, &self.rpc).await {
+            panic!("restart on port {}: {e}", self.rpc_port);
+        }
     }
 
     fn use_wallet(&mut self) {
