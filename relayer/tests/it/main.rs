@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod native;
+
 const HUB_NET: NetworkId = NetworkId(77);
 const SRC: NetworkId = NetworkId(1);
 
