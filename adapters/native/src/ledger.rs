@@ -7,7 +7,7 @@ use isthmus_chain::escrow::{
     decision_state_key, record_decision_kind, AttestedDecision, DecisionRecord,
 };
 use isthmus_chain::node::NodeHandle;
-use isthmus_chain::tx::{Transaction, TxError};
+use isthmus_chain::tx::{Transaction, TxError, TxKind};
 use isthmus_core::Keypair;
 use isthmus_interop::executor::HubLedger;
 use isthmus_interop::ExecError;
@@ -86,40 +86,48 @@ impl ChainLedger {
         instance: InstanceId,
         want: AttestedDecision,
     ) -> Result<isthmus_core::Hash32, ExecError> {
-        let network = self.node.config().network();
-        let mut nonce = self
-            .node
-            .account(self.signer.id())
+        submit_kind(
+            &self.node,
+            &self.signer,
+            record_decision_kind(instance.0, want),
+        )
+        .await
+    }
+}
+
+/// Submit one hub-chain transaction of `kind` signed by `signer`, resyncing the nonce from
+/// the node when the account has transactions in flight. A duplicate counts as submitted.
+pub(crate) async fn submit_kind(
+    node: &NodeHandle,
+    signer: &Keypair,
+    kind: TxKind,
+) -> Result<isthmus_core::Hash32, ExecError> {
+    let network = node.config().network();
+    let mut nonce = node
+        .account(signer.id())
+        .await
+        .map_err(|e| ExecError::Retryable(format!("hub chain: {e}")))?
+        .nonce;
+    for _ in 0..NONCE_RETRIES {
+        let tx = Transaction::sign(signer, network, nonce, kind.clone());
+        let result = node
+            .submit(vec![tx])
             .await
             .map_err(|e| ExecError::Retryable(format!("hub chain: {e}")))?
-            .nonce;
-        for _ in 0..NONCE_RETRIES {
-            let tx = Transaction::sign(
-                &self.signer,
-                network,
-                nonce,
-                record_decision_kind(instance.0, want),
-            );
-            let result = self
-                .node
-                .submit(vec![tx])
-                .await
-                .map_err(|e| ExecError::Retryable(format!("hub chain: {e}")))?
-                .pop();
-            match result {
-                Some(Ok(id)) | Some(Err(TxError::Duplicate(id))) => return Ok(id),
-                Some(Err(TxError::BadNonce { expected, .. })) => nonce = expected,
-                Some(Err(e @ TxError::MempoolFull(_))) => {
-                    return Err(ExecError::Retryable(e.to_string()))
-                }
-                Some(Err(e)) => return Err(ExecError::Refused(e.to_string())),
-                None => return Err(ExecError::Retryable("hub chain answered nothing".into())),
+            .pop();
+        match result {
+            Some(Ok(id)) | Some(Err(TxError::Duplicate(id))) => return Ok(id),
+            Some(Err(TxError::BadNonce { expected, .. })) => nonce = expected,
+            Some(Err(e @ TxError::MempoolFull(_))) => {
+                return Err(ExecError::Retryable(e.to_string()))
             }
+            Some(Err(e)) => return Err(ExecError::Refused(e.to_string())),
+            None => return Err(ExecError::Retryable("hub chain answered nothing".into())),
         }
-        Err(ExecError::Retryable(
-            "the recording key's nonce kept moving".into(),
-        ))
     }
+    Err(ExecError::Retryable(
+        "the signing key's nonce kept moving".into(),
+    ))
 }
 
 #[async_trait]

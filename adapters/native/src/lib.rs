@@ -13,6 +13,8 @@
 //! chain first, so a refusal changes nothing.
 
 mod adapter;
+#[cfg(feature = "ledger")]
+mod anchor;
 mod events;
 #[cfg(feature = "ledger")]
 mod ledger;
@@ -20,5 +22,7 @@ pub mod light;
 mod packets;
 
 pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
+#[cfg(feature = "ledger")]
+pub use anchor::ChainTransitionLog;
 #[cfg(feature = "ledger")]
 pub use ledger::ChainLedger;

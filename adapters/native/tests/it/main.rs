@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns fail loudly by design
 
+mod anchor_log;
 mod conformance;
 mod escrow;
 mod ledger;
