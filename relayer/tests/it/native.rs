@@ -1,11 +1,13 @@
 //! The packet lifecycle over two real native networks (single-validator PoS each, in
-//! process, real sled): a packet committed on alpha by its `packets` module is carried by two
-//! relayers over QUIC to the hub's ingress (strict verify, durable receipt), delivered on
+//! process, real sled): a packet committed on alpha by its `packets` module is seen by two
+//! relayers through alpha's native adapter (adapter-fed sources) and carried over QUIC to the hub's ingress (strict verify, durable receipt), delivered on
 //! beta exactly once under the hub's attestation, and its acknowledgement settled on alpha;
 //! a packet not delivered in time has its timeout proven on beta and settled on alpha.
 //! Replays and forgeries change no module state.
 
 use super::wait_until;
+use isthmus_adapter_api::MemoryWallet;
+use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_chain::config::NetworkConfig;
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_chain::packets::{
@@ -49,6 +51,7 @@ fn config(name: &str, id: NetworkId) -> NetworkConfig {
 /// One in-process network; dropping it stops its node.
 struct Net {
     id: NetworkId,
+    cfg: Arc<NetworkConfig>,
     node: NodeHandle,
     running: RunningNode,
     _dir: tempfile::TempDir,
@@ -63,8 +66,9 @@ impl Drop for Net {
 impl Net {
     async fn start(name: &str, id: NetworkId) -> Net {
         let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(config(name, id));
         let running = node::start(NodeOptions {
-            cfg: Arc::new(config(name, id)),
+            cfg: cfg.clone(),
             index: 0,
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -76,6 +80,7 @@ impl Net {
         .unwrap();
         Net {
             id,
+            cfg,
             node: running.handle.clone(),
             running,
             _dir: dir,
@@ -216,12 +221,33 @@ async fn a_message_crosses_two_native_networks_once_with_ack_and_timeout() {
     let hub_task = tokio::spawn(ingress.serve(ep, async {
         let _ = hub_rx.await;
     }));
-    let relayed = RelayedPacket::attest(p1.clone(), &[Keypair::dev("alpha/node-0")]);
+    let adapter = Arc::new(NativeAdapter::new(
+        alpha.node.clone(),
+        NativeNetwork::new(alpha.cfg.clone()),
+        Arc::new(MemoryWallet::new()),
+        Keypair::dev("hub-signer"),
+    ));
     let mut stops = Vec::new();
     let mut stats = Vec::new();
     for name in ["r1", "r2"] {
-        let outbox = Outbox::open(sled::open(dir.path().join(name)).unwrap(), "link").unwrap();
-        outbox.push_all(std::slice::from_ref(&relayed)).unwrap();
+        let db = sled::open(dir.path().join(name)).unwrap();
+        let outbox = Outbox::open(db.clone(), "link").unwrap();
+        // Each relayer watches alpha through the adapter; the packet's attestation comes
+        // from alpha's validator (this process runs it), never from the relayer.
+        let source = AdapterSource::open(
+            adapter.clone(),
+            Box::new(LocalAttestor(vec![Keypair::dev("alpha/node-0")])),
+            outbox.clone(),
+            db,
+            "link",
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while outbox.is_empty() {
+            assert!(Instant::now() < deadline, "{name} never saw the packet");
+            source.poll_once().await.unwrap();
+        }
+        assert_eq!(outbox.page(10).unwrap()[0].1.packet, p1);
         let r = Relayer {
             link: settings.clone(),
             endpoint: Endpoint::bind(
