@@ -63,6 +63,21 @@ impl Secrets {
             .map_err(|e| anyhow::anyhow!("secrets.json: attester seed: {e}"))
     }
 
+    /// A key of the hub derived from this directory's secret (e.g. the key that records
+    /// decisions on the hub chain), distinct per `label` and never a public dev key.
+    pub fn derived_key(&self, label: &str) -> anyhow::Result<Keypair> {
+        let seed = hex::decode(&self.attester_seed)
+            .ok()
+            .context("secrets.json: attester seed must be hex")?;
+        let d = isthmus_core::HashAlgo::Sha256.digest_parts(&[
+            b"isthmus/hub-up/key/v1\x00",
+            label.as_bytes(),
+            b"\x00",
+            &seed,
+        ]);
+        Ok(Keypair::from_seed(d.0))
+    }
+
     pub fn wallet_secret(&self) -> anyhow::Result<Zeroizing<[u8; 32]>> {
         let v = hex::decode(&self.wallet_secret)
             .ok()
@@ -175,6 +190,10 @@ mod tests {
         let s2 = again.secrets().unwrap();
         assert_eq!(s1.customer_key, s2.customer_key);
         assert_eq!(s1.attester().unwrap().id(), s2.attester().unwrap().id());
+        let k = |s: &Secrets, l: &str| s.derived_key(l).unwrap().id();
+        assert_eq!(k(&s1, "recorder"), k(&s2, "recorder"));
+        assert_ne!(k(&s2, "recorder"), k(&s2, "anchor"));
+        assert_ne!(k(&s2, "recorder"), s2.attester().unwrap().id());
         assert!(!format!("{s2:?}").contains(&s2.customer_key));
     }
 }

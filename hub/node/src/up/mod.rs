@@ -283,8 +283,10 @@ async fn wire(
         let a = NativeAdapter::new(node, network, wallet.clone(), attester.clone());
         named.insert(n.name().to_owned(), Arc::new(a));
     }
-    let ledger: Arc<dyn HubLedger> =
-        Arc::new(ChainLedger::new(hub_chain.clone(), Net::Hub.node_key()));
+    let ledger: Arc<dyn HubLedger> = Arc::new(ChainLedger::new(
+        hub_chain.clone(),
+        secrets.derived_key("recorder")?,
+    ));
     let directory: Arc<dyn NetworkDirectory> = Arc::new(Directory {
         nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
     });

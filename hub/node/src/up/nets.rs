@@ -36,11 +36,6 @@ impl Net {
         }
     }
 
-    /// The single node's key (`dev:<name>/node-0`, the config's default for node 0).
-    pub fn node_key(self) -> Keypair {
-        Keypair::dev(&format!("{}/node-0", self.name()))
-    }
-
     /// The generated network config with blocks every `block_ms`; the escrows of `alpha`
     /// and `beta` trust `attester` (the hub's attestation key).
     pub fn config(self, block_ms: u64, attester: &NodeId) -> anyhow::Result<NetworkConfig> {
