@@ -1,6 +1,7 @@
 //! `adapter-host`: serves a platform adapter out of process over the adapter protocol, so a
-//! hub can register it at run time (`POST /v1/adapters`). Today it serves the in-memory
-//! mock platform (`--mock`), with the test-control calls the conformance suite drives.
+//! hub can register it at run time (`POST /v1/adapters`): the UTXO adapter over a litecoind
+//! (`--litecoind HOST.json`), or the in-memory mock platform (`--mock`) with the
+//! test-control calls the conformance suite drives.
 //!
 //! It prints one JSON line on stdout once it listens (`listen`, `identity`, `network`) and
 //! serves until SIGINT/SIGTERM. It must never print or log its secret key.
@@ -10,13 +11,16 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use clap::Parser;
 use isthmus_adapter_api::mock::MockFixture;
-use isthmus_adapter_api::{Adapter, AdapterError, Finality};
+use isthmus_adapter_api::{Adapter, AdapterError, Finality, MemoryWallet, SecretKey};
 use isthmus_adapter_remote::{serve_adapter, Answer, Control, ControlHandler};
-use isthmus_core::{Keypair, NetworkId, NodeId};
+use isthmus_adapter_utxo::{UtxoAdapter, UtxoConfig};
+use isthmus_core::{Keypair, NodeId};
+use isthmus_lock_contracts::Address;
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve a platform adapter out of process over the Isthmus adapter protocol")]
@@ -33,9 +37,14 @@ struct Args {
     /// Hub identities allowed to connect (repeatable); none: any authenticated hub.
     #[arg(long = "hub-key")]
     hub_keys: Vec<NodeId>,
-    /// The network id the adapter serves.
-    #[arg(long)]
-    network: u64,
+    /// The network id the adapter serves (`--litecoind`: taken from the file).
+    #[arg(long, required_unless_present = "litecoind")]
+    network: Option<u64>,
+    /// Serve the UTXO adapter over a litecoind: a JSON file `{"utxo": <UtxoConfig>, "keys":
+    /// [{"address", "secp256k1"}]}` with the chain's config and the wallet keys (hex secrets
+    /// of the fee payer, the co-signer and accounts the hub signs for; keep it 0600).
+    #[arg(long, conflicts_with = "mock")]
+    litecoind: Option<std::path::PathBuf>,
     /// Serve the in-memory mock platform (two funded accounts, one hub attestation key).
     #[arg(long)]
     mock: bool,
@@ -45,6 +54,45 @@ struct Args {
     /// Answer the test-control calls (mine, advance time, reorg, next nonce).
     #[arg(long)]
     control: bool,
+}
+
+/// The `--litecoind` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UtxoHost {
+    utxo: UtxoConfig,
+    keys: Vec<WalletKey>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalletKey {
+    address: String,
+    /// 32-byte secp256k1 secret, 64 hex digits.
+    secp256k1: String,
+}
+
+fn utxo_adapter(path: &std::path::Path) -> anyhow::Result<Arc<dyn Adapter>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let host: UtxoHost =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let problems = host.utxo.validate();
+    if !problems.is_empty() {
+        bail!("{}: {}", path.display(), problems.join("; "));
+    }
+    let wallet = Arc::new(MemoryWallet::new());
+    for k in host.keys {
+        let secret: [u8; 32] = hex::decode(k.secp256k1.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| format!("key of {} is not 64 hex digits", k.address))?;
+        wallet.insert(
+            Address(k.address),
+            SecretKey::Secp256k1(Zeroizing::new(secret)),
+        );
+    }
+    Ok(Arc::new(UtxoAdapter::new(host.utxo, wallet)?))
 }
 
 struct MockControl(Arc<MockFixture>);
@@ -128,20 +176,30 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let key = identity(&args)?;
-    let (adapter, control): (Arc<dyn Adapter>, Option<Arc<dyn ControlHandler>>) = if args.mock {
-        let fixture = Arc::new(MockFixture::new(
-            args.network,
-            parse_finality(&args.finality)?,
-        ));
-        let control = args
-            .control
-            .then(|| Arc::new(MockControl(fixture.clone())) as Arc<dyn ControlHandler>);
-        (fixture.adapter.clone(), control)
-    } else {
-        bail!("choose the platform to serve: --mock");
-    };
+    let (adapter, control): (Arc<dyn Adapter>, Option<Arc<dyn ControlHandler>>) =
+        if let Some(path) = &args.litecoind {
+            (utxo_adapter(path)?, None)
+        } else if args.mock {
+            let Some(network) = args.network else {
+                bail!("--mock needs --network");
+            };
+            let fixture = Arc::new(MockFixture::new(network, parse_finality(&args.finality)?));
+            let control = args
+                .control
+                .then(|| Arc::new(MockControl(fixture.clone())) as Arc<dyn ControlHandler>);
+            (fixture.adapter.clone(), control)
+        } else {
+            bail!("choose the platform to serve: --litecoind HOST.json or --mock");
+        };
+    let network = adapter.descriptor().network;
+    if args.network.is_some_and(|n| n != network.0) {
+        bail!(
+            "--network {} disagrees with the adapter's network {network}",
+            args.network.unwrap_or_default()
+        );
+    }
     let mut cfg = TransportConfig::new(TransportKind::Tcp, args.listen);
-    cfg.network = NetworkId(args.network);
+    cfg.network = network;
     if !args.hub_keys.is_empty() {
         cfg.allowlist = Some(args.hub_keys.iter().copied().collect::<BTreeSet<_>>());
     }
@@ -153,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "listen": endpoint.local_addr().to_string(),
             "identity": key.id().to_string(),
-            "network": args.network,
+            "network": network.0,
         })
     );
     serve_adapter(adapter, control, endpoint, shutdown_signal()).await;

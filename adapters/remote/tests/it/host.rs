@@ -23,10 +23,16 @@ pub struct Host {
 
 impl Host {
     pub async fn start(network: u64, label: &str, extra: &[&str]) -> Host {
+        let network = network.to_string();
+        let mut args = vec!["--mock", "--control", "--network", &network];
+        args.extend(["--dev-identity", label]);
+        args.extend(extra);
+        Host::start_with(&args).await
+    }
+
+    pub async fn start_with(args: &[&str]) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_adapter-host"))
-            .args(["--mock", "--control", "--network", &network.to_string()])
-            .args(["--dev-identity", label])
-            .args(extra)
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)

@@ -6,6 +6,11 @@
 mod conformance;
 mod host;
 mod hub;
+mod litecoind;
+// Only part of the shared litecoind fixture is used here.
+#[allow(dead_code)]
+#[path = "../../../utxo/tests/it/node.rs"]
+mod ltc_node;
 mod misbehaviour;
 mod python;
 mod registry;
