@@ -6,7 +6,8 @@
 //! (msgpack-encoded signed transactions), `{"cmd":"block","number":N}`,
 //! `{"cmd":"tx","id":HEX}`, `{"cmd":"cert","number":N}`, `{"cmd":"connect","addr":A}`,
 //! `{"cmd":"mine","on":BOOL}`, `{"cmd":"escrow","lock_id":HEX}` (an escrow of the native
-//! escrow module, or null). Answers are `{"ok":...}` or `{"error":"..."}`.
+//! escrow module, or null), `{"cmd":"state","key":HEX}` (a raw state entry as hex, or null).
+//! Answers are `{"ok":...}` or `{"error":"..."}`.
 
 use anyhow::Context as _;
 use isthmus_chain::config::parse_identity;
@@ -36,6 +37,7 @@ enum Req {
     Connect { addr: SocketAddr },
     Mine { on: bool },
     Escrow { lock_id: String },
+    State { key: String },
 }
 
 /// Bind and serve until `stop`. Returns the bound address.
@@ -166,6 +168,13 @@ async fn handle(req: Req, node: &NodeHandle) -> anyhow::Result<Value> {
         Req::Mine { on } => {
             node.set_mining(on).await?;
             Value::Bool(true)
+        }
+        Req::State { key } => {
+            let key = hex::decode(&key).with_context(|| format!("state key `{key}` is not hex"))?;
+            match node.state_get(key).await? {
+                None => Value::Null,
+                Some(v) => Value::String(hex::encode(v)),
+            }
         }
         Req::Escrow { lock_id } => {
             let id = Hash32::from_hex(&lock_id)

@@ -16,13 +16,13 @@ use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use directory::Directory;
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
-use isthmus_adapter_native::{ChainLedger, NativeAdapter, NativeNetwork};
+use isthmus_adapter_native::{ChainLedger, ChainTransitionLog, NativeAdapter, NativeNetwork};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_hub_api::{ApiKeyConfig, ApiState, EventBus, KeyRing, Role, SledApiStore};
 use isthmus_interop::{
-    AdapterExecutor, ApiNotifier, Driver, DriverConfig, HubLedger, InteropBackend,
-    NetworkDirectory, SledJournal, Watcher,
+    AdapterExecutor, Anchorer, ApiNotifier, Driver, DriverConfig, HubLedger, InteropBackend,
+    Journal, NetworkDirectory, SledJournal, Watcher,
 };
 use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
 use isthmus_transport::TransportKind;
@@ -83,6 +83,9 @@ pub struct UpInfo {
     pub block_ms: u64,
     /// The data directory.
     pub data: String,
+    /// The key whose anchors of every contract transition the hub chain's `audit` module
+    /// holds.
+    pub auditor: String,
 }
 
 /// The hub's clock: unix seconds.
@@ -188,6 +191,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
     let _ = std::fs::remove_file(dir.up_json());
     let secrets: Secrets = dir.secrets()?;
     let attester = secrets.attester()?;
+    let auditor_id = secrets.derived_key("auditor")?.id().to_string();
     let stop = CancellationToken::new();
     let mut nodes = Vec::new();
     let mut status = BTreeMap::new();
@@ -222,6 +226,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
                     .collect(),
                 block_ms: opts.block_ms,
                 data: opts.data.display().to_string(),
+                auditor: auditor_id,
             },
             adapters: parts.adapters,
             hub_chain: parts.hub_chain,
@@ -291,9 +296,9 @@ async fn wire(
         nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
     });
     let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone())?));
-    let journal = Arc::new(SledJournal::open(db.clone())?);
+    let journal: Arc<dyn Journal> = Arc::new(SledJournal::open(db.clone())?);
     let driver = Driver::new(
-        journal,
+        journal.clone(),
         Arc::new(ApiNotifier {
             bus: bus.clone(),
             directory: directory.clone(),
@@ -316,6 +321,18 @@ async fn wire(
     });
     let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(now_secs);
     let mut tasks = JoinSet::new();
+    {
+        // Every journaled transition is anchored on the hub chain (after the journal, which
+        // stays the first durable record), so the history is replicated and auditable.
+        let auditor = secrets.derived_key("auditor")?;
+        let anchorer = Arc::new(Anchorer::new(
+            journal,
+            Arc::new(ChainTransitionLog::new(hub_chain.clone(), auditor)),
+            db.open_tree("interop.anchor_progress")?,
+        ));
+        let every = Duration::from_millis(opts.block_ms.max(50));
+        tasks.spawn(anchorer.run(every, stop.clone().cancelled_owned()));
+    }
     {
         let d = driver.clone();
         let s = stop.clone();

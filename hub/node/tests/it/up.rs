@@ -118,6 +118,12 @@ fn up_transfers_swaps_refunds_and_roles_over_http() {
     assert_eq!(h.escrow("beta", &id, LegId::B)["status"], "released");
     assert_eq!(h.escrowed("alpha"), 0);
     assert_eq!(h.escrowed("beta"), 0);
+    // Every transition of the transfer is anchored on the hub chain (creation = seq 0).
+    wait_for(
+        30,
+        "the transfer's transitions anchored on the hub chain",
+        || (0..=5).all(|seq| h.anchored(&id, seq)).then_some(()),
+    );
 
     // 2. The counterparty never locks: after the deadline both sides are refunded.
     let (a1, bb1) = (h.bal("alpha", "alice"), h.bal("beta", "bob"));

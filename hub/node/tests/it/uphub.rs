@@ -257,6 +257,22 @@ impl HubUp {
     }
 }
 
+impl HubUp {
+    /// Whether the hub chain's audit module holds the anchor of transition `seq` of API
+    /// operation `api_id` (signed by the hub's auditor key).
+    pub fn anchored(&self, api_id: &str, seq: u64) -> bool {
+        let auditor: isthmus_core::NodeId = self.info["auditor"].as_str().unwrap().parse().unwrap();
+        let inst = InstanceId::derive(&[api_id.as_bytes()]);
+        let key = isthmus_chain::state::module_key(
+            isthmus_chain::audit::MODULE,
+            &isthmus_chain::audit::anchor_key(&auditor.0, &inst.0 .0, seq),
+        );
+        !self
+            .chain("hub", &json!({"cmd": "state", "key": hex::encode(key)}))
+            .is_null()
+    }
+}
+
 /// The lock id the hub derives for leg `leg` of API operation `api_id`.
 pub fn lock_id(api_id: &str, leg: LegId) -> LockId {
     LockId::derive(InstanceId::derive(&[api_id.as_bytes()]), leg)
