@@ -1,0 +1,325 @@
+//! One hub in a test: a Driver journalling into sled, an AdapterExecutor over a litecoind
+//! adapter and an anvil adapter, a Watcher per network, the hub's clock, block producers for
+//! both chains, and the warp API served on 127.0.0.1:0. Everything stops when dropped.
+
+use crate::ltc_node::{self, LtcFixture};
+use async_trait::async_trait;
+use isthmus_adapter_api::Adapter;
+use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
+use isthmus_core::NetworkId;
+use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
+use isthmus_hub_api::{
+    ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
+};
+use isthmus_interop::{
+    AdapterExecutor, ApiNotifier, Driver, DriverConfig, ExecError, HubLedger, InteropBackend,
+    NetworkDirectory, SledJournal, StoredInstance, Watcher,
+};
+use isthmus_lock_contracts::{Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+
+pub const LTC: NetworkId = ltc_node::NETWORK;
+pub const ETH: NetworkId = NetworkId(31337);
+/// The hub's Δ between the two HTLC timelocks, seconds.
+pub const DELTA: u64 = 10;
+/// Block intervals of the two chains' producers.
+pub const LTC_BLOCK: Duration = Duration::from_millis(1_000);
+pub const ETH_BLOCK: Duration = Duration::from_millis(1_000);
+pub const LTC_CONFIRMATIONS: u32 = 2;
+pub const ETH_CONFIRMATIONS: u32 = 2;
+const API_KEY: &str = "e2e-dapp-key";
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+struct Nets;
+
+#[async_trait]
+impl NetworkDirectory for Nets {
+    fn resolve(&self, name: &str) -> Option<NetworkId> {
+        match name {
+            "litecoin" => Some(LTC),
+            "anvil" => Some(ETH),
+            _ => None,
+        }
+    }
+    fn name_of(&self, id: NetworkId) -> String {
+        match id {
+            LTC => "litecoin".into(),
+            ETH => "anvil".into(),
+            n => format!("network-{}", n.0),
+        }
+    }
+    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
+        Ok(vec![])
+    }
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
+        Ok(vec![])
+    }
+}
+
+/// HTLC swaps settle on hashlocks and timelocks alone: no hub decision is ever recorded, and
+/// a request for one is a fault the test must see.
+struct NoDecisions;
+
+#[async_trait]
+impl HubLedger for NoDecisions {
+    async fn record_decision(
+        &self,
+        instance: InstanceId,
+        decision: Decision,
+    ) -> Result<HubRecord, ExecError> {
+        Err(ExecError::Refused(format!(
+            "htlc-only hub asked to record {decision:?} for {instance}"
+        )))
+    }
+}
+
+pub struct Hub {
+    pub ltc: Arc<LtcFixture>,
+    pub eth: Arc<AnvilFixture>,
+    pub driver: Arc<Driver>,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    /// When each block producer's block was mined, by network.
+    pub blocks: Arc<std::sync::Mutex<Vec<(NetworkId, Instant)>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Run `f` every `period` until `stop` is set.
+fn every<F, Fut>(period: Duration, stop: &tokio::sync::watch::Sender<bool>, f: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut rx = stop.subscribe();
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(period) => f().await,
+            }
+        }
+    })
+}
+
+impl Hub {
+    pub async fn boot() -> Hub {
+        let (ltc, eth) = tokio::join!(
+            LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
+            AnvilFixture::start(FixtureOptions {
+                network: ETH,
+                confirmations: ETH_CONFIRMATIONS,
+                ..FixtureOptions::default()
+            })
+        );
+        let ltc = Arc::new(ltc);
+        let eth = Arc::new(eth.expect("anvil fixture"));
+        let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
+        adapters.insert(LTC, ltc.adapter.clone());
+        adapters.insert(ETH, eth.adapter.clone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).expect("api store")));
+        let directory: Arc<dyn NetworkDirectory> = Arc::new(Nets);
+        let driver = Driver::new(
+            Arc::new(SledJournal::open(db.clone()).expect("journal")),
+            Arc::new(ApiNotifier {
+                bus: bus.clone(),
+                directory: directory.clone(),
+            }),
+            DriverConfig {
+                retry_base: Duration::from_millis(100),
+                retry_max: Duration::from_millis(1_000),
+                sweep_interval: Duration::from_millis(300),
+                ..DriverConfig::default()
+            },
+        );
+        let exec = Arc::new(AdapterExecutor {
+            adapters: Arc::new(adapters.clone()),
+            ledger: Arc::new(NoDecisions),
+            attesters: Arc::new(vec![ltc.attester.clone()]),
+        });
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let until_stop = {
+            let stop = stop.clone();
+            move || {
+                let mut rx = stop.subscribe();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            }
+        };
+        let mut tasks = Vec::new();
+        let d = driver.clone();
+        let s = until_stop.clone();
+        tasks.push(tokio::spawn(async move {
+            d.run(exec, now_secs, s()).await.expect("driver runs");
+        }));
+        for (net, adapter) in &adapters {
+            let w = Watcher {
+                network: *net,
+                adapter: adapter.clone(),
+                driver: driver.clone(),
+                db: db.clone(),
+                clock: Arc::new(now_secs),
+                page: 100,
+                idle_poll: Duration::from_millis(50),
+            };
+            let s = until_stop.clone();
+            tasks.push(tokio::spawn(async move { w.run(s()).await }));
+        }
+        let d = driver.clone();
+        tasks.push(every(Duration::from_millis(200), &stop, move || {
+            let d = d.clone();
+            async move {
+                let _ = d.tick_all(now_secs()).await;
+            }
+        }));
+        // Block producers: both chains mine on demand only, so the test sets the pace.
+        let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l, log) = (ltc.clone(), blocks.clone());
+        tasks.push(every(LTC_BLOCK, &stop, move || {
+            let (l, log) = (l.clone(), log.clone());
+            async move {
+                if l.node.generate(1, &l.miner).await.len() == 1 {
+                    log.lock().expect("block log").push((LTC, Instant::now()));
+                }
+            }
+        }));
+        let (e, log) = (eth.clone(), blocks.clone());
+        tasks.push(every(ETH_BLOCK, &stop, move || {
+            let (e, log) = (e.clone(), log.clone());
+            async move {
+                if e.raw("evm_mine", serde_json::json!([])).await.is_ok() {
+                    log.lock().expect("block log").push((ETH, Instant::now()));
+                }
+            }
+        }));
+        let backend = Arc::new(InteropBackend {
+            driver: driver.clone(),
+            directory,
+            two_phase: TwoPhaseConfig { release_window: 30 },
+            htlc: HtlcConfig { delta: DELTA },
+            clock: Arc::new(now_secs),
+            wallet_secret: Arc::new(zeroize::Zeroizing::new([0x5a; 32])),
+        });
+        let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext(
+            "dapp",
+            Role::Customer,
+            API_KEY,
+        )])
+        .expect("key ring");
+        let state = ApiState::new(backend, keys, bus);
+        let (addr, server) = isthmus_hub_api::serve(
+            "127.0.0.1:0".parse().expect("loopback"),
+            state,
+            until_stop(),
+        )
+        .expect("api serves");
+        tasks.push(tokio::spawn(server));
+        Hub {
+            ltc,
+            eth,
+            driver,
+            addr,
+            http: reqwest::Client::new(),
+            blocks,
+            stop,
+            tasks,
+            _dir: dir,
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.await.expect("hub task ends cleanly");
+        }
+    }
+
+    /// `POST /v1/swaps`; the status code and body.
+    pub async fn post_swap(&self, key: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("http://{}/v1/swaps", self.addr))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("post swap");
+        let code = resp.status().as_u16();
+        (code, resp.json().await.expect("json body"))
+    }
+
+    /// `GET /v1/swaps/{id}`, long-polling up to `wait` seconds for a change.
+    pub async fn get_swap(&self, id: &str, wait: u64) -> Value {
+        let resp = self
+            .http
+            .get(format!("http://{}/v1/swaps/{id}?wait={wait}", self.addr))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("get swap");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().await.expect("json body")
+    }
+
+    /// Poll the API until `done` holds for the swap, within `within`.
+    pub async fn until(&self, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.get_swap(id, 0).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "swap {id} stuck at {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The newest block `net`'s producer mined at or before `t`.
+    pub fn last_block_before(&self, net: NetworkId, t: Instant) -> Option<Instant> {
+        self.blocks
+            .lock()
+            .expect("block log")
+            .iter()
+            .filter(|(n, at)| *n == net && *at <= t)
+            .map(|(_, at)| *at)
+            .max()
+    }
+
+    pub fn instance(&self, api_id: &str) -> StoredInstance {
+        self.driver
+            .journal()
+            .get_by_api_id(api_id)
+            .expect("journal read")
+            .expect("instance exists")
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // On a panic the tasks are told to stop; the fixtures kill their nodes by pid.
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

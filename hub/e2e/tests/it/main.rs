@@ -1,0 +1,12 @@
+//! Cross-chain flows through the hub's HTTP API against real foreign nodes: litecoind in
+//! regtest and anvil, each started by the test on free loopback ports and killed by pid.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
+#![allow(clippy::print_stdout)] // the flow tests print their measured figures on purpose
+
+mod hub;
+// The litecoind regtest fixture is the UTXO adapter's own; one copy of node-starting code.
+#[allow(dead_code)]
+#[path = "../../../../adapters/utxo/tests/it/node.rs"]
+mod ltc_node;
+mod swap;
