@@ -20,9 +20,13 @@ mod events;
 mod ledger;
 pub mod light;
 mod packets;
+#[cfg(feature = "ledger")]
+mod packets_port;
 
 pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
 #[cfg(feature = "ledger")]
 pub use anchor::ChainTransitionLog;
 #[cfg(feature = "ledger")]
 pub use ledger::ChainLedger;
+#[cfg(feature = "ledger")]
+pub use packets_port::NativePacketPort;

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod driver;
 pub mod executor;
 pub mod journal;
+pub mod messages;
 pub mod registry;
 pub mod watcher;
 
@@ -25,6 +26,7 @@ pub use contract::{Contract, ContractEvent, ContractKind};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
+pub use messages::{MessageBackend, MessageRelay, PacketPort};
 pub use registry::{
     AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegistryHooks,
 };

@@ -9,6 +9,7 @@ mod conformance;
 mod escrow;
 mod ledger;
 mod light;
+mod messages;
 mod net;
 mod packets;
 mod transfer;

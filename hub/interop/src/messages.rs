@@ -1,0 +1,668 @@
+//! Message relay: generic cross-network packets, driven durably by the hub.
+//!
+//! A message is committed on its source network (the sender's `send`, signed with the key
+//! the hub's wallet keeps for the sender), delivered on the destination under the hub's
+//! attestation, and its acknowledgement settled back on the source; or, when the
+//! destination's time passes the packet's timeout first, the timeout is proven on the
+//! destination and settled on the source.
+//!
+//! [`MessageRelay`] keeps one record per message in a sled tree and flushes it before it
+//! acts on it. Every step first reads the chains' write-once records (receipt on the
+//! destination, outcome on the source) through the [`PacketPort`], so a step repeated after
+//! a crash or a restart finds the work done instead of doing it twice; the chains' own
+//! receipts make a second delivery impossible in any case.
+
+use crate::backend::{Clock, NetworkDirectory};
+use async_trait::async_trait;
+use isthmus_core::{Hash32, NetworkId};
+use isthmus_hub_api::model::*;
+use isthmus_hub_api::{BackendError, HubBackend, OpId, Principal};
+use isthmus_lock_contracts::packet::{
+    Acknowledgement, Packet, Receipt, SourceOutcome, TimeoutProof,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the hub asks of a network pair to carry a message. Every submission is checked by
+/// the chain (receipts and sequence records are write-once), so calling one twice changes
+/// nothing; implementations return once the submission is included or refused.
+#[async_trait]
+pub trait PacketPort: Send + Sync + 'static {
+    /// Sign the sender's `send` for `spec` without submitting it. The ticket is stored
+    /// before it is submitted, so a retry submits the same transaction.
+    async fn prepare_send(&self, spec: &MessageSpec) -> Result<SendTicket, PortError>;
+    /// Submit a prepared send (again); a duplicate is not an error.
+    async fn submit_send(&self, spec: &MessageSpec, ticket: &SendTicket) -> Result<(), PortError>;
+    /// The packet the ticket's transaction committed on the source, once it has.
+    async fn committed(
+        &self,
+        source: NetworkId,
+        ticket: &SendTicket,
+    ) -> Result<Option<Packet>, PortError>;
+    /// The destination's receipt for `packet`, if it has one.
+    async fn receipt(&self, packet: &Packet) -> Result<Option<Receipt>, PortError>;
+    /// The destination network's time in seconds (its head block's timestamp).
+    async fn time(&self, network: NetworkId) -> Result<u64, PortError>;
+    /// Deliver `packet` on its destination under the hub's attestation.
+    async fn deliver(&self, packet: &Packet) -> Result<(), PortError>;
+    /// Prove on the destination that `packet` was not delivered before its timeout.
+    async fn prove_timeout(&self, packet: &Packet) -> Result<(), PortError>;
+    /// Settle the acknowledgement on the packet's source.
+    async fn settle_ack(&self, ack: &Acknowledgement) -> Result<(), PortError>;
+    /// Settle the timeout on the packet's source.
+    async fn settle_timeout(&self, proof: &TimeoutProof) -> Result<(), PortError>;
+    /// How the source settled `packet`'s sequence, if it has.
+    async fn outcome(&self, packet: &Packet) -> Result<Option<SourceOutcome>, PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// A network is unreachable or slow; the step is retried.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// The network refused the request; retrying as is cannot help.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The message store failed; retrying may help once the disk recovers.
+    #[error("message store: {0}")]
+    Store(#[from] sled::Error),
+    /// A stored record does not decode: a bug or corruption, retrying cannot help.
+    #[error("corrupt message record `{0}`")]
+    Corrupt(String),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("no message `{0}`")]
+    NotFound(String),
+}
+
+/// What to carry: resolved networks, accounts and the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSpec {
+    pub source: NetworkId,
+    pub destination: NetworkId,
+    pub sender: String,
+    pub recipient: String,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// Destination time (seconds) from which the packet can no longer be delivered.
+    pub timeout: u64,
+}
+
+/// A signed, not yet necessarily submitted, source transaction and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendTicket {
+    pub id: Hash32,
+    #[serde(with = "serde_bytes")]
+    pub tx: Vec<u8>,
+}
+
+/// Where a message is. Terminal: `Acknowledged`, `TimedOut`, `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    Committing {
+        ticket: SendTicket,
+    },
+    Committed {
+        ticket: SendTicket,
+        packet: Packet,
+    },
+    Delivered {
+        ticket: SendTicket,
+        packet: Packet,
+        ack: Acknowledgement,
+    },
+    Acknowledged {
+        ticket: SendTicket,
+        packet: Packet,
+        ack: Acknowledgement,
+    },
+    TimingOut {
+        ticket: SendTicket,
+        packet: Packet,
+        proof: TimeoutProof,
+    },
+    TimedOut {
+        ticket: SendTicket,
+        packet: Packet,
+        proof: TimeoutProof,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Committing { .. } => "committing",
+            Phase::Committed { .. } => "committed",
+            Phase::Delivered { .. } => "delivered",
+            Phase::Acknowledged { .. } => "acknowledged",
+            Phase::TimingOut { .. } => "timing_out",
+            Phase::TimedOut { .. } => "timed_out",
+            Phase::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn terminal(&self) -> bool {
+        matches!(
+            self,
+            Phase::Acknowledged { .. } | Phase::TimedOut { .. } | Phase::Failed { .. }
+        )
+    }
+
+    /// The machine-readable reason of the status.
+    pub fn reason(&self) -> &str {
+        match self {
+            Phase::Committing { .. } => "awaiting_commit",
+            Phase::Committed { .. } => "awaiting_delivery",
+            Phase::Delivered { .. } => "awaiting_ack",
+            Phase::Acknowledged { .. } => "acknowledged",
+            Phase::TimingOut { .. } => "awaiting_timeout_settlement",
+            Phase::TimedOut { .. } => "timed_out",
+            Phase::Failed { reason } => reason,
+        }
+    }
+
+    fn packet(&self) -> Option<&Packet> {
+        match self {
+            Phase::Committed { packet, .. }
+            | Phase::Delivered { packet, .. }
+            | Phase::Acknowledged { packet, .. }
+            | Phase::TimingOut { packet, .. }
+            | Phase::TimedOut { packet, .. } => Some(packet),
+            Phase::Committing { .. } | Phase::Failed { .. } => None,
+        }
+    }
+
+    fn ticket(&self) -> Option<&SendTicket> {
+        match self {
+            Phase::Committing { ticket }
+            | Phase::Committed { ticket, .. }
+            | Phase::Delivered { ticket, .. }
+            | Phase::Acknowledged { ticket, .. }
+            | Phase::TimingOut { ticket, .. }
+            | Phase::TimedOut { ticket, .. } => Some(ticket),
+            Phase::Failed { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub api_id: String,
+    pub spec: MessageSpec,
+    pub phase: Phase,
+    /// Set while a committed packet waits for its timeout to be proven.
+    pub awaiting_timeout_proof: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// The durable message driver.
+pub struct MessageRelay {
+    db: sled::Db,
+    tree: sled::Tree,
+    port: Arc<dyn PacketPort>,
+    /// One step at a time: ports sign with one submitter key.
+    stepping: tokio::sync::Mutex<()>,
+}
+
+impl MessageRelay {
+    /// The relay over the `messages` tree of `db`; existing records resume where they were.
+    pub fn open(db: sled::Db, port: Arc<dyn PacketPort>) -> Result<MessageRelay, MessageError> {
+        let tree = db.open_tree("messages")?;
+        Ok(MessageRelay {
+            db,
+            tree,
+            port,
+            stepping: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, api_id: &str) -> Result<Option<MessageRecord>, MessageError> {
+        self.tree
+            .get(api_id.as_bytes())?
+            .map(|b| decode(api_id, &b))
+            .transpose()
+    }
+
+    /// Every record, in id order.
+    pub fn all(&self) -> Result<Vec<MessageRecord>, MessageError> {
+        self.tree
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    async fn put(&self, rec: &MessageRecord) -> Result<(), MessageError> {
+        let bytes =
+            rmp_serde::to_vec_named(rec).map_err(|_| MessageError::Corrupt(rec.api_id.clone()))?;
+        self.tree.insert(rec.api_id.as_bytes(), bytes)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Record the message (its signed send first, flushed), then submit the send. A second
+    /// call with the same id returns the existing record.
+    pub async fn create(
+        &self,
+        api_id: &str,
+        spec: MessageSpec,
+        now: u64,
+    ) -> Result<MessageRecord, MessageError> {
+        let _one = self.stepping.lock().await;
+        if let Some(rec) = self.get(api_id)? {
+            return Ok(rec);
+        }
+        let ticket = self.port.prepare_send(&spec).await?;
+        let rec = MessageRecord {
+            api_id: api_id.to_owned(),
+            spec,
+            phase: Phase::Committing { ticket },
+            awaiting_timeout_proof: false,
+            created_at: now,
+            updated_at: now,
+        };
+        self.put(&rec).await?;
+        drop(_one);
+        self.step(api_id, now).await
+    }
+
+    /// One idempotent step of message `api_id`: read the chains, record what they show
+    /// (flushed), and do at most one submission for what remains.
+    pub async fn step(&self, api_id: &str, now: u64) -> Result<MessageRecord, MessageError> {
+        let _one = self.stepping.lock().await;
+        let mut rec = self
+            .get(api_id)?
+            .ok_or_else(|| MessageError::NotFound(api_id.to_owned()))?;
+        let next = match self.advance(&rec).await {
+            Ok(n) => n,
+            Err(PortError::Refused(r)) => Some((
+                Phase::Failed {
+                    reason: format!("refused: {r}"),
+                },
+                false,
+            )),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some((phase, waiting)) = next {
+            if phase != rec.phase || waiting != rec.awaiting_timeout_proof {
+                rec.phase = phase;
+                rec.awaiting_timeout_proof = waiting;
+                rec.updated_at = now;
+                self.put(&rec).await?;
+            }
+        }
+        Ok(rec)
+    }
+
+    /// The phase the chains show now (`None`: unchanged), acting when they show work left.
+    async fn advance(&self, rec: &MessageRecord) -> Result<Option<(Phase, bool)>, PortError> {
+        let p = &self.port;
+        Ok(match &rec.phase {
+            Phase::Committing { ticket } => {
+                if let Some(packet) = p.committed(rec.spec.source, ticket).await? {
+                    Some((
+                        Phase::Committed {
+                            ticket: ticket.clone(),
+                            packet,
+                        },
+                        false,
+                    ))
+                } else {
+                    p.submit_send(&rec.spec, ticket).await?;
+                    p.committed(rec.spec.source, ticket).await?.map(|packet| {
+                        (
+                            Phase::Committed {
+                                ticket: ticket.clone(),
+                                packet,
+                            },
+                            false,
+                        )
+                    })
+                }
+            }
+            Phase::Committed { ticket, packet } => {
+                let ticket = ticket.clone();
+                let seen = match p.receipt(packet).await? {
+                    Some(r) => Some(r),
+                    None => {
+                        if p.time(packet.channel.destination).await? >= packet.timeout {
+                            p.prove_timeout(packet).await?;
+                        } else {
+                            p.deliver(packet).await?;
+                        }
+                        p.receipt(packet).await?
+                    }
+                };
+                match seen {
+                    Some(Receipt::Delivered { ack }) => Some((
+                        Phase::Delivered {
+                            ticket,
+                            packet: packet.clone(),
+                            ack,
+                        },
+                        false,
+                    )),
+                    Some(Receipt::TimedOut { proof }) => Some((
+                        Phase::TimingOut {
+                            ticket,
+                            packet: packet.clone(),
+                            proof,
+                        },
+                        false,
+                    )),
+                    // Not delivered: the destination refused it (late, say); the timeout
+                    // is proven on the next step.
+                    None => Some((
+                        Phase::Committed {
+                            ticket,
+                            packet: packet.clone(),
+                        },
+                        true,
+                    )),
+                }
+            }
+            Phase::Delivered {
+                ticket,
+                packet,
+                ack,
+            } => {
+                let mut out = p.outcome(packet).await?;
+                if out.is_none() {
+                    p.settle_ack(ack).await?;
+                    out = p.outcome(packet).await?;
+                }
+                settled(out, SourceOutcome::Acknowledged, || Phase::Acknowledged {
+                    ticket: ticket.clone(),
+                    packet: packet.clone(),
+                    ack: ack.clone(),
+                })?
+            }
+            Phase::TimingOut {
+                ticket,
+                packet,
+                proof,
+            } => {
+                let mut out = p.outcome(packet).await?;
+                if out.is_none() {
+                    p.settle_timeout(proof).await?;
+                    out = p.outcome(packet).await?;
+                }
+                settled(out, SourceOutcome::TimedOut, || Phase::TimedOut {
+                    ticket: ticket.clone(),
+                    packet: packet.clone(),
+                    proof: proof.clone(),
+                })?
+            }
+            Phase::Acknowledged { .. } | Phase::TimedOut { .. } | Phase::Failed { .. } => None,
+        })
+    }
+
+    /// Step every unfinished message each `interval` until `stop`. Errors are logged and
+    /// retried on the next round.
+    pub async fn run(&self, clock: Clock, interval: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            match self.all() {
+                Ok(all) => {
+                    for rec in all.iter().filter(|r| !r.phase.terminal()) {
+                        if let Err(e) = self.step(&rec.api_id, clock()).await {
+                            tracing::warn!(id = %rec.api_id, %e, "message step failed; retrying");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(%e, "could not read the message store"),
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+fn settled(
+    out: Option<SourceOutcome>,
+    want: SourceOutcome,
+    next: impl FnOnce() -> Phase,
+) -> Result<Option<(Phase, bool)>, PortError> {
+    match out {
+        Some(o) if o == want => Ok(Some((next(), false))),
+        Some(o) => Err(PortError::Refused(format!(
+            "the source settled the sequence as {o:?}, not {want:?}"
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn decode(id: &str, b: &[u8]) -> Result<MessageRecord, MessageError> {
+    rmp_serde::from_slice(b).map_err(|_| MessageError::Corrupt(id.to_owned()))
+}
+
+/// The API view of a message.
+pub fn message_status(rec: &MessageRecord, dir: &dyn NetworkDirectory) -> OperationStatus {
+    let phase = &rec.phase;
+    let reason = if rec.awaiting_timeout_proof {
+        "awaiting_timeout_proof"
+    } else {
+        phase.reason()
+    };
+    let dest_state = match phase {
+        Phase::Delivered { .. } | Phase::Acknowledged { .. } => "delivered",
+        Phase::TimingOut { .. } | Phase::TimedOut { .. } => "timed_out",
+        Phase::Failed { .. } => "failed",
+        Phase::Committing { .. } | Phase::Committed { .. } => "pending",
+    };
+    let src_state = match phase {
+        Phase::Committing { .. } => "committing",
+        Phase::Acknowledged { .. } => "acknowledged",
+        Phase::TimedOut { .. } => "timed_out",
+        Phase::Failed { .. } => "failed",
+        _ => "committed",
+    };
+    let packet = phase.packet();
+    OperationStatus {
+        id: rec.api_id.clone(),
+        kind: OpKind::Message,
+        state: phase.name().to_owned(),
+        terminal: phase.terminal(),
+        reason: Some(reason.to_owned()),
+        legs: vec![
+            LegStatus {
+                network: dir.name_of(rec.spec.source),
+                state: src_state.into(),
+                tx: phase.ticket().map(|t| t.id.to_hex()),
+                evidence: None,
+            },
+            LegStatus {
+                network: dir.name_of(rec.spec.destination),
+                state: dest_state.into(),
+                tx: None,
+                evidence: None,
+            },
+        ],
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        detail: serde_json::json!({
+            "sequence": packet.map(|p| p.sequence),
+            "commitment": packet.map(|p| p.commitment().to_hex()),
+            "timeout": rec.spec.timeout,
+            "recipient": rec.spec.recipient,
+        }),
+    }
+}
+
+/// A [`HubBackend`] that serves messages from a [`MessageRelay`] and everything else from
+/// the hub's backend it wraps (which answers messages with 503 when no relay is wired).
+pub struct MessageBackend {
+    pub inner: Arc<dyn HubBackend>,
+    pub relay: Arc<MessageRelay>,
+    pub directory: Arc<dyn NetworkDirectory>,
+    pub clock: Clock,
+}
+
+fn from_message(e: MessageError) -> BackendError {
+    match e {
+        MessageError::Port(PortError::Retryable(r)) => BackendError::Unavailable(r),
+        MessageError::Store(e) => BackendError::Unavailable(format!("message store: {e}")),
+        MessageError::Port(PortError::Refused(r)) => BackendError::Rejected {
+            message: format!("message refused: {r}"),
+            details: vec![r],
+        },
+        MessageError::NotFound(id) => BackendError::NotFound(format!("message `{id}`")),
+        e @ MessageError::Corrupt(_) => BackendError::Internal(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl HubBackend for MessageBackend {
+    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
+        self.inner.platforms().await
+    }
+
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
+        self.inner.networks().await
+    }
+
+    async fn create_transfer(
+        &self,
+        id: &OpId,
+        by: &Principal,
+        req: CreateTransfer,
+    ) -> Result<OperationStatus, BackendError> {
+        self.inner.create_transfer(id, by, req).await
+    }
+
+    async fn create_swap(
+        &self,
+        id: &OpId,
+        by: &Principal,
+        req: CreateSwap,
+    ) -> Result<OperationStatus, BackendError> {
+        self.inner.create_swap(id, by, req).await
+    }
+
+    async fn create_message(
+        &self,
+        id: &OpId,
+        _by: &Principal,
+        req: CreateMessage,
+    ) -> Result<OperationStatus, BackendError> {
+        let mut problems = Vec::new();
+        let mut net = |field: &str, name: &str| {
+            let n = self.directory.resolve(name);
+            if n.is_none() {
+                problems.push(format!("{field}: unknown network `{name}`"));
+            }
+            n
+        };
+        let (source, destination) = (
+            net("source", &req.source),
+            net("destination", &req.destination),
+        );
+        let (Some(source), Some(destination)) = (source, destination) else {
+            return Err(BackendError::Rejected {
+                message: format!("message refused: {}", problems.join("; ")),
+                details: problems,
+            });
+        };
+        let payload = hex::decode(&req.payload_hex).map_err(|e| BackendError::Rejected {
+            message: format!("payload_hex: {e}"),
+            details: vec![],
+        })?;
+        let now = (self.clock)();
+        let port_time = self
+            .relay
+            .port
+            .time(destination)
+            .await
+            .map_err(|e| from_message(e.into()))?;
+        let spec = MessageSpec {
+            source,
+            destination,
+            sender: req.sender,
+            recipient: req.recipient,
+            payload,
+            timeout: port_time.saturating_add(req.timeout_secs),
+        };
+        let rec = self
+            .relay
+            .create(&id.0, spec, now)
+            .await
+            .map_err(from_message)?;
+        Ok(message_status(&rec, &*self.directory))
+    }
+
+    async fn get_operation(
+        &self,
+        kind: OpKind,
+        id: &str,
+    ) -> Result<Option<OperationStatus>, BackendError> {
+        if kind != OpKind::Message {
+            return self.inner.get_operation(kind, id).await;
+        }
+        Ok(self
+            .relay
+            .get(id)
+            .map_err(from_message)?
+            .map(|r| message_status(&r, &*self.directory)))
+    }
+
+    async fn list_operations(
+        &self,
+        kind: OpKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OperationStatus>, BackendError> {
+        if kind != OpKind::Message {
+            return self.inner.list_operations(kind, after, limit).await;
+        }
+        let mut all: Vec<MessageRecord> = self
+            .relay
+            .all()
+            .map_err(from_message)?
+            .into_iter()
+            .filter(|r| after.is_none_or(|a| r.api_id.as_str() > a))
+            .collect();
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let items: Vec<OperationStatus> = all
+            .iter()
+            .map(|r| message_status(r, &*self.directory))
+            .collect();
+        let next = if more {
+            items.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn register_adapter(
+        &self,
+        by: &Principal,
+        req: RegisterAdapter,
+    ) -> Result<AdapterInfo, BackendError> {
+        self.inner.register_adapter(by, req).await
+    }
+
+    async fn retire_adapter(&self, by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
+        self.inner.retire_adapter(by, id).await
+    }
+
+    async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError> {
+        self.inner.adapters().await
+    }
+}
