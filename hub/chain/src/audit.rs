@@ -77,7 +77,11 @@ impl Module for AuditModule {
                 }
                 None => {}
             }
-            if a.seq > 0 && store.get(&anchor_key(&signer, &a.instance, a.seq - 1)).is_none() {
+            if a.seq > 0
+                && store
+                    .get(&anchor_key(&signer, &a.instance, a.seq - 1))
+                    .is_none()
+            {
                 return Err(format!(
                     "instance {} seq {} skips seq {}",
                     hex::encode(a.instance),
@@ -145,14 +149,26 @@ mod tests {
         let errs: Vec<_> = receipts.iter().map(|r| r.error.clone()).collect();
         assert_eq!(errs[0], None);
         assert_eq!(errs[1], None);
-        assert!(errs[2].as_deref().unwrap().contains("another digest"), "{errs:?}");
-        assert!(errs[3].as_deref().unwrap().contains("skips seq 4"), "{errs:?}");
-        assert!(errs[4].as_deref().unwrap().contains("skips seq 0"), "{errs:?}");
+        assert!(
+            errs[2].as_deref().unwrap().contains("another digest"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].as_deref().unwrap().contains("skips seq 4"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[4].as_deref().unwrap().contains("skips seq 0"),
+            "{errs:?}"
+        );
         assert!(errs[5].as_deref().unwrap().contains("1 to"), "{errs:?}");
         let mut s2 = s.clone();
         s2.apply(&diff);
         let stored = |signer: &Keypair, seq| {
-            s2.get(&module_key(MODULE, &anchor_key(&signer.id().0, &[7; 32], seq)))
+            s2.get(&module_key(
+                MODULE,
+                &anchor_key(&signer.id().0, &[7; 32], seq),
+            ))
         };
         assert_eq!(stored(&hub, 2), Some(vec![3; 32]), "the first digest stays");
         assert_eq!(stored(&hub, 5), None);
