@@ -666,3 +666,189 @@ impl HubBackend for MessageBackend {
         self.inner.adapters().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_lock_contracts::packet::{AckResult, ChannelId};
+    use isthmus_lock_contracts::Address;
+    use std::sync::Mutex;
+
+    /// Two networks in memory: a packet store on the source, receipts on the destination.
+    #[derive(Default)]
+    struct Fake {
+        packets: Mutex<Vec<(Hash32, Packet)>>,
+        receipts: Mutex<Option<Receipt>>,
+        outcome: Mutex<Option<SourceOutcome>>,
+        time: Mutex<u64>,
+        deliveries: Mutex<u32>,
+    }
+
+    fn spec(timeout: u64) -> MessageSpec {
+        MessageSpec {
+            source: NetworkId(1),
+            destination: NetworkId(2),
+            sender: "alice".into(),
+            recipient: "app".into(),
+            payload: b"hi".to_vec(),
+            timeout,
+        }
+    }
+
+    #[async_trait]
+    impl PacketPort for Fake {
+        async fn prepare_send(&self, _: &MessageSpec) -> Result<SendTicket, PortError> {
+            Ok(SendTicket {
+                id: Hash32([7; 32]),
+                tx: vec![1],
+            })
+        }
+        async fn submit_send(&self, s: &MessageSpec, t: &SendTicket) -> Result<(), PortError> {
+            let mut p = self.packets.lock().unwrap();
+            if !p.iter().any(|(id, _)| *id == t.id) {
+                let sequence = p.len() as u64 + 1;
+                p.push((
+                    t.id,
+                    Packet {
+                        channel: ChannelId {
+                            source: s.source,
+                            destination: s.destination,
+                        },
+                        sequence,
+                        sender: Address(s.sender.clone()),
+                        receiver: Address(s.recipient.clone()),
+                        payload: s.payload.clone(),
+                        timeout: s.timeout,
+                    },
+                ));
+            }
+            Ok(())
+        }
+        async fn committed(
+            &self,
+            _: NetworkId,
+            t: &SendTicket,
+        ) -> Result<Option<Packet>, PortError> {
+            let p = self.packets.lock().unwrap();
+            Ok(p.iter().find(|(id, _)| *id == t.id).map(|(_, p)| p.clone()))
+        }
+        async fn receipt(&self, _: &Packet) -> Result<Option<Receipt>, PortError> {
+            Ok(self.receipts.lock().unwrap().clone())
+        }
+        async fn time(&self, _: NetworkId) -> Result<u64, PortError> {
+            Ok(*self.time.lock().unwrap())
+        }
+        async fn deliver(&self, p: &Packet) -> Result<(), PortError> {
+            *self.deliveries.lock().unwrap() += 1;
+            let mut r = self.receipts.lock().unwrap();
+            if r.is_none() {
+                *r = Some(Receipt::Delivered {
+                    ack: Acknowledgement {
+                        channel: p.channel,
+                        sequence: p.sequence,
+                        commitment: p.commitment(),
+                        result: AckResult::Ok { data: vec![] },
+                    },
+                });
+            }
+            Ok(())
+        }
+        async fn prove_timeout(&self, p: &Packet) -> Result<(), PortError> {
+            let mut r = self.receipts.lock().unwrap();
+            if r.is_none() {
+                *r = Some(Receipt::TimedOut {
+                    proof: TimeoutProof {
+                        channel: p.channel,
+                        sequence: p.sequence,
+                        commitment: p.commitment(),
+                        proven_at: *self.time.lock().unwrap(),
+                    },
+                });
+            }
+            Ok(())
+        }
+        async fn settle_ack(&self, _: &Acknowledgement) -> Result<(), PortError> {
+            self.outcome
+                .lock()
+                .unwrap()
+                .get_or_insert(SourceOutcome::Acknowledged);
+            Ok(())
+        }
+        async fn settle_timeout(&self, _: &TimeoutProof) -> Result<(), PortError> {
+            self.outcome
+                .lock()
+                .unwrap()
+                .get_or_insert(SourceOutcome::TimedOut);
+            Ok(())
+        }
+        async fn outcome(&self, _: &Packet) -> Result<Option<SourceOutcome>, PortError> {
+            Ok(*self.outcome.lock().unwrap())
+        }
+    }
+
+    fn relay(db: &sled::Db, port: &Arc<Fake>) -> MessageRelay {
+        MessageRelay::open(db.clone(), port.clone()).unwrap()
+    }
+
+    /// A delivery that reached the destination but was never recorded (a crash between
+    /// acting and recording) is found by the next step, not repeated.
+    #[tokio::test]
+    async fn a_delivery_lost_before_recording_is_read_back_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let port = Arc::new(Fake::default());
+        let r = relay(&db, &port);
+        let rec = r.create("m", spec(100), 1).await.unwrap();
+        assert_eq!(rec.phase.name(), "committed");
+        let packet = rec.phase.packet().unwrap().clone();
+        // The destination delivered it; the relay crashed before recording.
+        port.deliver(&packet).await.unwrap();
+        drop(r);
+        let r = relay(&db, &port);
+        assert_eq!(r.step("m", 2).await.unwrap().phase.name(), "delivered");
+        assert_eq!(r.step("m", 3).await.unwrap().phase.name(), "acknowledged");
+        assert_eq!(*port.deliveries.lock().unwrap(), 1);
+        // Creating it again returns the record; stepping a finished one does nothing.
+        assert_eq!(r.create("m", spec(100), 4).await.unwrap().updated_at, 3);
+        assert_eq!(r.step("m", 5).await.unwrap().updated_at, 3);
+    }
+
+    #[tokio::test]
+    async fn a_late_packet_is_proven_timed_out_and_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let port = Arc::new(Fake::default());
+        let r = relay(&db, &port);
+        r.create("m", spec(10), 1).await.unwrap();
+        *port.time.lock().unwrap() = 10;
+        assert_eq!(
+            r.step("m", 2).await.unwrap().phase.reason(),
+            "awaiting_timeout_settlement"
+        );
+        let done = r.step("m", 3).await.unwrap();
+        assert_eq!(
+            (done.phase.name(), done.phase.terminal()),
+            ("timed_out", true)
+        );
+        assert_eq!(*port.deliveries.lock().unwrap(), 0);
+    }
+
+    /// A source that settled the other way is a failure, not a silent success.
+    #[tokio::test]
+    async fn a_conflicting_settlement_fails_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let port = Arc::new(Fake::default());
+        let r = relay(&db, &port);
+        r.create("m", spec(100), 1).await.unwrap();
+        r.step("m", 2).await.unwrap();
+        *port.outcome.lock().unwrap() = Some(SourceOutcome::TimedOut);
+        let rec = r.step("m", 3).await.unwrap();
+        assert_eq!(rec.phase.name(), "failed");
+        assert!(
+            rec.phase.reason().contains("TimedOut"),
+            "{}",
+            rec.phase.reason()
+        );
+    }
+}
