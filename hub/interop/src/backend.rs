@@ -278,8 +278,9 @@ impl HubBackend for InteropBackend {
         _by: &Principal,
         _req: CreateMessage,
     ) -> Result<OperationStatus, BackendError> {
+        // Hubs that relay messages wrap this backend in `messages::MessageBackend`.
         Err(BackendError::Unavailable(
-            "message relay is not enabled on this hub: no relayer link is configured".into(),
+            "message relay is not enabled on this hub: no packet port is configured".into(),
         ))
     }
 
