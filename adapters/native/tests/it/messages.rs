@@ -110,8 +110,8 @@ struct World {
 }
 
 async fn world() -> World {
-    let alpha = TestNet::start(pos("alpha", ALPHA.0, &["user", "hub-submitter"])).await;
-    let beta = TestNet::start(pos("beta", BETA.0, &["hub-submitter"])).await;
+    let alpha = TestNet::start(pos("alpha", ALPHA.0, &["user"])).await;
+    let beta = TestNet::start(pos("beta", BETA.0, &[])).await;
     alpha.until_height(1).await.unwrap();
     beta.until_height(1).await.unwrap();
     let user = Keypair::dev("user");
