@@ -276,7 +276,14 @@ impl MessageRelay {
         };
         self.put(&rec).await?;
         drop(_one);
-        self.step(api_id, now).await
+        // The record is durable: a network that is slow now leaves the send to `run`.
+        match self.step(api_id, now).await {
+            Err(MessageError::Port(PortError::Retryable(e))) => {
+                tracing::warn!(id = api_id, %e, "message recorded; its send is retried");
+                Ok(rec)
+            }
+            other => other,
+        }
     }
 
     /// One idempotent step of message `api_id`: read the chains, record what they show
