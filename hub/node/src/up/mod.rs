@@ -16,13 +16,16 @@ use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use directory::Directory;
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
+use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{ChainLedger, ChainTransitionLog, NativeAdapter, NativeNetwork};
+use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_hub_api::{ApiKeyConfig, ApiState, EventBus, KeyRing, Role, SledApiStore};
 use isthmus_interop::{
-    AdapterExecutor, Anchorer, ApiNotifier, Driver, DriverConfig, HubLedger, InteropBackend,
-    Journal, NetworkDirectory, SledJournal, Watcher,
+    AdapterExecutor, AdapterRegistry, Anchorer, ApiNotifier, Connect, ConnectError, Driver,
+    DriverConfig, HubLedger, InteropBackend, Journal, MessageBackend, MessageRelay,
+    NetworkDirectory, RegistryHooks, SledJournal, Watcher,
 };
 use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
 use isthmus_transport::TransportKind;
@@ -164,7 +167,7 @@ fn check_api_addr(addr: SocketAddr) -> anyhow::Result<()> {
 
 /// The hub's wallet service (keys sealed at rest in the interop database), holding the demo
 /// accounts' keys.
-fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<dyn Wallet>> {
+fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<WalletService>> {
     let store = Arc::new(SledSealedStore::new(db.open_tree("wallet")?));
     // Cheap KDF parameters: the passphrase of this dev wallet sits in secrets.json anyway.
     let w = WalletService::open(
@@ -182,6 +185,32 @@ fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<dyn Wallet>> {
         }
     }
     Ok(Arc::new(w))
+}
+
+/// How the hub reaches an adapter a provider registered: Noise-TCP to its endpoint,
+/// authenticated as the identity it was registered with.
+fn remote_connect(hub_key: Keypair) -> Connect {
+    Arc::new(move |rec| {
+        let hub_key = hub_key.clone();
+        Box::pin(async move {
+            let endpoint: SocketAddr = rec
+                .endpoint
+                .parse()
+                .map_err(|e| ConnectError::Refused(format!("endpoint `{}`: {e}", rec.endpoint)))?;
+            let identity: isthmus_core::NodeId = rec
+                .identity
+                .parse()
+                .map_err(|e| ConnectError::Refused(format!("identity `{}`: {e}", rec.identity)))?;
+            let cfg = RemoteConfig::new(rec.network, &rec.name, endpoint, identity);
+            match RemoteAdapter::connect(cfg, hub_key).await {
+                Ok(a) => Ok(Arc::new(a) as Arc<dyn Adapter>),
+                Err(e @ RemoteError::Unreachable { .. }) => {
+                    Err(ConnectError::Unreachable(e.to_string()))
+                }
+                Err(e) => Err(ConnectError::Refused(e.to_string())),
+            }
+        })
+    })
 }
 
 /// Start everything; returns once the API answers.
@@ -278,7 +307,8 @@ async fn wire(
     let hub_chain = chain(Net::Hub)?;
     let db = sled::open(dir.interop_dir())
         .with_context(|| format!("cannot open {}", dir.interop_dir().display()))?;
-    let wallet = wallet(&db, secrets)?;
+    let wallet_service = wallet(&db, secrets)?;
+    let wallet: Arc<dyn Wallet> = wallet_service.clone();
     let mut named: BTreeMap<String, Arc<dyn Adapter>> = BTreeMap::new();
     for n in [Net::Alpha, Net::Beta] {
         let node = chain(n)?;
@@ -296,7 +326,15 @@ async fn wire(
         nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
     });
     let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone())?));
-    let journal: Arc<dyn Journal> = Arc::new(SledJournal::open(db.clone())?);
+    // Every instance and event is sealed at rest: a swap's state holds its secret before
+    // the claim makes it public. The key is a data key kept by the wallet service.
+    let journal_key = wallet_service
+        .data_key("interop-journal")
+        .context("cannot read the journal key from the hub wallet")?;
+    let journal: Arc<dyn Journal> =
+        Arc::new(SledJournal::open_sealed(db.clone(), &journal_key).context(
+            "cannot open the interop journal (is the wallet the one it was sealed with?)",
+        )?);
     let driver = Driver::new(
         journal.clone(),
         Arc::new(ApiNotifier {
@@ -314,12 +352,26 @@ async fn wire(
         .values()
         .map(|a| (a.descriptor().network, a.clone()))
         .collect();
+    let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(now_secs);
+    // Providers may add platforms at run time (`POST /v1/adapters`): the registry holds the
+    // built-in adapters plus the registered ones, health-checks the latter and pauses
+    // transfers through one that turns unhealthy.
+    let registry = AdapterRegistry::open(
+        by_id.clone(),
+        db.clone(),
+        remote_connect(secrets.derived_key("adapter-client")?),
+        Some(RegistryHooks {
+            driver: driver.clone(),
+            db: db.clone(),
+            clock: clock.clone(),
+        }),
+        Duration::from_secs(2),
+    )?;
     let exec = Arc::new(AdapterExecutor {
-        adapters: Arc::new(by_id.clone()),
+        adapters: registry.clone(),
         ledger: ledger.clone(),
         attesters: Arc::new(vec![attester.clone()]),
     });
-    let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(now_secs);
     let mut tasks = JoinSet::new();
     {
         // Every journaled transition is anchored on the hub chain (after the journal, which
@@ -375,24 +427,45 @@ async fn wire(
             }
         });
     }
+    let api_directory = registry.directory(directory);
     let backend = Arc::new(InteropBackend {
         driver: driver.clone(),
-        directory,
+        directory: api_directory.clone(),
         two_phase: TwoPhaseConfig {
             release_window: opts.release_window_secs,
         },
         htlc: HtlcConfig {
             delta: opts.htlc_delta_secs,
         },
-        clock,
+        clock: clock.clone(),
         wallet_secret: Arc::new(secrets.wallet_secret()?),
+    });
+    // Message relay between alpha and beta: packets delivered under the hub attester's
+    // signature, submitted with a key of their own so its nonces never race the adapters'.
+    let port = Arc::new(NativePacketPort::new(
+        [chain(Net::Alpha)?, chain(Net::Beta)?],
+        wallet.clone(),
+        secrets.derived_key("packet-submitter")?,
+        vec![attester.clone()],
+    ));
+    let relay = Arc::new(MessageRelay::open(db.clone(), port)?);
+    {
+        let (r, c, s) = (relay.clone(), clock.clone(), stop.clone());
+        let every = Duration::from_millis(opts.block_ms.max(50));
+        tasks.spawn(async move { r.run(c, every, s.cancelled_owned()).await });
+    }
+    let backend = Arc::new(MessageBackend {
+        inner: backend,
+        relay,
+        directory: api_directory,
+        clock,
     });
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
         ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
     ])
     .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")))?;
-    let state = ApiState::new(backend, keys, bus);
+    let state = ApiState::new(registry.backend(backend), keys, bus);
     let (api, server) = isthmus_hub_api::serve(opts.api, state, stop.clone().cancelled_owned())
         .with_context(|| format!("cannot serve the api on {}", opts.api))?;
     tasks.spawn(server);
