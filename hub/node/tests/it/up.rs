@@ -125,6 +125,25 @@ fn up_transfers_swaps_refunds_and_roles_over_http() {
         || (0..=5).all(|seq| h.anchored(&id, seq)).then_some(()),
     );
 
+    // 1b. A message alpha → beta: committed on alpha, delivered once on beta under the
+    // hub's attestation, its acknowledgement settled back on alpha.
+    let (code, v) = h.post(
+        "/v1/messages",
+        "m-1",
+        &serde_json::json!({
+            "source": "alpha",
+            "destination": "beta",
+            "sender": h.account("alice"),
+            "recipient": h.account("bob"),
+            "payload_hex": "68656c6c6f",
+            "timeout_secs": 300,
+        }),
+    );
+    assert_eq!(code, 202, "{v}");
+    let mid = v["id"].as_str().unwrap().to_owned();
+    let done = h.wait_terminal("messages", &mid, 90);
+    assert_eq!(done["state"], "acknowledged", "{done}");
+
     // 2. The counterparty never locks: after the deadline both sides are refunded.
     let (a1, bb1) = (h.bal("alpha", "alice"), h.bal("beta", "bob"));
     let (code, v) = h.post(
