@@ -281,19 +281,6 @@ impl Hub {
         resp.json().await.expect("json body")
     }
 
-    /// Poll the API until `done` holds for the swap, within `within`.
-    pub async fn until(&self, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let v = self.get_swap(id, 0).await;
-            if done(&v) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "swap {id} stuck at {v}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// The newest block `net`'s producer mined at or before `t`.
     pub fn last_block_before(&self, net: NetworkId, t: Instant) -> Option<Instant> {
         self.blocks

@@ -243,7 +243,7 @@ async fn ltc_for_eth_swap_over_http_claims_both_legs_with_the_revealed_secret() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swap_refuses_bad_timelocks_and_refunds_alice_after_t1_when_bob_never_locks() {
+async fn swap_refuses_bad_timelocks_and_bad_hashlocks_and_creates_nothing() {
     let hub = Hub::boot().await;
     let p = parties(&hub);
     let hashlock = Preimage([3; 32]).hashlock().to_hex();
@@ -264,41 +264,5 @@ async fn swap_refuses_bad_timelocks_and_refunds_alice_after_t1_when_bob_never_lo
         .await;
     assert_eq!(code, 400, "{v}");
     assert!(hub.driver.journal().all().expect("journal").is_empty());
-
-    // Bob never locks: after T1 the hub refunds Alice's LTC.
-    let before = balances(&hub, &p).await;
-    let (t1, t2) = (DELTA + 20, 10);
-    let start = Instant::now();
-    let (code, created) = hub
-        .post_swap("swap-refund", &swap_body(&p, &hashlock, t1, t2, "owner"))
-        .await;
-    assert_eq!(code, 202, "{created}");
-    let api_id = created["id"].as_str().expect("id").to_owned();
-    hub.until(&api_id, Duration::from_secs(60), |v| {
-        leg_state(v, 0) == "locked"
-    })
-    .await;
-    let done = hub
-        .until(&api_id, Duration::from_secs(120), |v| v["terminal"] == true)
-        .await;
-    let total = start.elapsed();
-    assert_eq!(done["state"], "refunded", "{done}");
-    assert_eq!(leg_state(&done, 0), "refunded", "{done}");
-    assert_eq!(leg_state(&done, 1), "unlocked", "{done}");
-    assert!(
-        total >= Duration::from_secs(t1),
-        "refunded before T1: {total:?}"
-    );
-    let after = balances(&hub, &p).await;
-    assert_eq!(after[1], before[1], "bob's LTC untouched");
-    assert_eq!(after[2], before[2], "bob's ETH untouched");
-    assert_eq!(after[3], before[3], "alice's ETH untouched");
-    // The hub's fee payer pays the lock and refund fees: alice has exactly what she had.
-    assert_eq!(after[0], before[0], "alice's LTC refunded in full");
-    println!(
-        "flow 1 refund: request->refunded {:.2}s with T1={t1}s (litecoind refunds once its \
-         median time past reaches T1)",
-        secs(total)
-    );
     hub.shutdown().await;
 }
