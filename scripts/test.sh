@@ -6,6 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export ISTHMUS_PEERS="${ISTHMUS_PEERS:-$ROOT/.peers}"
+# A one-off build gains nothing from incremental caches, which would double the target size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -24,4 +26,5 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo nextest run --workspace"
+df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | tail -1 || true
 cargo nextest run --workspace --locked --no-fail-fast
