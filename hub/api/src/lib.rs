@@ -24,15 +24,44 @@ pub use store::{ApiStore, Event, EventBus, SledApiStore};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long open connections (keep-alive clients, WebSocket subscribers) get to finish
+/// after shutdown is asked for. Without a bound, one idle keep-alive client or one open
+/// event stream would hold a stopping hub for as long as it likes.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Bind the API on `addr` (use port 0 for any free port) and serve until `shutdown`
-/// resolves. Returns the bound address and the server future to await.
+/// resolves; requests in flight then get [`SHUTDOWN_DRAIN`] to finish. Returns the bound
+/// address and the server future to await.
 pub fn serve(
     addr: SocketAddr,
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl Future<Output = ()>), std::io::Error> {
-    warp::serve(routes(state))
-        .try_bind_with_graceful_shutdown(addr, shutdown)
-        .map_err(|e| std::io::Error::other(format!("cannot bind the api on {addr}: {e}")))
+    let (asked, asked_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = asked.send(());
+    };
+    let (bound, server) = warp::serve(routes(state))
+        .try_bind_with_graceful_shutdown(addr, signal)
+        .map_err(|e| std::io::Error::other(format!("cannot bind the api on {addr}: {e}")))?;
+    let bounded = async move {
+        tokio::pin!(server);
+        let drain_over = async move {
+            match asked_rx.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_DRAIN).await,
+                // The server ended by itself, so the other branch is already ready.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut server => {}
+            () = drain_over => {
+                tracing::warn!(drain = ?SHUTDOWN_DRAIN, "api connections still open after shutdown; closing them");
+            }
+        }
+    };
+    Ok((bound, bounded))
 }

@@ -570,3 +570,42 @@ async fn openapi_documents_exactly_the_served_paths() {
     assert!(v["message"].as_str().unwrap().contains("no such endpoint"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_is_bounded_with_a_long_poll_and_an_event_stream_open() {
+    let s = start().await;
+    let addr = s.addr;
+    let (st, v) = post(
+        &s,
+        "/v1/transfers",
+        Some(CUSTOMER),
+        Some("lp"),
+        &transfer_body("1"),
+    )
+    .await;
+    assert_eq!(st, 202);
+    let _ws = ws_connect(&s, "from=1").await;
+    // A client long-polling a transfer that will not finish (the longest wait allowed).
+    let url = s.url(&format!(
+        "/v1/transfers/{}?wait={}",
+        v["id"].as_str().unwrap(),
+        isthmus_hub_api::server::MAX_WAIT_SECS
+    ));
+    let poll = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .header("X-Api-Key", CUSTOMER)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long poll is in flight");
+    let Server { stop, task, .. } = s;
+    let _ = stop.unwrap().send(());
+    tokio::time::timeout(isthmus_hub_api::SHUTDOWN_DRAIN * 3, task)
+        .await
+        .expect("the server stops within the drain bound although a long poll is open")
+        .unwrap();
+    // The listener is gone: a new connection is refused.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
