@@ -32,13 +32,28 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
 static TEMPLATE: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
 
 /// A stopped regtest chain past the CLTV height with a wallet of mature coins, built once and
 /// kept under the test target dir; every node starts on a copy.
+///
+/// The template is mined on a mock clock a day in the past. Mined at the real clock, its
+/// 1,400 blocks would run the chain's median time past minutes ahead of the wall clock
+/// (each block must be later than the median of the 11 before it, so a burst of blocks
+/// within one second advances it by a second every 6 blocks): for the first minutes after a
+/// fresh build (a clean CI run) every node would refuse a lock whose timelock is less than
+/// that far ahead, and would refund CLTV outputs early by the wall clock.
 async fn build_template() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let done = root.join("ltc-regtest-template-v1");
+    // v2: mined on a past clock; a v1 template may carry block times in the future.
+    let done = root.join("ltc-regtest-template-v2");
     if done.join("regtest").is_dir() {
         return done;
     }
@@ -51,10 +66,17 @@ async fn build_template() -> PathBuf {
         .call("getnewaddress", vec![json!(""), json!("bech32")])
         .await
         .expect("getnewaddress");
+    let past = unix_now() - 86_400;
+    let _: Value = node.call("setmocktime", vec![json!(past)]).await;
     // In steps: one long call could outlast the RPC client's timeout on a busy machine.
     for _ in 0..(CLTV_HEIGHT + 50).div_ceil(100) {
         node.generate(100, &miner).await;
     }
+    let tip_time = node.median_time().await;
+    assert!(
+        tip_time < past + 3_600,
+        "template median time {tip_time} ran far past its mock clock {past}"
+    );
     let _: Value = node.call("stop", vec![]).await;
     let status = node.child.0.wait().expect("litecoind stops");
     assert!(status.success(), "template node stopped with {status}");
@@ -241,6 +263,12 @@ impl Node {
         self.call("generatetoaddress", vec![json!(n), json!(to)])
             .await
     }
+
+    /// The median time past of the tip: the clock CLTV timelocks are checked against.
+    pub async fn median_time(&self) -> u64 {
+        let info: Value = self.call("getblockchaininfo", vec![]).await;
+        info["mediantime"].as_u64().expect("mediantime")
+    }
 }
 
 /// Pay `n` coins of `value` to each address in one transaction from the node wallet's
@@ -345,6 +373,12 @@ impl LtcFixture {
             .expect("getnewaddress");
         // Bring the median time past up to now (the template's blocks are old).
         node.generate(11, &miner).await;
+        let (mtp, wall) = (node.median_time().await, unix_now());
+        assert!(
+            mtp <= wall + 2,
+            "chain median time {mtp} is ahead of the wall clock {wall}: timelocks would not \
+             mean what the hub's clock says"
+        );
         let secp = Secp256k1::new();
         let codec = AddressCodec::new("rltc").expect("prefix");
         let wallet = Arc::new(MemoryWallet::new());

@@ -92,6 +92,8 @@ pub struct Hub {
     pub http: reqwest::Client,
     /// When each block producer's block was mined, by network.
     pub blocks: Arc<std::sync::Mutex<Vec<(NetworkId, Instant)>>>,
+    /// The hashes of the litecoind blocks the producer mined, with when.
+    pub ltc_blocks: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -120,6 +122,11 @@ where
 
 impl Hub {
     pub async fn boot() -> Hub {
+        // RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let (ltc, eth) = tokio::join!(
             LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
             AnvilFixture::start(FixtureOptions {
@@ -193,12 +200,15 @@ impl Hub {
         }));
         // Block producers: both chains mine on demand only, so the test sets the pace.
         let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (l, log) = (ltc.clone(), blocks.clone());
+        let ltc_blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l, log, hashes) = (ltc.clone(), blocks.clone(), ltc_blocks.clone());
         tasks.push(every(LTC_BLOCK, &stop, move || {
-            let (l, log) = (l.clone(), log.clone());
+            let (l, log, hashes) = (l.clone(), log.clone(), hashes.clone());
             async move {
-                if l.node.generate(1, &l.miner).await.len() == 1 {
-                    log.lock().expect("block log").push((LTC, Instant::now()));
+                if let [hash] = &l.node.generate(1, &l.miner).await[..] {
+                    let at = Instant::now();
+                    log.lock().expect("block log").push((LTC, at));
+                    hashes.lock().expect("block log").push((at, hash.clone()));
                 }
             }
         }));
@@ -240,6 +250,7 @@ impl Hub {
             addr,
             http: reqwest::Client::new(),
             blocks,
+            ltc_blocks,
             stop,
             tasks,
             _dir: dir,
@@ -279,6 +290,23 @@ impl Hub {
             .expect("get swap");
         assert_eq!(resp.status().as_u16(), 200);
         resp.json().await.expect("json body")
+    }
+
+    /// Poll the API every 20 ms until `done` holds for the swap; fail with its last status
+    /// once `within` has passed.
+    pub async fn until(&self, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.get_swap(id, 0).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "swap {id} stuck after {within:?} at {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The newest block `net`'s producer mined at or before `t`.
