@@ -58,6 +58,46 @@ enum Round {
     Sent,
 }
 
+/// The batches one connection has sent and the hub has not yet answered, oldest first.
+#[derive(Default)]
+struct Flight {
+    batches: std::collections::VecDeque<(u64, Vec<u64>)>,
+    packets: usize,
+    /// Highest outbox id sent on this connection and not yet drained.
+    cursor: Option<u64>,
+    /// Receipts that arrived ahead of their turn.
+    answers: std::collections::HashMap<u64, Vec<crate::proto::ReceiptMsg>>,
+    gauges_at: Option<std::time::Instant>,
+}
+
+impl Flight {
+    /// The backlog gauges cost a scan of the outbox: refresh them at most once a second.
+    fn gauges_due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .gauges_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.gauges_at = Some(now);
+        }
+        due
+    }
+}
+
+/// An upper bound on the bytes `p` takes inside an encoded [`LinkMsg::Deliver`] (named
+/// msgpack): every field name and header at its largest, plus the variable parts.
+pub(crate) fn encoded_len_bound(p: &RelayedPacket) -> usize {
+    // Field names and map/int/bin headers of the packet and its channel, at most.
+    const FIXED: usize = 200;
+    // "signer" + bin32 and "signature" + bin64, with headers.
+    const PER_ATTESTATION: usize = 130;
+    FIXED
+        + p.packet.sender.0.len()
+        + p.packet.receiver.0.len()
+        + p.packet.payload.len()
+        + PER_ATTESTATION * p.attestations.len()
+}
+
 impl Relayer {
     async fn connect(&self) -> Option<Connection> {
         match self
@@ -76,16 +116,14 @@ impl Relayer {
         }
     }
 
-    /// Split `page` into chunks whose encoded size fits one transport message.
+    /// Split `page` into chunks whose encoded size fits one transport message (sized by
+    /// [`encoded_len_bound`], so nothing is encoded twice).
     fn chunks(page: Vec<(u64, RelayedPacket)>, max: usize) -> Vec<Vec<(u64, RelayedPacket)>> {
         let mut out = Vec::new();
         let mut cur: Vec<(u64, RelayedPacket)> = Vec::new();
         let mut size = 64usize;
         for item in page {
-            let s = rmp_serde::to_vec_named(&item.1)
-                .map(|v| v.len())
-                .unwrap_or(max)
-                + 8;
+            let s = encoded_len_bound(&item.1) + 8;
             if !cur.is_empty() && size + s > max {
                 out.push(std::mem::take(&mut cur));
                 size = 64;
@@ -99,84 +137,99 @@ impl Relayer {
         out
     }
 
-    async fn round(&self, conn: &mut Connection, batch_no: &mut u64) -> Result<Round, String> {
-        let page = self
-            .outbox
-            .page(self.link.page)
-            .map_err(|e| e.to_string())?;
-        metrics::gauge!("relayer_backlog", "link" => self.link.name.clone())
-            .set(self.outbox.len() as f64);
-        metrics::gauge!("relayer_oldest_pending_seconds", "link" => self.link.name.clone())
-            .set(self.outbox.oldest_age() as f64);
-        if page.is_empty() {
-            return Ok(Round::Idle);
-        }
-        // Pipelined: every chunk of the page is sent before the receipts are read, so the
-        // hub verifies one batch while the next is on the wire and the last is flushed here.
-        let mut in_flight: Vec<(u64, Vec<u64>)> = Vec::new();
-        let max = conn.max_message().min(self.link.chunk_bytes);
-        for chunk in Self::chunks(page, max) {
-            *batch_no += 1;
-            let batch = *batch_no;
-            let ids: Vec<u64> = chunk.iter().map(|(id, _)| *id).collect();
-            let packets: Vec<RelayedPacket> = chunk.into_iter().map(|(_, p)| p).collect();
-            conn.send_msg(&LinkMsg::Deliver { batch, packets })
-                .await
+    /// One step of a connection: top the window of unanswered packets up to `page` from the
+    /// outbox (sent as pipelined batches), then take the hub's receipts for the oldest batch
+    /// in flight. The hub therefore always has the next batches queued while it records
+    /// one, across page boundaries.
+    async fn round(
+        &self,
+        conn: &mut Connection,
+        batch_no: &mut u64,
+        flight: &mut Flight,
+    ) -> Result<Round, String> {
+        if flight.packets < self.link.page {
+            let page = self
+                .outbox
+                .page_after(flight.cursor, self.link.page - flight.packets)
                 .map_err(|e| e.to_string())?;
-            in_flight.push((batch, ids));
+            if flight.gauges_due() {
+                metrics::gauge!("relayer_backlog", "link" => self.link.name.clone())
+                    .set(self.outbox.len() as f64);
+                metrics::gauge!("relayer_oldest_pending_seconds", "link" => self.link.name.clone())
+                    .set(self.outbox.oldest_age() as f64);
+            }
+            if let Some((id, _)) = page.last() {
+                flight.cursor = Some(*id);
+            }
+            let max = conn.max_message().min(self.link.chunk_bytes);
+            for chunk in Self::chunks(page, max) {
+                *batch_no += 1;
+                let batch = *batch_no;
+                let ids: Vec<u64> = chunk.iter().map(|(id, _)| *id).collect();
+                let packets: Vec<RelayedPacket> = chunk.into_iter().map(|(_, p)| p).collect();
+                conn.send_msg(&LinkMsg::Deliver { batch, packets })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                flight.packets += ids.len();
+                flight.batches.push_back((batch, ids));
+            }
         }
-        let mut answers: std::collections::HashMap<u64, Vec<crate::proto::ReceiptMsg>> =
-            std::collections::HashMap::new();
-        for (batch, ids) in in_flight {
-            let receipts = loop {
-                if let Some(r) = answers.remove(&batch) {
-                    break r;
+        let Some((batch, ids)) = flight.batches.pop_front() else {
+            flight.cursor = None;
+            return Ok(Round::Idle);
+        };
+        flight.packets -= ids.len();
+        let receipts = loop {
+            if let Some(r) = flight.answers.remove(&batch) {
+                break r;
+            }
+            let msg = tokio::time::timeout(self.link.receipt_timeout, conn.recv_msg::<LinkMsg>())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no receipts for batch {batch} within {:?}",
+                        self.link.receipt_timeout
+                    )
+                })?;
+            match msg {
+                Some(Ok(LinkMsg::Receipts { batch: b, receipts })) => {
+                    flight.answers.insert(b, receipts);
                 }
-                let msg =
-                    tokio::time::timeout(self.link.receipt_timeout, conn.recv_msg::<LinkMsg>())
-                        .await
-                        .map_err(|_| {
-                            format!(
-                                "no receipts for batch {batch} within {:?}",
-                                self.link.receipt_timeout
-                            )
-                        })?;
-                match msg {
-                    Some(Ok(LinkMsg::Receipts { batch: b, receipts })) => {
-                        answers.insert(b, receipts);
-                    }
-                    // Anything else is ignored; receipts of an earlier, abandoned round are
-                    // dropped with `answers` (their packets were resent).
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("the hub closed the link".into()),
+                // Anything else is ignored; receipts of an abandoned connection's batches
+                // never arrive here (the window is dropped with the connection).
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the hub closed the link".into()),
+            }
+        };
+        if receipts.len() != ids.len() {
+            return Err(format!(
+                "hub answered {} receipts for {} packets",
+                receipts.len(),
+                ids.len()
+            ));
+        }
+        let mut done = Vec::with_capacity(ids.len());
+        for (id, r) in ids.into_iter().zip(receipts) {
+            let counter = match &r.outcome {
+                Outcome::Delivered => &self.stats.delivered,
+                Outcome::Duplicate => &self.stats.duplicates,
+                Outcome::Rejected { code, reason } => {
+                    tracing::warn!(link = %self.link.name, seq = r.sequence, %code, %reason, "hub refused a packet");
+                    &self.stats.failed
                 }
             };
-            if receipts.len() != ids.len() {
-                return Err(format!(
-                    "hub answered {} receipts for {} packets",
-                    receipts.len(),
-                    ids.len()
-                ));
-            }
-            let mut done = Vec::with_capacity(ids.len());
-            for (id, r) in ids.into_iter().zip(receipts) {
-                let counter = match &r.outcome {
-                    Outcome::Delivered => &self.stats.delivered,
-                    Outcome::Duplicate => &self.stats.duplicates,
-                    Outcome::Rejected { code, reason } => {
-                        tracing::warn!(link = %self.link.name, seq = r.sequence, %code, %reason, "hub refused a packet");
-                        &self.stats.failed
-                    }
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                done.push((id, r.outcome));
-            }
-            let n = done.len() as u64;
-            self.outbox.complete(&done).map_err(|e| e.to_string())?;
-            self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("relayer_relayed_total", "link" => self.link.name.clone())
-                .increment(n);
+            counter.fetch_add(1, Ordering::Relaxed);
+            done.push((id, r.outcome));
+        }
+        let n = done.len() as u64;
+        self.outbox.settle(&done).map_err(|e| e.to_string())?;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("relayer_relayed_total", "link" => self.link.name.clone()).increment(n);
+        if flight.batches.is_empty() {
+            // The window drained: the next page starts again from the oldest entry, so an
+            // entry that reached the outbox below the cursor is not passed over.
+            flight.cursor = None;
         }
         Ok(Round::Sent)
     }
@@ -187,6 +240,7 @@ impl Relayer {
         let mut conn: Option<Connection> = None;
         let mut attempt = 0u32;
         let mut batch_no = 0u64;
+        let mut flight = Flight::default();
         loop {
             let wait = match conn.as_mut() {
                 None => match self.connect().await {
@@ -200,7 +254,7 @@ impl Relayer {
                         backoff(self.link.retry_base, self.link.retry_max, attempt)
                     }
                 },
-                Some(c) => match self.round(c, &mut batch_no).await {
+                Some(c) => match self.round(c, &mut batch_no, &mut flight).await {
                     Ok(Round::Sent) => {
                         attempt = 0;
                         Duration::ZERO
@@ -214,6 +268,8 @@ impl Relayer {
                         if let Some(c) = conn.take() {
                             c.close("relayer retrying").await;
                         }
+                        // Whatever was unanswered is resent on the next connection.
+                        flight = Flight::default();
                         backoff(self.link.retry_base, self.link.retry_max, attempt)
                     }
                 },
@@ -228,6 +284,62 @@ impl Relayer {
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_core::{Keypair, NetworkId};
+    use isthmus_lock_contracts::packet::{ChannelId, Packet};
+    use isthmus_lock_contracts::Address;
+
+    #[test]
+    fn size_bound_covers_the_encoding_and_chunks_fit() {
+        let keys: Vec<Keypair> = (0..5).map(|i| Keypair::dev(&format!("v{i}"))).collect();
+        let mut page = Vec::new();
+        for (i, (payload, name, signers)) in [
+            (0usize, 0usize, 0usize),
+            (1, 1, 1),
+            (256, 5, 1),
+            (70_000, 300, 5),
+            (3, 4_000, 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let p = RelayedPacket::attest(
+                Packet {
+                    channel: ChannelId {
+                        source: NetworkId(u64::MAX),
+                        destination: NetworkId(u64::MAX - 1),
+                    },
+                    sequence: u64::MAX - i as u64,
+                    sender: Address("s".repeat(name)),
+                    receiver: Address("r".repeat(name)),
+                    payload: vec![0xff; payload],
+                    timeout: u64::MAX,
+                },
+                &keys[..signers],
+            );
+            let alone = rmp_serde::to_vec_named(&LinkMsg::Deliver {
+                batch: u64::MAX,
+                packets: vec![p.clone()],
+            })
+            .unwrap()
+            .len();
+            assert!(encoded_len_bound(&p) + 64 >= alone, "packet {i}: {alone}");
+            page.push((i as u64, p));
+        }
+        let max = 80_000;
+        for chunk in Relayer::chunks(page, max) {
+            let msg = LinkMsg::Deliver {
+                batch: u64::MAX,
+                packets: chunk.into_iter().map(|(_, p)| p).collect(),
+            };
+            let len = rmp_serde::to_vec_named(&msg).unwrap().len();
+            assert!(len <= max, "chunk of {len} bytes");
         }
     }
 }

@@ -86,6 +86,9 @@ pub struct PacketIngress {
     receipt_lock: Mutex<()>,
     forward: mpsc::Sender<Packet>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Makes this many next groups fail just before their write, as a crash there would.
+    #[cfg(test)]
+    fail_commit: std::sync::atomic::AtomicUsize,
 }
 
 fn receipt_key(c: &ChannelId, seq: u64) -> [u8; 24] {
@@ -118,6 +121,8 @@ impl PacketIngress {
             receipt_lock: Mutex::new(()),
             forward,
             clock,
+            #[cfg(test)]
+            fail_commit: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -176,70 +181,111 @@ impl PacketIngress {
         packets: &[RelayedPacket],
     ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
         let checks = self.attested(packets);
-        self.record(packets, checks)
+        let mut recorded = self.record_group(&[(packets, &checks)])?;
+        let (receipts, fresh) = recorded.pop().unwrap_or_default();
+        let delivered = fresh
+            .into_iter()
+            .map(|i| packets[i].packet.clone())
+            .collect();
+        Ok((receipts, delivered))
     }
 
-    /// The receipt phase of [`process`](Self::process), given each packet's attestation
-    /// check: decide, write the new receipts in one batch and flush.
-    fn record(
-        &self,
-        packets: &[RelayedPacket],
-        checks: Vec<Result<(), Outcome>>,
-    ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
+    /// The receipt phase for a group of batches, given each packet's attestation check:
+    /// decide every packet in order (a sequence seen earlier in the group is a duplicate),
+    /// write all new receipts in one sled batch and flush once (group commit). Returns, per
+    /// batch, its receipts and the indices of its packets delivered for the first time.
+    /// Nothing is returned, so nothing can be acknowledged or forwarded, unless the flush
+    /// succeeded.
+    fn record_group(&self, group: &[CheckedBatch<'_>]) -> Result<Vec<Recorded>, IngressError> {
         let now = (self.clock)();
         let _g = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
         let mut fresh: HashMap<[u8; 24], Receipt> = HashMap::new();
-        let mut out = Vec::with_capacity(packets.len());
-        let mut delivered = Vec::new();
-        for (p, check) in packets.iter().zip(checks) {
-            let pk = &p.packet;
-            let key = receipt_key(&pk.channel, pk.sequence);
-            let outcome = match check {
-                Err(o) => o,
-                Ok(()) => {
-                    let existing = match fresh.get(&key) {
-                        Some(r) => Some(r.clone()),
-                        None => match self.receipts.get(key)? {
-                            Some(b) => Some(rmp_serde::from_slice::<Receipt>(&b).map_err(|e| {
-                                IngressError::Corrupt(pk.channel, pk.sequence, e.to_string())
-                            })?),
-                            None => None,
-                        },
-                    };
-                    // The pure channel machine decides, on a view holding just this receipt.
-                    let mut view = RecvChannel::new(pk.channel);
-                    if let Some(r) = existing {
-                        view.receipts.insert(pk.sequence, r);
-                    }
-                    match view.receive(pk, now, |_| AckResult::Ok { data: Vec::new() }) {
-                        Ok(Delivery::New(_)) => {
-                            if let Some(r) = view.receipts.get(&pk.sequence) {
-                                let bytes = rmp_serde::to_vec_named(r).map_err(|e| {
-                                    IngressError::Corrupt(pk.channel, pk.sequence, e.to_string())
-                                })?;
-                                batch.insert(&key, bytes);
-                                fresh.insert(key, r.clone());
-                            }
-                            delivered.push(pk.clone());
-                            Outcome::Delivered
+        let mut out = Vec::with_capacity(group.len());
+        let mut any_new = false;
+        for (packets, checks) in group {
+            let mut receipts = Vec::with_capacity(packets.len());
+            let mut delivered = Vec::new();
+            for (i, (p, check)) in packets.iter().zip(checks.iter()).enumerate() {
+                let pk = &p.packet;
+                let outcome = match check {
+                    Err(o) => o.clone(),
+                    Ok(()) => {
+                        let key = receipt_key(&pk.channel, pk.sequence);
+                        let existing = match fresh.remove(&key) {
+                            Some(r) => Some(r),
+                            None => match self.receipts.get(key)? {
+                                Some(b) => {
+                                    Some(rmp_serde::from_slice::<Receipt>(&b).map_err(|e| {
+                                        IngressError::Corrupt(
+                                            pk.channel,
+                                            pk.sequence,
+                                            e.to_string(),
+                                        )
+                                    })?)
+                                }
+                                None => None,
+                            },
+                        };
+                        // The pure channel machine decides, on a view holding just this receipt.
+                        let mut view = RecvChannel::new(pk.channel);
+                        if let Some(r) = existing {
+                            view.receipts.insert(pk.sequence, r);
                         }
-                        Ok(Delivery::Duplicate(_)) => Outcome::Duplicate,
-                        Err(e) => rejected(rejection_code(&e), e.to_string()),
+                        let decided = view.receive(pk, now, |_| AckResult::Ok { data: Vec::new() });
+                        let outcome = match decided {
+                            Ok(Delivery::New(_)) => {
+                                if let Some(r) = view.receipts.get(&pk.sequence) {
+                                    let bytes = rmp_serde::to_vec_named(r).map_err(|e| {
+                                        IngressError::Corrupt(
+                                            pk.channel,
+                                            pk.sequence,
+                                            e.to_string(),
+                                        )
+                                    })?;
+                                    batch.insert(&key, bytes);
+                                }
+                                delivered.push(i);
+                                any_new = true;
+                                Outcome::Delivered
+                            }
+                            Ok(Delivery::Duplicate(_)) => Outcome::Duplicate,
+                            Err(e) => rejected(rejection_code(&e), e.to_string()),
+                        };
+                        // Later packets of the group see this receipt without reading sled.
+                        if let Some(r) = view.receipts.remove(&pk.sequence) {
+                            fresh.insert(key, r);
+                        }
+                        outcome
                     }
-                }
-            };
-            out.push(ReceiptMsg {
-                channel: pk.channel,
-                sequence: pk.sequence,
-                outcome,
-            });
+                };
+                receipts.push(ReceiptMsg {
+                    channel: pk.channel,
+                    sequence: pk.sequence,
+                    outcome,
+                });
+            }
+            out.push((receipts, delivered));
         }
-        if !delivered.is_empty() {
+        if any_new {
+            #[cfg(test)]
+            if self
+                .fail_commit
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                return Err(IngressError::Store(
+                    "injected crash before the flush".into(),
+                ));
+            }
             self.receipts.apply_batch(batch)?;
             self.db.flush()?;
         }
-        Ok((out, delivered))
+        Ok(out)
     }
 
     /// Serve relayer connections from `endpoint` until `shutdown` resolves.
@@ -273,47 +319,63 @@ impl PacketIngress {
         let (tx, mut rx) = mpsc::channel::<Staged>(VERIFY_AHEAD);
         let me = self.clone();
         let recorder = async move {
-            while let Some(st) = rx.recv().await {
-                let (batch, receipts) = match st {
-                    Staged::Refused(batch, receipts) => (batch, receipts),
-                    Staged::Verifying(batch, packets, verifying) => {
-                        let Ok(checks) = verifying.await else {
-                            tracing::error!("packet verification task failed");
-                            continue;
-                        };
-                        let recording = me.clone();
-                        match tokio::task::spawn_blocking(move || {
-                            recording.record(&packets, checks)
-                        })
-                        .await
-                        {
-                            Ok(Ok((receipts, delivered))) => {
-                                for p in delivered {
-                                    // Durable already: a full forward queue only slows the link.
-                                    if me.forward.send(p).await.is_err() {
-                                        tracing::warn!("packet forwarder stopped");
-                                    }
-                                }
-                                (batch, receipts)
-                            }
-                            Ok(Err(e)) => {
-                                // Nothing is answered, so the relayer retries the whole batch.
-                                tracing::error!(%e, "receipt store failed");
-                                continue;
-                            }
-                            Err(e) => {
-                                tracing::error!(%e, "receipt task failed");
-                                continue;
-                            }
+            // A staged batch taken from the queue whose verification had not finished when
+            // the previous group was closed; it opens the next group.
+            let mut next: Option<Staged> = None;
+            loop {
+                let first = match next.take() {
+                    Some(s) => s,
+                    None => match rx.recv().await {
+                        Some(s) => s,
+                        None => return,
+                    },
+                };
+                let mut group = vec![first.ready().await];
+                let mut size = group[0].len();
+                // Group commit: every batch already verified joins this group's one flush.
+                while size < GROUP_PACKETS {
+                    match rx.try_recv() {
+                        Ok(s) if s.is_ready() => {
+                            let r = s.ready().await;
+                            size += r.len();
+                            group.push(r);
                         }
+                        Ok(s) => {
+                            next = Some(s);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let recording = me.clone();
+                let answered =
+                    tokio::task::spawn_blocking(move || recording.commit_group(group)).await;
+                let answers = match answered {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(e)) => {
+                        // Nothing is answered, so the relayer retries these batches.
+                        tracing::error!(%e, "receipt store failed");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(%e, "receipt task failed");
+                        continue;
                     }
                 };
-                if sender
-                    .send_msg(&LinkMsg::Receipts { batch, receipts })
-                    .await
-                    .is_err()
-                {
-                    return;
+                for (batch, receipts, delivered) in answers {
+                    for p in delivered {
+                        // Durable already: a full forward queue only slows the link.
+                        if me.forward.send(p).await.is_err() {
+                            tracing::warn!("packet forwarder stopped");
+                        }
+                    }
+                    if sender
+                        .send_msg(&LinkMsg::Receipts { batch, receipts })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         };
@@ -360,8 +422,18 @@ impl PacketIngress {
     }
 }
 
-/// Batches verified ahead of the one being recorded, per connection.
-const VERIFY_AHEAD: usize = 4;
+/// A batch's packets with each one's attestation check.
+type CheckedBatch<'a> = (&'a [RelayedPacket], &'a [Result<(), Outcome>]);
+/// A recorded batch: its receipts and the indices of its first-time deliveries.
+type Recorded = (Vec<ReceiptMsg>, Vec<usize>);
+/// A committed batch: its number, receipts and the packets to forward.
+type Answered = (u64, Vec<ReceiptMsg>, Vec<Packet>);
+
+/// Batches verified ahead of the group being recorded, per connection.
+const VERIFY_AHEAD: usize = 16;
+
+/// A group stops taking further verified batches at this many packets.
+const GROUP_PACKETS: usize = 4_096;
 
 /// A batch on its way through a connection's pipeline.
 enum Staged {
@@ -371,6 +443,95 @@ enum Staged {
         Arc<Vec<RelayedPacket>>,
         tokio::task::JoinHandle<Vec<Result<(), Outcome>>>,
     ),
+}
+
+/// A batch ready to be recorded.
+enum Ready {
+    Refused(u64, Vec<ReceiptMsg>),
+    Checked(u64, Arc<Vec<RelayedPacket>>, Vec<Result<(), Outcome>>),
+    /// Its verification task died; it is left unanswered, so the relayer resends it.
+    Lost,
+}
+
+impl Staged {
+    fn is_ready(&self) -> bool {
+        match self {
+            Staged::Refused(..) => true,
+            Staged::Verifying(_, _, h) => h.is_finished(),
+        }
+    }
+
+    async fn ready(self) -> Ready {
+        match self {
+            Staged::Refused(b, r) => Ready::Refused(b, r),
+            Staged::Verifying(b, p, h) => match h.await {
+                Ok(checks) => Ready::Checked(b, p, checks),
+                Err(e) => {
+                    tracing::error!(%e, "packet verification task failed");
+                    Ready::Lost
+                }
+            },
+        }
+    }
+}
+
+impl Ready {
+    fn len(&self) -> usize {
+        match self {
+            Ready::Refused(_, r) => r.len(),
+            Ready::Checked(_, p, _) => p.len(),
+            Ready::Lost => 0,
+        }
+    }
+}
+
+impl PacketIngress {
+    /// Record a group durably, then hand back each batch's number, receipts and newly
+    /// delivered packets (moved out of the batch, not copied, when nothing else holds it).
+    fn commit_group(&self, group: Vec<Ready>) -> Result<Vec<Answered>, IngressError> {
+        let checked: Vec<_> = group
+            .iter()
+            .filter_map(|r| match r {
+                Ready::Checked(_, p, c) => Some((p.as_slice(), c.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let mut recorded = self.record_group(&checked)?.into_iter();
+        drop(checked);
+        let mut out = Vec::with_capacity(group.len());
+        for r in group {
+            match r {
+                Ready::Refused(b, receipts) => out.push((b, receipts, Vec::new())),
+                Ready::Checked(b, packets, _) => {
+                    let (receipts, fresh) = recorded.next().unwrap_or_default();
+                    let delivered = match Arc::try_unwrap(packets) {
+                        Ok(owned) => take_indices(owned, &fresh),
+                        Err(shared) => fresh.iter().map(|&i| shared[i].packet.clone()).collect(),
+                    };
+                    out.push((b, receipts, delivered));
+                }
+                Ready::Lost => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The packets at `indices` (ascending), moved out of `packets`.
+fn take_indices(packets: Vec<RelayedPacket>, indices: &[usize]) -> Vec<Packet> {
+    let mut want = indices.iter().peekable();
+    packets
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            if want.peek() == Some(&&i) {
+                want.next();
+                Some(p.packet)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// The stable code of a packet rejection (the same as its serde tag).
@@ -392,6 +553,147 @@ mod tests {
     use super::*;
     use isthmus_core::sign::BatchItem;
     use isthmus_core::{Domain, Keypair, NetworkId, Signature};
+    use isthmus_lock_contracts::Address;
+    use isthmus_transport::{TransportConfig, TransportKind};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    const SRC: NetworkId = NetworkId(1);
+    const HUB: NetworkId = NetworkId(77);
+
+    fn source_key() -> Keypair {
+        Keypair::dev("group-source")
+    }
+
+    fn signed(seq: u64) -> RelayedPacket {
+        RelayedPacket::attest(
+            Packet {
+                channel: ChannelId {
+                    source: SRC,
+                    destination: NetworkId(2),
+                },
+                sequence: seq,
+                sender: Address("a".into()),
+                receiver: Address("b".into()),
+                payload: vec![seq as u8; 32],
+                timeout: 1_000,
+            },
+            &[source_key()],
+        )
+    }
+
+    fn open(dir: &std::path::Path) -> (Arc<PacketIngress>, mpsc::Receiver<Packet>) {
+        let (tx, rx) = mpsc::channel(1_000);
+        let mut trusted = BTreeMap::new();
+        trusted.insert(SRC, (BTreeSet::from([source_key().id()]), 1));
+        let cfg = IngressConfig {
+            trusted,
+            max_batch: 1_000,
+            verify_threads: 2,
+        };
+        let ing = PacketIngress::open(sled::open(dir).unwrap(), cfg, tx, Arc::new(|| 1)).unwrap();
+        (Arc::new(ing), rx)
+    }
+
+    fn outcomes(r: &[ReceiptMsg]) -> Vec<Outcome> {
+        r.iter().map(|x| x.outcome.clone()).collect()
+    }
+
+    #[test]
+    fn duplicates_inside_one_group_are_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ing, _rx) = open(dir.path());
+        let batches = [
+            vec![signed(1), signed(2)],
+            vec![signed(2), signed(3), signed(3)],
+            vec![signed(1)],
+        ];
+        let group: Vec<Ready> = batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Ready::Checked(i as u64, Arc::new(b.clone()), ing.attested(b)))
+            .collect();
+        let answered = ing.commit_group(group).unwrap();
+        let (d, dup) = (Outcome::Delivered, Outcome::Duplicate);
+        let want = [
+            (vec![d.clone(), d.clone()], vec![1, 2]),
+            (vec![dup.clone(), d.clone(), dup.clone()], vec![3]),
+            (vec![dup.clone()], vec![]),
+        ];
+        assert_eq!(answered.len(), 3);
+        for ((batch, receipts, fwd), (i, (o, seqs))) in answered.iter().zip(want.iter().enumerate())
+        {
+            assert_eq!(*batch, i as u64);
+            assert_eq!(&outcomes(receipts), o, "batch {i}");
+            let got: Vec<u64> = fwd.iter().map(|p| p.sequence).collect();
+            assert_eq!(&got, seqs, "batch {i} forwards");
+        }
+        // The group's receipts are durable: reopened, every packet is a duplicate.
+        drop(answered);
+        drop(ing);
+        let (ing, _rx) = open(dir.path());
+        let (r, fwd) = ing.process(&[signed(1), signed(2), signed(3)]).unwrap();
+        assert!(fwd.is_empty());
+        assert_eq!(outcomes(&r), vec![dup.clone(), dup.clone(), dup]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_before_the_group_flush_answers_and_forwards_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ing, mut forwarded) = open(dir.path());
+        ing.fail_commit.store(1, Ordering::SeqCst);
+        let hub_key = Keypair::dev("group-hub");
+        let cfg = TransportConfig {
+            kind: TransportKind::Tcp,
+            network: HUB,
+            ..TransportConfig::default()
+        };
+        let ep = Endpoint::bind(cfg.clone(), hub_key.clone()).await.unwrap();
+        let addr = ep.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let hub = tokio::spawn(ing.clone().serve(ep, async {
+            let _ = stopped.await;
+        }));
+        let client = Endpoint::bind(cfg, Keypair::dev("group-relayer"))
+            .await
+            .unwrap();
+        let mut conn = client.connect(addr, Some(hub_key.id())).await.unwrap();
+        let packets: Vec<RelayedPacket> = (1..=5).map(signed).collect();
+        conn.send_msg(&LinkMsg::Deliver {
+            batch: 1,
+            packets: packets.clone(),
+        })
+        .await
+        .unwrap();
+        // Wait (bounded) until the injected crash has hit batch 1.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ing.fail_commit.load(Ordering::SeqCst) != 0 {
+            assert!(Instant::now() < deadline, "batch 1 was never recorded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(forwarded.try_recv().is_err(), "forwarded before durable");
+        conn.send_msg(&LinkMsg::Deliver { batch: 2, packets })
+            .await
+            .unwrap();
+        // Receipts leave in batch order, so batch 1's would come first if it had any.
+        let msg = tokio::time::timeout(Duration::from_secs(20), conn.recv_msg::<LinkMsg>())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let LinkMsg::Receipts { batch, receipts } = msg else {
+            panic!("unexpected {msg:?}");
+        };
+        assert_eq!(batch, 2);
+        assert_eq!(outcomes(&receipts), vec![Outcome::Delivered; 5]);
+        // Forwarded before the answer, each once.
+        let seqs: Vec<u64> = std::iter::from_fn(|| forwarded.try_recv().ok())
+            .map(|p| p.sequence)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        let _ = stop.send(());
+        hub.await.unwrap();
+    }
 
     #[test]
     fn parallel_verification_answers_exactly_like_one_batch() {

@@ -70,8 +70,25 @@ impl Outbox {
 
     /// The oldest `limit` entries.
     pub fn page(&self, limit: usize) -> Result<Vec<(u64, RelayedPacket)>, OutboxError> {
-        let mut out = Vec::with_capacity(limit);
-        for item in self.pending.iter().take(limit) {
+        self.page_after(None, limit)
+    }
+
+    /// The oldest `limit` entries whose id is above `after` (all of them for `None`): the
+    /// next page for a link that already has entries up to `after` in flight.
+    pub fn page_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, RelayedPacket)>, OutboxError> {
+        let mut out = Vec::with_capacity(limit.min(4_096));
+        let entries = match after {
+            None => self.pending.iter(),
+            Some(a) => match a.checked_add(1) {
+                Some(from) => self.pending.range(from.to_be_bytes()..),
+                None => return Ok(out),
+            },
+        };
+        for item in entries.take(limit) {
             let (k, v) = item?;
             let id = k
                 .as_ref()
@@ -88,6 +105,16 @@ impl Outbox {
     /// The hub answered for these entries: drop them (keeping refused ones, with the
     /// reason, in the failed list) and flush.
     pub fn complete(&self, done: &[(u64, Outcome)]) -> Result<(), OutboxError> {
+        self.settle(done)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// [`complete`](Self::complete) without waiting for the disk. Safe for answered
+    /// entries: the hub's receipt, not this removal, is what makes delivery exactly-once, so
+    /// a removal lost in a crash only brings a resend that the hub answers `duplicate` (or
+    /// refuses again). sled writes it out within its own flush interval.
+    pub fn settle(&self, done: &[(u64, Outcome)]) -> Result<(), OutboxError> {
         let mut remove = sled::Batch::default();
         let mut failed = sled::Batch::default();
         for (id, outcome) in done {
@@ -101,7 +128,6 @@ impl Outbox {
         }
         self.failed.apply_batch(failed)?;
         self.pending.apply_batch(remove)?;
-        self.db.flush()?;
         Ok(())
     }
 

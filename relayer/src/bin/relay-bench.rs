@@ -1,7 +1,8 @@
 //! Relay throughput: attested packets in → strict batch verify → durable receipt (sled,
 //! flushed) → forwarded, over a real transport on loopback, against the ed25519
 //! batch-verify ceiling measured in the same run on the same number of signatures and the
-//! same number of threads (all the machine's cores, as the hub's verifier uses).
+//! same number of threads (all the machine's cores, as the hub's verifier uses), right
+//! before and right after each relay run.
 //!
 //! `cargo run --release -p isthmus-relayer --bin relay-bench [-- --packets N --trials T --page P]`
 #![allow(clippy::print_stdout)] // a benchmark report goes to stdout
@@ -197,12 +198,12 @@ async fn main() -> anyhow::Result<()> {
          hub verifies on {threads} thread(s), and the ceiling is measured on the same {threads}"
     );
     for trial in 1..=trials {
-        let ceil = ceiling(&packets, threads);
-        println!(
-            "trial {trial}: {:<44} {:>10.0} sig/s  1.00x",
-            format!("ed25519 strict batch verify ceiling ({threads} thr)"),
-            ceil
-        );
+        // The 1-minute load average, so a reader can tell a busy machine's trials apart.
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "?".into());
+        println!("trial {trial}: load {load}");
         if threads > 1 {
             println!(
                 "trial {trial}: {:<44} {:>10.0} sig/s  (reference only)",
@@ -211,7 +212,18 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         for kind in [TransportKind::Tcp, TransportKind::Quic] {
+            // The ceiling is measured right before and right after each relay run and the
+            // two averaged, so load that comes and goes on a shared machine weighs on the
+            // baseline as it weighs on the run it is compared with.
+            let before = ceiling(&packets, threads);
             let rate = relay(kind, &packets, &key, page, threads).await?;
+            let after = ceiling(&packets, threads);
+            let ceil = (before + after) / 2.0;
+            println!(
+                "trial {trial}: {:<44} {:>10.0} sig/s  1.00x  (before {before:.0}, after {after:.0})",
+                format!("ed25519 strict batch verify ceiling ({threads} thr)"),
+                ceil
+            );
             println!(
                 "trial {trial}: {:<44} {:>10.0} pkt/s  {:.2}x",
                 format!("relay e2e over {kind:?} (verify+flush+fwd)"),
