@@ -12,11 +12,10 @@ use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_adapter_native::{ChainLedger, ASSET};
 use isthmus_chain::escrow::{decision_state_key, AttestedDecision, DecisionRecord};
 use isthmus_core::{Keypair, NetworkId};
-use isthmus_interop::{AdapterExecutor, Contract, Driver};
+use isthmus_interop::{AdapterExecutor, Contract};
 use isthmus_lock_contracts::{Address, AssetId, LegId, LegState, TwoPhase};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -39,8 +38,9 @@ struct TwoPhaseHub {
     hub_chain: TestNet,
     eth: Arc<AnvilFixture>,
     adapters: HashMap<NetworkId, Arc<dyn Adapter>>,
-    driver: Arc<Driver>,
-    addr: SocketAddr,
+    /// The hub itself (driver, watchers, API): restartable over `db`.
+    core: HubCore,
+    db: sled::Db,
     http: reqwest::Client,
     recorder: Keypair,
     alice: Keypair,
@@ -75,31 +75,12 @@ impl TwoPhaseHub {
         );
         adapters.insert(ETH, eth.adapter.clone());
         let recorder = Keypair::dev("hub-recorder");
-        let ledger = ChainLedger::new(hub_chain.node.clone(), recorder.clone());
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        // The native escrow trusts 2 of the hub's 3 ed25519 attesters; the EVM escrow 2 of
-        // the fixture's 3 secp256k1 ones.
-        let exec = Arc::new(
-            AdapterExecutor::new(
-                Arc::new(adapters.clone()),
-                Arc::new(ledger),
-                hub_keys()[..2].to_vec(),
-            )
-            .with_evm_attesters(eth.attesters.clone())
-            .with_evm_escrow(ETH, eth.adapter.escrow_domain()),
-        );
-        let HubCore {
-            driver,
-            addr,
-            stop,
-            mut tasks,
-        } = HubCore::start(
-            &adapters,
-            exec,
-            Arc::new(Nets(vec![("native", NATIVE), ("anvil", ETH)])),
-            &db,
-        );
+        let core = start_core(&adapters, &eth, &hub_chain, &recorder, &db);
+        // The chains' pace and the head sampler outlive hub restarts.
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
         let e = eth.clone();
         tasks.push(every(ETH_BLOCK, &stop, move || {
             let e = e.clone();
@@ -137,8 +118,8 @@ impl TwoPhaseHub {
             hub_chain,
             eth,
             adapters,
-            driver,
-            addr,
+            core,
+            db,
             http: reqwest::Client::new(),
             recorder,
             alice,
@@ -150,7 +131,21 @@ impl TwoPhaseHub {
         }
     }
 
+    /// Stop the hub's driver, watchers and API (the chains go on), and start them again
+    /// over the same database, as after a crash of the hub process.
+    async fn restart(&mut self) {
+        stop_core(&mut self.core).await;
+        self.core = start_core(
+            &self.adapters,
+            &self.eth,
+            &self.hub_chain,
+            &self.recorder,
+            &self.db,
+        );
+    }
+
     async fn shutdown(mut self) {
+        stop_core(&mut self.core).await;
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.await.expect("hub task ends cleanly");
@@ -165,7 +160,7 @@ impl TwoPhaseHub {
     async fn post_transfer(&self, key: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("http://{}/v1/transfers", self.addr))
+            .post(format!("http://{}/v1/transfers", self.core.addr))
             .bearer_auth(API_KEY)
             .header("Idempotency-Key", key)
             .json(body)
@@ -179,7 +174,7 @@ impl TwoPhaseHub {
     async fn get_transfer(&self, id: &str) -> Value {
         let resp = self
             .http
-            .get(format!("http://{}/v1/transfers/{id}", self.addr))
+            .get(format!("http://{}/v1/transfers/{id}", self.core.addr))
             .bearer_auth(API_KEY)
             .send()
             .await
@@ -275,6 +270,7 @@ impl TwoPhaseHub {
 
     fn instance(&self, api_id: &str) -> TwoPhase {
         let stored = self
+            .core
             .driver
             .journal()
             .get_by_api_id(api_id)
@@ -333,11 +329,44 @@ impl TwoPhaseHub {
     }
 }
 
+/// The hub over `adapters`, recording decisions on `hub_chain`. The native escrow trusts 2
+/// of the hub's 3 ed25519 attesters; the EVM escrow 2 of the fixture's 3 secp256k1 ones.
+fn start_core(
+    adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
+    eth: &AnvilFixture,
+    hub_chain: &TestNet,
+    recorder: &Keypair,
+    db: &sled::Db,
+) -> HubCore {
+    let ledger = ChainLedger::new(hub_chain.node.clone(), recorder.clone());
+    let exec = AdapterExecutor::new(
+        Arc::new(adapters.clone()),
+        Arc::new(ledger),
+        hub_keys()[..2].to_vec(),
+    )
+    .with_evm_attesters(eth.attesters.clone())
+    .with_evm_escrow(ETH, eth.adapter.escrow_domain());
+    HubCore::start(
+        adapters,
+        Arc::new(exec),
+        Arc::new(Nets(vec![("native", NATIVE), ("anvil", ETH)])),
+        db,
+    )
+}
+
+async fn stop_core(core: &mut HubCore) {
+    let _ = core.stop.send(true);
+    for t in core.tasks.drain(..) {
+        t.await.expect("hub task ends cleanly");
+    }
+}
+
 impl Drop for TwoPhaseHub {
     fn drop(&mut self) {
         // On a panic the tasks are told to stop; the fixture kills anvil by pid.
         let _ = self.stop.send(true);
-        for t in &self.tasks {
+        let _ = self.core.stop.send(true);
+        for t in self.tasks.iter().chain(&self.core.tasks) {
             t.abort();
         }
     }
@@ -581,5 +610,88 @@ async fn two_phase_counterparty_never_locks_and_both_sides_are_refunded() {
         "everyone has what they had, less e0's lock gas {gas}"
     );
     assert_eq!(hub.escrowed().await, (0, 0), "both escrows are empty");
+    hub.shutdown().await;
+}
+
+/// Flow 3: the test ERC-20 token from anvil to the native network, as a two-phase transfer
+/// (the EVM escrow holds the token; the native leg pays the counter-value), with the hub's
+/// driver, watchers and API stopped and restarted over the same database once the token
+/// lock is on anvil. Delivered exactly once: each side locked once (e0 sent exactly its
+/// approve and its lock), each escrow paid out once, balances exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erc20_anvil_to_native_is_delivered_exactly_once_across_a_hub_restart() {
+    const TOKENS: u128 = 5_000_000_000_000_000_000; // 5 ITST
+    let mut hub = TwoPhaseHub::boot().await;
+    let [e0, e1] = hub.eth.accounts();
+    let token = hub.eth.token_asset();
+    let evm = hub.eth.adapter.clone();
+    let tokens = |who: Address| {
+        let (a, t) = (evm.clone(), token.clone());
+        async move { a.balance(&who, &t).await.expect("token balance").0 }
+    };
+    let before = hub.balances().await;
+    let tokens_before = [tokens(e0.clone()).await, tokens(e1.clone()).await];
+    let nonce_before = hub.eth_nonce(&e0).await;
+    let (alice, bob) = (
+        TwoPhaseHub::native_addr(&hub.alice),
+        TwoPhaseHub::native_addr(&hub.bob),
+    );
+    let body = json!({
+        "source": leg("anvil", &token.0, TOKENS, &e0.0, &e1.0, "hub_wallet"),
+        "counter": leg("native", ASSET, NATIVE_AMOUNT, &bob, &alice, "hub_wallet"),
+        "timeout_secs": 240,
+    });
+    let start = Instant::now();
+    let (code, created) = hub.post_transfer("erc20-restart", &body).await;
+    assert_eq!(code, 202, "{created}");
+    let api_id = created["id"].as_str().expect("id").to_owned();
+
+    // The token lock (after its approve) is mined on anvil: now the hub goes down.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hub.eth_nonce(&e0).await < nonce_before + 2 {
+        assert!(Instant::now() < deadline, "the token lock never went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state_at_stop = hub.get_transfer(&api_id).await;
+    let down = Instant::now();
+    hub.restart().await;
+    let restarted = down.elapsed();
+
+    let t = hub.until_terminal(&api_id, Duration::from_secs(180)).await;
+    let total = start.elapsed();
+    assert_eq!(t.last["state"], "released", "{}", t.last);
+    let rec = hub
+        .recorded(&api_id)
+        .await
+        .expect("a decision on the hub chain");
+    assert_eq!(rec.decision, AttestedDecision::Validated);
+    assert_eq!(
+        hub.eth_nonce(&e0).await,
+        nonce_before + 2,
+        "e0 sent one approve and one lock, nothing twice"
+    );
+    let after = hub.balances().await;
+    assert_eq!(
+        [after[0], after[1]],
+        [before[0] + NATIVE_AMOUNT, before[1] - NATIVE_AMOUNT],
+        "native alice/bob"
+    );
+    assert_eq!(
+        [tokens(e0.clone()).await, tokens(e1.clone()).await],
+        [tokens_before[0] - TOKENS, tokens_before[1] + TOKENS],
+        "token e0/e1"
+    );
+    let escrow = Address(format!("{}", hub.eth.adapter.deployment().escrow));
+    assert_eq!(tokens(escrow).await, 0, "the EVM escrow holds no token");
+    assert_eq!(hub.escrowed().await, (0, 0), "both escrows are empty");
+    println!(
+        "flow 3 erc20 anvil->native across a hub restart: request->completion {:.2}s \
+         (hub down and up again in {:.2}s, stopped at state {} / legs {} {}); released both",
+        secs(total),
+        secs(restarted),
+        state_at_stop["state"],
+        state_at_stop["legs"][0]["state"],
+        state_at_stop["legs"][1]["state"],
+    );
     hub.shutdown().await;
 }
