@@ -74,11 +74,11 @@ impl Hub {
             },
         );
         let keys = hub_keys();
-        let exec = Arc::new(AdapterExecutor {
-            adapters: Arc::new(adapters.clone()),
-            ledger: Arc::new(ledger),
-            attesters: Arc::new(keys[..2].to_vec()),
-        });
+        let exec = Arc::new(AdapterExecutor::new(
+            Arc::new(adapters.clone()),
+            Arc::new(ledger),
+            keys[..2].to_vec(),
+        ));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let until_stop = move || {
             let mut rx = stop_rx.clone();

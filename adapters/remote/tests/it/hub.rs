@@ -159,11 +159,11 @@ pub async fn boot(dir: &std::path::Path) -> Hub {
         Duration::from_millis(100),
     )
     .unwrap();
-    let exec = Arc::new(AdapterExecutor {
-        adapters: registry.clone() as Arc<dyn AdapterLookup>,
-        ledger: Arc::new(MemLedger::default()),
-        attesters: Arc::new(vec![attester()]),
-    });
+    let exec = Arc::new(AdapterExecutor::new(
+        registry.clone() as Arc<dyn AdapterLookup>,
+        Arc::new(MemLedger::default()),
+        vec![attester()],
+    ));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let until_stop = move || {
         let mut rx = stop_rx.clone();

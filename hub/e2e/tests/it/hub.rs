@@ -32,7 +32,7 @@ pub const LTC_BLOCK: Duration = Duration::from_millis(1_000);
 pub const ETH_BLOCK: Duration = Duration::from_millis(1_000);
 pub const LTC_CONFIRMATIONS: u32 = 2;
 pub const ETH_CONFIRMATIONS: u32 = 2;
-const API_KEY: &str = "e2e-dapp-key";
+pub const API_KEY: &str = "e2e-dapp-key";
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -41,22 +41,18 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-struct Nets;
+/// The networks the hub links, by name.
+pub struct Nets(pub Vec<(&'static str, NetworkId)>);
 
 #[async_trait]
 impl NetworkDirectory for Nets {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
-        match name {
-            "litecoin" => Some(LTC),
-            "anvil" => Some(ETH),
-            _ => None,
-        }
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
     }
     fn name_of(&self, id: NetworkId) -> String {
-        match id {
-            LTC => "litecoin".into(),
-            ETH => "anvil".into(),
-            n => format!("network-{}", n.0),
+        match self.0.iter().find(|(_, i)| *i == id) {
+            Some((name, _)) => (*name).to_owned(),
+            None => format!("network-{}", id.0),
         }
     }
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
@@ -100,7 +96,11 @@ pub struct Hub {
 }
 
 /// Run `f` every `period` until `stop` is set.
-fn every<F, Fut>(period: Duration, stop: &tokio::sync::watch::Sender<bool>, f: F) -> JoinHandle<()>
+pub fn every<F, Fut>(
+    period: Duration,
+    stop: &tokio::sync::watch::Sender<bool>,
+    f: F,
+) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -120,30 +120,25 @@ where
     })
 }
 
-impl Hub {
-    pub async fn boot() -> Hub {
-        // RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let (ltc, eth) = tokio::join!(
-            LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
-            AnvilFixture::start(FixtureOptions {
-                network: ETH,
-                confirmations: ETH_CONFIRMATIONS,
-                ..FixtureOptions::default()
-            })
-        );
-        let ltc = Arc::new(ltc);
-        let eth = Arc::new(eth.expect("anvil fixture"));
-        let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
-        adapters.insert(LTC, ltc.adapter.clone());
-        adapters.insert(ETH, eth.adapter.clone());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::open(dir.path()).expect("sled");
+/// The hub's moving parts over a set of adapters, without block producers: the driver
+/// journalling into `db`, a watcher per network, the hub's clock, and the API on
+/// 127.0.0.1:0 (customer key [`API_KEY`]). Tests add their chains' block producers to
+/// `tasks` under `stop`.
+pub struct HubCore {
+    pub driver: Arc<Driver>,
+    pub addr: SocketAddr,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl HubCore {
+    pub fn start(
+        adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
+        exec: Arc<AdapterExecutor>,
+        directory: Arc<dyn NetworkDirectory>,
+        db: &sled::Db,
+    ) -> HubCore {
         let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).expect("api store")));
-        let directory: Arc<dyn NetworkDirectory> = Arc::new(Nets);
         let driver = Driver::new(
             Arc::new(SledJournal::open(db.clone()).expect("journal")),
             Arc::new(ApiNotifier {
@@ -157,11 +152,6 @@ impl Hub {
                 ..DriverConfig::default()
             },
         );
-        let exec = Arc::new(AdapterExecutor {
-            adapters: Arc::new(adapters.clone()),
-            ledger: Arc::new(NoDecisions),
-            attesters: Arc::new(vec![ltc.attester.clone()]),
-        });
         let (stop, _) = tokio::sync::watch::channel(false);
         let until_stop = {
             let stop = stop.clone();
@@ -178,7 +168,7 @@ impl Hub {
         tasks.push(tokio::spawn(async move {
             d.run(exec, now_secs, s()).await.expect("driver runs");
         }));
-        for (net, adapter) in &adapters {
+        for (net, adapter) in adapters {
             let w = Watcher {
                 network: *net,
                 adapter: adapter.clone(),
@@ -196,29 +186,6 @@ impl Hub {
             let d = d.clone();
             async move {
                 let _ = d.tick_all(now_secs()).await;
-            }
-        }));
-        // Block producers: both chains mine on demand only, so the test sets the pace.
-        let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let ltc_blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (l, log, hashes) = (ltc.clone(), blocks.clone(), ltc_blocks.clone());
-        tasks.push(every(LTC_BLOCK, &stop, move || {
-            let (l, log, hashes) = (l.clone(), log.clone(), hashes.clone());
-            async move {
-                if let [hash] = &l.node.generate(1, &l.miner).await[..] {
-                    let at = Instant::now();
-                    log.lock().expect("block log").push((LTC, at));
-                    hashes.lock().expect("block log").push((at, hash.clone()));
-                }
-            }
-        }));
-        let (e, log) = (eth.clone(), blocks.clone());
-        tasks.push(every(ETH_BLOCK, &stop, move || {
-            let (e, log) = (e.clone(), log.clone());
-            async move {
-                if e.raw("evm_mine", serde_json::json!([])).await.is_ok() {
-                    log.lock().expect("block log").push((ETH, Instant::now()));
-                }
             }
         }));
         let backend = Arc::new(InteropBackend {
@@ -243,6 +210,76 @@ impl Hub {
         )
         .expect("api serves");
         tasks.push(tokio::spawn(server));
+        HubCore {
+            driver,
+            addr,
+            stop,
+            tasks,
+        }
+    }
+}
+
+impl Hub {
+    pub async fn boot() -> Hub {
+        // RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let (ltc, eth) = tokio::join!(
+            LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
+            AnvilFixture::start(FixtureOptions {
+                network: ETH,
+                confirmations: ETH_CONFIRMATIONS,
+                ..FixtureOptions::default()
+            })
+        );
+        let ltc = Arc::new(ltc);
+        let eth = Arc::new(eth.expect("anvil fixture"));
+        let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
+        adapters.insert(LTC, ltc.adapter.clone());
+        adapters.insert(ETH, eth.adapter.clone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let exec = Arc::new(AdapterExecutor::new(
+            Arc::new(adapters.clone()),
+            Arc::new(NoDecisions),
+            vec![ltc.attester.clone()],
+        ));
+        let HubCore {
+            driver,
+            addr,
+            stop,
+            mut tasks,
+        } = HubCore::start(
+            &adapters,
+            exec,
+            Arc::new(Nets(vec![("litecoin", LTC), ("anvil", ETH)])),
+            &db,
+        );
+        // Block producers: both chains mine on demand only, so the test sets the pace.
+        let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ltc_blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l, log, hashes) = (ltc.clone(), blocks.clone(), ltc_blocks.clone());
+        tasks.push(every(LTC_BLOCK, &stop, move || {
+            let (l, log, hashes) = (l.clone(), log.clone(), hashes.clone());
+            async move {
+                if let [hash] = &l.node.generate(1, &l.miner).await[..] {
+                    let at = Instant::now();
+                    log.lock().expect("block log").push((LTC, at));
+                    hashes.lock().expect("block log").push((at, hash.clone()));
+                }
+            }
+        }));
+        let (e, log) = (eth.clone(), blocks.clone());
+        tasks.push(every(ETH_BLOCK, &stop, move || {
+            let (e, log) = (e.clone(), log.clone());
+            async move {
+                if e.raw("evm_mine", serde_json::json!([])).await.is_ok() {
+                    log.lock().expect("block log").push((ETH, Instant::now()));
+                }
+            }
+        }));
         Hub {
             ltc,
             eth,

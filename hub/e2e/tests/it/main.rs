@@ -9,4 +9,9 @@ mod hub;
 #[allow(dead_code)]
 #[path = "../../../../adapters/utxo/tests/it/node.rs"]
 mod ltc_node;
+// The native networks are the native adapter's in-process test nodes; one copy of that code.
+#[allow(dead_code)]
+#[path = "../../../../adapters/native/tests/it/net.rs"]
+mod native_net;
 mod swap;
+mod twophase;

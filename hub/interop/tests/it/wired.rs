@@ -95,11 +95,11 @@ fn boot_hub() -> Hub {
     let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
     adapters.insert(NetworkId(1), alpha.clone());
     adapters.insert(NetworkId(2), beta.clone());
-    let exec = Arc::new(AdapterExecutor {
-        adapters: Arc::new(adapters),
-        ledger: Arc::new(MemLedger::default()),
-        attesters: Arc::new(vec![attester]),
-    });
+    let exec = Arc::new(AdapterExecutor::new(
+        Arc::new(adapters),
+        Arc::new(MemLedger::default()),
+        vec![attester],
+    ));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let until_stop = move || {
         let mut rx = stop_rx.clone();

@@ -367,11 +367,11 @@ async fn wire(
         }),
         Duration::from_secs(2),
     )?;
-    let exec = Arc::new(AdapterExecutor {
-        adapters: registry.clone(),
-        ledger: ledger.clone(),
-        attesters: Arc::new(vec![attester.clone()]),
-    });
+    let exec = Arc::new(AdapterExecutor::new(
+        registry.clone(),
+        ledger.clone(),
+        vec![attester.clone()],
+    ));
     let mut tasks = JoinSet::new();
     {
         // Every journaled transition is anchored on the hub chain (after the journal, which
