@@ -255,6 +255,23 @@ async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
     }
 }
 
+/// Alice pays bob 100 on alpha (locked by the hub's wallet) for 40 of bob's on beta,
+/// within 300 s.
+async fn alice_pays_bob(hub: &Hub, op: &str, counter_by: LockBy) -> isthmus_hub_api::model::OperationStatus {
+    hub.backend
+        .create_transfer(
+            &OpId(op.into()),
+            &customer(),
+            CreateTransfer {
+                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
+                counter: api_leg("beta", "40", "bob", "alice", counter_by),
+                timeout_secs: 300,
+            },
+        )
+        .await
+        .unwrap()
+}
+
 fn two_phase(hub: &Hub, api_id: &str) -> TwoPhase {
     match hub
         .driver
@@ -275,19 +292,7 @@ fn two_phase(hub: &Hub, api_id: &str) -> TwoPhase {
 #[tokio::test]
 async fn a_lock_seen_after_the_abort_and_final_after_its_timeout_is_refunded() {
     let hub = boot_hub_with(false, true);
-    let st = hub
-        .backend
-        .create_transfer(
-            &OpId("tr_wired_late".into()),
-            &customer(),
-            CreateTransfer {
-                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::Owner),
-                timeout_secs: 300,
-            },
-        )
-        .await
-        .unwrap();
+    let st = alice_pays_bob(&hub, "tr_wired_late", LockBy::Owner).await;
     wait_balance(&hub, &hub.alpha, "alice", 900).await;
     hub.clock.store(1_301, Ordering::SeqCst);
     hub.driver.tick_all(1_301).await.unwrap();
@@ -340,19 +345,7 @@ async fn a_lock_seen_after_the_abort_and_final_after_its_timeout_is_refunded() {
 #[tokio::test]
 async fn the_sweep_recovers_a_transfer_whose_chain_events_were_lost() {
     let hub = boot_hub_with(true, false);
-    let st = hub
-        .backend
-        .create_transfer(
-            &OpId("tr_wired_lost".into()),
-            &customer(),
-            CreateTransfer {
-                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::HubWallet),
-                timeout_secs: 300,
-            },
-        )
-        .await
-        .unwrap();
+    let st = alice_pays_bob(&hub, "tr_wired_lost", LockBy::HubWallet).await;
     let beta_sweep = watcher(
         &hub.driver,
         &hub.db,
@@ -387,19 +380,7 @@ async fn the_sweep_recovers_a_transfer_whose_chain_events_were_lost() {
 #[tokio::test]
 async fn two_phase_transfer_alpha_to_beta_completes_with_balances() {
     let hub = boot_hub();
-    let st = hub
-        .backend
-        .create_transfer(
-            &OpId("tr_wired_1".into()),
-            &customer(),
-            CreateTransfer {
-                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::HubWallet),
-                timeout_secs: 300,
-            },
-        )
-        .await
-        .unwrap();
+    let st = alice_pays_bob(&hub, "tr_wired_1", LockBy::HubWallet).await;
     let done = wait_done(&hub, &st.id).await;
     assert_eq!(done.contract.status().phase, Phase::Released);
     assert_eq!(hub.bal(&hub.alpha, "alice").await, 900);
@@ -412,20 +393,8 @@ async fn two_phase_transfer_alpha_to_beta_completes_with_balances() {
 #[tokio::test]
 async fn counterparty_never_locks_both_sides_refunded() {
     let hub = boot_hub();
-    let st = hub
-        .backend
-        .create_transfer(
-            &OpId("tr_wired_2".into()),
-            &customer(),
-            CreateTransfer {
-                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                // bob must lock himself, and never does
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::Owner),
-                timeout_secs: 300,
-            },
-        )
-        .await
-        .unwrap();
+    // bob must lock himself, and never does
+    let st = alice_pays_bob(&hub, "tr_wired_2", LockBy::Owner).await;
     // alice's lock goes in and becomes final
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while hub.bal(&hub.alpha, "alice").await != 900 {
