@@ -7,6 +7,13 @@
 //! that become final later. The decision is write-once, so no instance can see a release on
 //! one leg and a refund on the other. A one-sided transfer is leg B locked by a provider
 //! vault ([`Locker::ProviderVault`]).
+//!
+//! An aborted instance ends only on the chains' word: a lock the hub has seen stays open
+//! until its escrow is reported refunded (however late it becomes final), and a leg with no
+//! lock ends only once its network, re-read by the hub's sweep ([`TwoPhase::legs_to_reread`],
+//! [`TwoPhaseEvent::LockAbsent`]), reports no lock at or after the leg's escrow timeout, from
+//! which the escrow refuses new locks. Chain events may be lost (an adapter restart, an unreported shallow reorg, a
+//! report that arrived after the instance ended); the adapter's lock state is the truth.
 
 use crate::error::{InvalidSpec, Rejection, SpecProblem};
 use crate::leg::{update_lock, LegState, LockUpdate};
@@ -120,6 +127,13 @@ pub enum TwoPhaseEvent {
         leg: LegId,
         healthy: bool,
     },
+    /// A re-read of the leg's escrow at hub time `at` found no lock under its lock id. A
+    /// lock only seen is withdrawn (its inclusion is gone, reported or not); after an abort
+    /// this is what lets a leg without a lock end.
+    LockAbsent {
+        leg: LegId,
+        at: Timestamp,
+    },
 }
 
 impl TwoPhaseEvent {
@@ -150,6 +164,10 @@ pub struct TwoPhase {
     pub decision: Option<Decision>,
     pub record: Option<HubRecord>,
     pub unhealthy: Legs<bool>,
+    /// Per leg, the latest hub time at which a re-read found no lock, since the leg's last
+    /// lock observation.
+    #[serde(default)]
+    pub absent_at: Legs<Option<Timestamp>>,
 }
 
 impl TwoPhase {
@@ -169,6 +187,7 @@ impl TwoPhase {
             decision: None,
             record: None,
             unhealthy: Legs::default(),
+            absent_at: Legs::default(),
         };
         let actions = machine.pending_actions();
         Ok((machine, actions))
@@ -176,6 +195,49 @@ impl TwoPhase {
 
     pub fn lock_id(&self, leg: LegId) -> LockId {
         LockId::derive(self.id, leg)
+    }
+
+    /// Legs whose escrow the hub should re-read from its network (the adapter's lock
+    /// state) on its sweep: a lock only seen (its finality or its reorg may never be
+    /// reported), a lock the hub keeps submitting (a resubmission finds it already there
+    /// and reports nothing new), and once decided every leg not yet settled, so that the
+    /// instance ends on the chain's word rather than on the absence of news. None once
+    /// terminal.
+    pub fn legs_to_reread(&self) -> Vec<LegId> {
+        if self.status().terminal {
+            return Vec::new();
+        }
+        let pending = self.pending_actions();
+        let submitting = |leg: LegId| {
+            pending
+                .iter()
+                .any(|a| matches!(a, Action::SubmitLock { leg: l, .. } if *l == leg))
+        };
+        LegId::BOTH
+            .into_iter()
+            .filter(|leg| match &self.legs[*leg] {
+                LegState::Seen { .. } => true,
+                LegState::Settled { .. } => false,
+                LegState::Unlocked => self.decision.is_some() || submitting(*leg),
+                LegState::Final { .. } => self.decision.is_some(),
+            })
+            .collect()
+    }
+
+    /// Whether an aborted instance still owes `leg` something: a refund of a lock it saw,
+    /// or the chain's word that no lock is coming. A lock under the leg's id can appear
+    /// until the escrow timeout (escrows refuse one past it), whoever submits it: the hub's
+    /// wallet or a vault (submitted before the abort, surfacing late) or a party locking
+    /// after the deadline. The hub refunds each of them, so only a read at or after the
+    /// timeout that finds no lock lets the leg end.
+    fn owes_refund(&self, leg: LegId) -> bool {
+        match &self.legs[leg] {
+            LegState::Seen { .. } | LegState::Final { .. } => true,
+            LegState::Settled { .. } => false,
+            LegState::Unlocked => {
+                self.absent_at[leg].is_none_or(|at| at < self.spec.leg(leg).timeout)
+            }
+        }
     }
 
     fn decide_if_due(&mut self) {
@@ -215,6 +277,25 @@ impl TwoPhase {
         let final_only = how == Settlement::Released;
         self.legs[leg].settle(leg, how, tx.clone(), final_only)
     }
+
+    fn lock_absent(&mut self, leg: LegId, at: Timestamp) -> Result<(), Rejection> {
+        match &self.legs[leg] {
+            // The hub holds verified evidence of finality: a chain that lost the lock has
+            // been rewritten below finality, which is an alarm, not news to act on.
+            LegState::Final { lock, .. } => {
+                return Err(Rejection::ReorgAfterFinality {
+                    leg,
+                    tx: lock.tx.clone(),
+                })
+            }
+            LegState::Settled { .. } => return Ok(()),
+            LegState::Seen { .. } => self.legs[leg] = LegState::Unlocked,
+            LegState::Unlocked => {}
+        }
+        let latest = self.absent_at[leg].map_or(at, |t| t.max(at));
+        self.absent_at[leg] = Some(latest);
+        Ok(())
+    }
 }
 
 impl Machine for TwoPhase {
@@ -223,6 +304,10 @@ impl Machine for TwoPhase {
     fn apply(&mut self, event: &TwoPhaseEvent) -> Result<(), Rejection> {
         if let Some((leg, update)) = event.lock_update() {
             update_lock(&mut self.legs, self.id, leg, self.spec.leg(leg), update)?;
+            if !matches!(event, TwoPhaseEvent::LockReorged { .. }) {
+                // A lock appeared after the last "no lock": that word is stale now.
+                self.absent_at[leg] = None;
+            }
         }
         match event {
             TwoPhaseEvent::Tick { now } => {
@@ -245,6 +330,7 @@ impl Machine for TwoPhase {
             TwoPhaseEvent::AdapterHealth { leg, healthy } => {
                 self.unhealthy[*leg] = !healthy;
             }
+            TwoPhaseEvent::LockAbsent { leg, at } => self.lock_absent(*leg, *at)?,
             TwoPhaseEvent::LockObserved { .. }
             | TwoPhaseEvent::LockFinalized { .. }
             | TwoPhaseEvent::LockReorged { .. } => {}
@@ -328,20 +414,10 @@ impl Machine for TwoPhase {
                 }
             }
             (Some(Decision::Aborted), Some(_)) => {
-                // A lock still waiting for finality may yet need a refund: the instance stays
-                // open for it until the escrow's own timeout hands it back to its owner.
-                // So does a leg the hub's wallet locks itself: its lock was submitted at
-                // creation and may surface after the abort, and nobody else would refund it.
-                let pending = |leg: LegId| match legs[leg] {
-                    LegPhase::Locked => true,
-                    LegPhase::LockSeen => self.now < self.spec.leg(leg).timeout,
-                    LegPhase::Unlocked => {
-                        self.spec.leg(leg).locker == Locker::HubWallet
-                            && self.now < self.spec.leg(leg).timeout
-                    }
-                    _ => false,
-                };
-                if pending(LegId::A) || pending(LegId::B) {
+                // Every lock the hub saw is refunded by the hub, even one that becomes final
+                // after its escrow timeout (the customer may be offline); a leg without a
+                // lock ends only on its network's word that none is coming.
+                if self.owes_refund(LegId::A) || self.owes_refund(LegId::B) {
                     (Phase::Refunding, ReasonCode::DeadlinePassedRefunding, false)
                 } else if any(LegPhase::Refunded) {
                     (Phase::Refunded, ReasonCode::Refunded, true)
@@ -546,23 +622,50 @@ mod tests {
         assert_eq!(m.now, 100);
     }
 
-    #[test]
-    fn nothing_locked_expires() {
-        let (mut m, _) = machine(Locker::External, Locker::External);
-        m.step(&TwoPhaseEvent::Tick { now: 150 }).unwrap();
+    fn absent(leg: LegId, at: Timestamp) -> TwoPhaseEvent {
+        TwoPhaseEvent::LockAbsent { leg, at }
+    }
+
+    fn aborted_and_recorded(a: Locker, b: Locker, now: Timestamp) -> TwoPhase {
+        let (mut m, _) = machine(a, b);
+        m.step(&TwoPhaseEvent::Tick { now }).unwrap();
         m.step(&TwoPhaseEvent::DecisionRecorded {
             decision: Decision::Aborted,
             record: record(),
         })
         .unwrap();
+        m
+    }
+
+    #[test]
+    fn nothing_locked_expires_on_the_chains_word() {
+        let mut m = aborted_and_recorded(Locker::External, Locker::External, 150);
+        // No news is not news: the instance waits for a re-read of both escrows.
+        let s = m.status();
+        assert_eq!((s.phase, s.terminal), (Phase::Refunding, false));
+        assert_eq!(m.legs_to_reread(), vec![LegId::A, LegId::B]);
+        // A read from before the escrow timeout (200) does not count: a lock could still
+        // come then, and the hub would owe it a refund.
+        m.step(&absent(LegId::A, 199)).unwrap();
+        m.step(&absent(LegId::B, 200)).unwrap();
+        assert!(!m.status().terminal);
+        m.step(&absent(LegId::A, 200)).unwrap();
         let s = m.status();
         assert_eq!((s.phase, s.terminal), (Phase::Expired, true));
+        assert!(m.legs_to_reread().is_empty());
+        assert!(m.pending_actions().is_empty());
+        // Replaying the read changes nothing; an older one does not move it back.
+        let before = m.clone();
+        m.step(&absent(LegId::A, 200)).unwrap();
+        m.step(&absent(LegId::A, 150)).unwrap();
+        assert_eq!(m, before);
         // A late lock reopens the instance while it waits for finality, and is refunded.
         m.step(&TwoPhaseEvent::LockObserved {
             leg: LegId::B,
             lock: obs(&m, LegId::B, "late"),
         })
         .unwrap();
+        assert_eq!(m.absent_at.b, None, "the earlier read is stale now");
         let s = m.status();
         assert_eq!((s.phase, s.terminal), (Phase::Refunding, false));
         let actions = m.step(&finalized(&m, LegId::B, "late")).unwrap();
@@ -571,6 +674,139 @@ mod tests {
             [Action::Refund { leg: LegId::B, .. }]
         ));
         assert_eq!(m.status().phase, Phase::Refunding);
+    }
+
+    #[test]
+    fn a_lock_made_after_the_abort_is_refunded_too() {
+        let mut m = aborted_and_recorded(Locker::HubWallet, Locker::External, 150);
+        // The party locks after the deadline, before the escrow timeout: too late to take
+        // part, but the hub still gives it back.
+        m.step(&finalized(&m, LegId::B, "tb")).unwrap();
+        let actions = m.pending_actions();
+        assert!(matches!(
+            actions[..],
+            [Action::Refund { leg: LegId::B, .. }]
+        ));
+        m.step(&TwoPhaseEvent::Refunded {
+            leg: LegId::B,
+            tx: TxId("rb".into()),
+        })
+        .unwrap();
+        // The wallet's lock on A never surfaced; a read at A's timeout ends the instance.
+        m.step(&absent(LegId::A, 199)).unwrap();
+        assert_eq!(m.status().phase, Phase::Refunding);
+        m.step(&absent(LegId::A, 200)).unwrap();
+        assert_eq!(m.status().phase, Phase::Refunded);
+    }
+
+    /// The gap found by the kill -9 trials: after the abort, leg B's lock is seen, and it
+    /// becomes final only after B's escrow timeout (the hub was down, the network slow).
+    /// The hub still refunds it, and the instance ends refunded, not expired.
+    #[test]
+    fn a_lock_seen_final_after_its_escrow_timeout_is_refunded() {
+        let (mut m, _) = machine(Locker::External, Locker::External);
+        m.step(&finalized(&m, LegId::A, "ta")).unwrap();
+        m.step(&TwoPhaseEvent::Tick { now: 100 }).unwrap();
+        let actions = m
+            .step(&TwoPhaseEvent::DecisionRecorded {
+                decision: Decision::Aborted,
+                record: record(),
+            })
+            .unwrap();
+        assert!(matches!(
+            actions[..],
+            [Action::Refund { leg: LegId::A, .. }]
+        ));
+        m.step(&TwoPhaseEvent::Refunded {
+            leg: LegId::A,
+            tx: TxId("ra".into()),
+        })
+        .unwrap();
+        m.step(&TwoPhaseEvent::LockObserved {
+            leg: LegId::B,
+            lock: obs(&m, LegId::B, "tb"),
+        })
+        .unwrap();
+        // Past B's escrow timeout (200) with B's lock seen but not final: still open.
+        m.step(&TwoPhaseEvent::Tick { now: 260 }).unwrap();
+        let s = m.status();
+        assert_eq!((s.phase, s.terminal), (Phase::Refunding, false), "{s:?}");
+        assert_eq!(m.legs_to_reread(), vec![LegId::B]);
+        let actions = m.step(&finalized(&m, LegId::B, "tb")).unwrap();
+        let lock_id = m.lock_id(LegId::B);
+        assert_eq!(
+            actions,
+            vec![Action::Refund {
+                leg: LegId::B,
+                lock_id,
+                authority: RefundAuthority::HubRecord(record()),
+            }]
+        );
+        assert!(!m.status().terminal);
+        m.step(&TwoPhaseEvent::Refunded {
+            leg: LegId::B,
+            tx: TxId("rb".into()),
+        })
+        .unwrap();
+        let s = m.status();
+        assert_eq!(
+            (s.phase, s.reason, s.terminal),
+            (Phase::Refunded, ReasonCode::Refunded, true)
+        );
+        assert!(m.pending_actions().is_empty());
+        assert!(m.legs_to_reread().is_empty());
+    }
+
+    /// A seen lock whose reorg is never reported does not keep the instance open forever:
+    /// the sweep's re-read finds no lock, which withdraws it.
+    #[test]
+    fn a_seen_lock_the_chain_no_longer_holds_is_withdrawn_by_a_reread() {
+        let (mut m, _) = machine(Locker::External, Locker::External);
+        m.step(&TwoPhaseEvent::LockObserved {
+            leg: LegId::A,
+            lock: obs(&m, LegId::A, "ta"),
+        })
+        .unwrap();
+        assert_eq!(m.legs_to_reread(), vec![LegId::A], "seen legs are re-read");
+        m.step(&absent(LegId::A, 50)).unwrap();
+        assert_eq!(m.legs.a, LegState::Unlocked);
+        assert!(
+            m.legs_to_reread().is_empty(),
+            "nothing to re-read before a decision"
+        );
+        m.step(&TwoPhaseEvent::Tick { now: 120 }).unwrap();
+        m.step(&TwoPhaseEvent::DecisionRecorded {
+            decision: Decision::Aborted,
+            record: record(),
+        })
+        .unwrap();
+        assert!(
+            !m.status().terminal,
+            "the read at 50 predates the escrow timeout"
+        );
+        m.step(&absent(LegId::A, 200)).unwrap();
+        m.step(&absent(LegId::B, 200)).unwrap();
+        assert_eq!(m.status().phase, Phase::Expired);
+    }
+
+    #[test]
+    fn a_final_lock_the_chain_no_longer_holds_is_an_alarm() {
+        let (mut m, _) = machine(Locker::External, Locker::External);
+        m.step(&finalized(&m, LegId::A, "ta")).unwrap();
+        let before = m.clone();
+        let err = m.step(&absent(LegId::A, 10)).unwrap_err();
+        assert_eq!(err.code(), "reorg_after_finality");
+        assert!(err.is_alarm());
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn state_stored_before_rereads_existed_still_loads() {
+        let (m, _) = machine(Locker::External, Locker::External);
+        let mut json = serde_json::to_value(&m).unwrap();
+        json.as_object_mut().unwrap().remove("absent_at");
+        let back: TwoPhase = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]
@@ -660,6 +896,11 @@ mod tests {
     #[test]
     fn vault_locks_only_after_the_customer_lock_is_final() {
         let (mut m, actions) = machine(Locker::HubWallet, Locker::ProviderVault);
+        assert_eq!(
+            m.legs_to_reread(),
+            vec![LegId::A],
+            "a lock the hub keeps submitting is re-read: its report may be lost"
+        );
         assert_eq!(
             actions,
             vec![Action::SubmitLock {

@@ -94,6 +94,15 @@ impl Contract {
         }
     }
 
+    /// Legs whose escrow the hub's sweep should re-read from the adapter (see
+    /// [`TwoPhase::legs_to_reread`]). HTLC swaps rely on the event stream alone for now.
+    pub fn legs_to_reread(&self) -> Vec<isthmus_lock_contracts::LegId> {
+        match self {
+            Contract::TwoPhase(m) => m.legs_to_reread(),
+            Contract::Htlc(_) => Vec::new(),
+        }
+    }
+
     /// Whether `action` is still called for at hub time `now`. Checked on a throw-away copy
     /// advanced to `now`, so an action that went stale while it waited in a queue (a claim
     /// after its timelock, a lock after an abort) is dropped even before the next tick is

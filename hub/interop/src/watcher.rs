@@ -4,10 +4,19 @@
 //! The subscription is durable: the checkpoint is stored only after every event of a page
 //! has been applied (and journalled) by the driver, so a crash replays at most one page,
 //! and replayed events are no-ops.
+//!
+//! The event stream is not the only source: an adapter restarted with its event log in
+//! memory, a shallow reorg that is never reported, or a lock that surfaces while the hub
+//! is down can leave an instance without news. So the watcher also sweeps: every few polls
+//! it re-reads, through [`Adapter::lock_state`], the escrow of each leg a two-phase
+//! instance asks about ([`TwoPhase::legs_to_reread`]) and applies what the chain says. An
+//! aborted transfer ends only on that word.
+//!
+//! [`TwoPhase::legs_to_reread`]: isthmus_lock_contracts::TwoPhase::legs_to_reread
 
 use crate::contract::{Contract, ContractEvent};
 use crate::driver::Driver;
-use isthmus_adapter_api::{Adapter, AdapterError, Checkpoint, EventKind};
+use isthmus_adapter_api::{Adapter, AdapterError, Checkpoint, EventKind, LockStatus, OnChainLock};
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::{
     HtlcEvent, InstanceId, LegId, LegState, LockId, LockObservation, TwoPhaseEvent, TxId,
@@ -16,6 +25,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The sweep re-reads escrows once per this many idle polls.
+const REREAD_EVERY_POLLS: u32 = 10;
 
 pub struct Watcher {
     pub network: NetworkId,
@@ -229,6 +242,92 @@ impl Watcher {
         })
     }
 
+    /// The sweep: re-read the escrow of every leg on this network that an unfinished
+    /// two-phase instance asks about, and apply what the chain says. Returns how many
+    /// instances changed. An unreachable adapter is left for the next sweep.
+    pub async fn reread(&self) -> usize {
+        let Ok(all) = self.driver.journal().all() else {
+            return 0;
+        };
+        let mut changed = 0;
+        for inst in all {
+            let Contract::TwoPhase(m) = &inst.contract else {
+                continue;
+            };
+            for leg in m.legs_to_reread() {
+                if m.spec.leg(leg).network != self.network {
+                    continue;
+                }
+                let at = (self.clock)();
+                let events = match self.adapter.lock_state(&m.lock_id(leg)).await {
+                    Ok(state) => self.reread_events(m, leg, state, at).await,
+                    Err(e) => Err(e),
+                };
+                let events = match events {
+                    Ok(evs) => evs,
+                    Err(err) => {
+                        tracing::warn!(network = %self.network, instance = %m.id, %leg, %err, "escrow re-read failed; will retry");
+                        continue;
+                    }
+                };
+                for ev in events {
+                    match self
+                        .driver
+                        .apply(m.id, ContractEvent::TwoPhase(ev), at)
+                        .await
+                    {
+                        Ok(after) if after.seq != inst.seq => changed += 1,
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::warn!(network = %self.network, instance = %m.id, %leg, %err, "re-read refused")
+                        }
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// What an escrow's on-chain state says to the machine. A refund goes first (it is
+    /// accepted before the lock's finality and aborts an undecided instance), a release
+    /// last (only a final lock is released); finality comes with verified evidence.
+    async fn reread_events(
+        &self,
+        m: &isthmus_lock_contracts::TwoPhase,
+        leg: LegId,
+        state: Option<OnChainLock>,
+        at: u64,
+    ) -> Result<Vec<TwoPhaseEvent>, AdapterError> {
+        let Some(state) = state else {
+            return Ok(vec![TwoPhaseEvent::LockAbsent { leg, at }]);
+        };
+        let mut out = Vec::new();
+        if let LockStatus::Refunded { tx } = &state.status {
+            out.push(TwoPhaseEvent::Refunded {
+                leg,
+                tx: tx.clone(),
+            });
+        }
+        let lock = state.observation;
+        if !state.is_final {
+            out.push(TwoPhaseEvent::LockObserved { leg, lock });
+        } else if !m.legs[leg].is_final() && m.legs[leg].settlement().is_none() {
+            let evidence = self.evidence_for(&lock).await?;
+            out.push(TwoPhaseEvent::LockFinalized {
+                leg,
+                lock,
+                evidence,
+            });
+        }
+        if let LockStatus::Released { tx } = &state.status {
+            out.push(TwoPhaseEvent::Released {
+                leg,
+                tx: tx.clone(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Follow the network until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -240,7 +339,14 @@ impl Watcher {
             }
         };
         let mut backoff = self.idle_poll;
+        // The first sweep runs at once: after a restart, that is the recovery.
+        let reread_every = (self.idle_poll * REREAD_EVERY_POLLS).max(Duration::from_millis(50));
+        let mut next_reread = Instant::now();
         loop {
+            if Instant::now() >= next_reread {
+                self.reread().await;
+                next_reread = Instant::now() + reread_every;
+            }
             let wait = match self.adapter.events_since(cp, self.page).await {
                 Ok(page) => {
                     let targets = self.targets();

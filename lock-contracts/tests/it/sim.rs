@@ -1,6 +1,7 @@
 //! A simulated world for the contract machines: two ledgers with escrows, a hub that persists
-//! the machine (and may crash), an inbox of chain observations delivered late, twice or out
-//! of order, and a fairness clock that lets time pass only as far as a live hub would allow.
+//! the machine (and may crash, in some worlds losing the observations it had not applied),
+//! an inbox of chain observations delivered late, twice or out of order, and a fairness clock
+//! that lets time pass only as far as a live hub would allow.
 
 use isthmus_core::{Hash32, HashAlgo, NetworkId};
 use isthmus_lock_contracts::*;
@@ -24,6 +25,16 @@ pub struct Ledger {
     pub counter: u32,
     /// When the current lock was included, while it is not final.
     pub included_at: Option<Timestamp>,
+    /// The escrow refuses a lock from this time on (as the native escrow does).
+    pub timeout: Timestamp,
+}
+
+/// What the hub learns by re-reading an escrow (the adapter's lock state).
+#[derive(Debug, Clone)]
+pub struct EscrowRead {
+    /// The lock, with its evidence once final.
+    pub lock: Option<(LockObservation, Option<EvidenceRef>)>,
+    pub settled: Option<(Settlement, TxId)>,
 }
 
 pub const INITIAL: u128 = 1_000_000;
@@ -44,6 +55,7 @@ impl Ledger {
             initial: INITIAL,
             counter: 0,
             included_at: None,
+            timeout: spec.timeout,
         }
     }
 
@@ -59,9 +71,28 @@ impl Ledger {
         }
     }
 
-    /// Include a lock tx; the escrow holds one lock per lock id.
+    fn evidence(&self, tx: &TxId) -> EvidenceRef {
+        EvidenceRef {
+            height: u64::from(self.counter) + 6,
+            digest: HashAlgo::Sha256.digest(tx.0.as_bytes()),
+        }
+    }
+
+    /// The escrow's state, as an adapter's lock-state query reports it.
+    pub fn read(&self) -> EscrowRead {
+        EscrowRead {
+            lock: self.lock.as_ref().map(|(tx, block, fin)| {
+                let evidence = fin.then(|| self.evidence(tx));
+                (self.observation(tx, *block), evidence)
+            }),
+            settled: self.settled.clone(),
+        }
+    }
+
+    /// Include a lock tx; the escrow holds one lock per lock id and refuses one whose
+    /// timeout has passed.
     pub fn include_lock(&mut self, now: Timestamp) -> Option<LockObservation> {
-        if self.lock.is_some() || self.settled.is_some() {
+        if self.lock.is_some() || self.settled.is_some() || now >= self.timeout {
             return None;
         }
         self.counter += 1;
@@ -83,10 +114,7 @@ impl Ledger {
         *fin = true;
         self.included_at = None;
         let (tx, block) = (tx.clone(), *block);
-        let ev = EvidenceRef {
-            height: u64::from(self.counter) + 6,
-            digest: HashAlgo::Sha256.digest(tx.0.as_bytes()),
-        };
+        let ev = self.evidence(&tx);
         Some((self.observation(&tx, block), ev))
     }
 
@@ -333,7 +361,11 @@ pub enum Common {
     Tick(u8),
     Deliver(usize),
     Duplicate(usize),
-    Crash,
+    /// kill -9 of the hub. With `lose_observations`, in a world whose hub re-reads the
+    /// escrows ([`Core::lossy_crashes`]), the observations it had not applied are gone.
+    Crash {
+        lose_observations: bool,
+    },
     Retry,
 }
 
@@ -350,7 +382,7 @@ pub fn common() -> impl proptest::strategy::Strategy<Value = Common> {
         3 => any::<u8>().prop_map(Common::Tick),
         6 => any::<usize>().prop_map(Common::Deliver),
         2 => any::<usize>().prop_map(Common::Duplicate),
-        1 => Just(Common::Crash),
+        1 => any::<bool>().prop_map(|lose_observations| Common::Crash { lose_observations }),
         1 => Just(Common::Retry),
     ]
 }
@@ -367,6 +399,9 @@ pub struct Core<M: Machine> {
     /// Drop queued actions that are no longer due when their turn comes (what the hub's
     /// driver does); when false, stale actions run anyway (the worst case).
     pub revalidate: bool,
+    /// Crashes may lose the queued observations: only for a hub whose sweep re-reads the
+    /// escrows from their adapters, which are the truth.
+    pub lossy_crashes: bool,
 }
 
 impl<M> Core<M>
@@ -390,6 +425,7 @@ where
             lockers,
             fair_bound,
             revalidate: false,
+            lossy_crashes: false,
         }
     }
 
@@ -447,7 +483,17 @@ where
                 }
             }
             Common::Duplicate(pick) => self.inbox.duplicate(now, pick),
-            Common::Crash => self.hub.crash_and_restart(),
+            Common::Crash { lose_observations } => {
+                self.hub.crash_and_restart();
+                if lose_observations && self.lossy_crashes {
+                    self.inbox.queue.clear();
+                    // The restarted hub reads its clock; the ticks it lost are not news.
+                    let tick = M::Event::tick(now);
+                    if let Err(r) = self.hub.step(&tick) {
+                        panic!("tick {tick:?} rejected: {r}");
+                    }
+                }
+            }
             Common::Retry => self.hub.retry(),
         }
     }

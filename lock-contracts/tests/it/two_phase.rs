@@ -1,5 +1,8 @@
 //! Property tests of the two-phase lock over random interleavings, duplicated and reordered
-//! observations, reorgs before finality, hub crashes with replay, and delays.
+//! observations, reorgs before finality, hub crashes with replay (some losing every
+//! observation the hub had not applied), and delays. The hub's sweep re-reads the escrows
+//! the machine asks about ([`TwoPhase::legs_to_reread`]); that, not the event stream, is
+//! what liveness rests on.
 
 use crate::sim::*;
 use isthmus_lock_contracts::*;
@@ -16,6 +19,8 @@ enum Op {
     PartyLock(LegId),
     Execute(usize),
     OwnerTimeoutRefund(LegId),
+    /// The hub's sweep re-reads the escrows.
+    Reread,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -24,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => leg().prop_map(Op::PartyLock),
         4 => any::<usize>().prop_map(Op::Execute),
         1 => leg().prop_map(Op::OwnerTimeoutRefund),
+        2 => Just(Op::Reread),
     ]
 }
 
@@ -67,8 +73,10 @@ impl World {
             Ledger::new(LegId::A, m.lock_id(LegId::A), &spec.a),
             Ledger::new(LegId::B, m.lock_id(LegId::B), &spec.b),
         );
+        let mut core = Core::new(m, actions, ledgers, lockers, FAIR);
+        core.lossy_crashes = true;
         World {
-            core: Core::new(m, actions, ledgers, lockers, FAIR),
+            core,
             hub_chain: None,
         }
     }
@@ -96,6 +104,7 @@ impl World {
                     c.inbox.push(c.now, TwoPhaseEvent::Refunded { leg, tx });
                 }
             }
+            Op::Reread => reread(c),
         }
         c.settle_fairness();
         check(c);
@@ -104,6 +113,8 @@ impl World {
     /// A live, fair hub and honest networks until the instance ends.
     fn drain(&mut self) {
         for _ in 0..500 {
+            reread(&mut self.core);
+            check(&self.core);
             let chain = &mut self.hub_chain;
             if self.core.drain_round(|c, a| {
                 execute(c, chain, a);
@@ -159,6 +170,43 @@ fn execute(c: &mut Core<TwoPhase>, hub_chain: &mut HubChain, action: Action) {
             c.inbox.push(now, TwoPhaseEvent::Refunded { leg, tx });
         }
         Action::Claim { .. } => panic!("a two-phase lock never claims"),
+    }
+}
+
+/// The sweep: for every leg the machine asks about, read the escrow (the adapter's lock
+/// state, which no crash loses) and apply what it says at once. A refund goes first (it is
+/// accepted before the lock's finality and aborts an undecided instance), a release last
+/// (only a final lock is released).
+fn reread(c: &mut Core<TwoPhase>) {
+    for leg in c.hub.live.legs_to_reread() {
+        let read = c.ledgers[leg].read();
+        let mut events = Vec::new();
+        if let Some((Settlement::Refunded, tx)) = &read.settled {
+            events.push(TwoPhaseEvent::Refunded {
+                leg,
+                tx: tx.clone(),
+            });
+        }
+        events.push(match read.lock {
+            None => TwoPhaseEvent::LockAbsent { leg, at: c.now },
+            Some((lock, None)) => TwoPhaseEvent::LockObserved { leg, lock },
+            Some((lock, Some(evidence))) => TwoPhaseEvent::LockFinalized {
+                leg,
+                lock,
+                evidence,
+            },
+        });
+        if let Some((Settlement::Released, tx)) = &read.settled {
+            events.push(TwoPhaseEvent::Released {
+                leg,
+                tx: tx.clone(),
+            });
+        }
+        for ev in events {
+            if let Err(r) = c.hub.step(&ev) {
+                panic!("re-read {ev:?} of an honest escrow rejected: {r}");
+            }
+        }
     }
 }
 

@@ -165,6 +165,14 @@ fn lock_events(m: &TwoPhase, l: LegId) -> Vec<ContractEvent> {
     ]
 }
 
+/// What the watcher's re-read of leg B's escrow reports when B never locked.
+fn absent_at_timeout(m: &TwoPhase) -> ContractEvent {
+    ContractEvent::TwoPhase(TwoPhaseEvent::LockAbsent {
+        leg: LegId::B,
+        at: m.spec.b.timeout,
+    })
+}
+
 fn fast() -> DriverConfig {
     DriverConfig {
         retry_base: Duration::from_millis(5),
@@ -293,6 +301,23 @@ async fn counterparty_never_locks_refunds_after_deadline() {
             .terminal
     );
     node.driver.tick_all(1_000).await.unwrap();
+    // A is refunded, but the transfer stays open: B's escrow could still get a lock until
+    // its timeout, and the hub would owe it a refund.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let inst = node.driver.journal().get(&m.id).unwrap().unwrap();
+        if inst.contract.status().legs.a == LegPhase::Refunded {
+            assert_eq!(inst.contract.status().phase, Phase::Refunding);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a never refunded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The watcher's re-read of B's escrow after its timeout finds no lock: that ends it.
+    node.driver
+        .apply(m.id, absent_at_timeout(&m), 10_000)
+        .await
+        .unwrap();
     let done = wait_terminal(&node.driver, m.id).await;
     assert_eq!(done.contract.status().phase, Phase::Refunded);
     let w = world.escrows.lock().unwrap();
@@ -369,6 +394,9 @@ async fn crash_trials_end_released_or_refunded_never_both() {
             events.extend(lock_events(&m, LegId::B).into_iter().map(|e| (e, 2)));
         }
         events.push((ContractEvent::tick(ContractKind::TwoPhase, 1_000), 1_000));
+        if !counterparty_locks {
+            events.push((absent_at_timeout(&m), 10_000));
+        }
 
         let mut node = boot(dir.path(), world.clone());
         node.driver

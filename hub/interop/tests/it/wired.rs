@@ -67,12 +67,19 @@ struct Hub {
     alpha: Arc<MockAdapter>,
     beta: Arc<MockAdapter>,
     clock: Arc<AtomicU64>,
+    db: sled::Db,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
 fn boot_hub() -> Hub {
+    boot_hub_with(true, true)
+}
+
+/// `beta_mines`: beta produces blocks on its own; `watch_beta`: a watcher follows beta's
+/// events (without one the hub learns about beta only from its sweep's re-reads).
+fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let attester = Keypair::dev("hub-attester");
@@ -116,20 +123,12 @@ fn boot_hub() -> Hub {
             .await
             .unwrap();
     }));
-    for (net, adapter) in [
-        (1u64, alpha.clone() as Arc<dyn Adapter>),
-        (2, beta.clone() as Arc<dyn Adapter>),
-    ] {
-        let c = clock.clone();
-        let w = Watcher {
-            network: NetworkId(net),
-            adapter,
-            driver: driver.clone(),
-            db: db.clone(),
-            clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            page: 100,
-            idle_poll: Duration::from_millis(10),
-        };
+    let mut watched = vec![(1u64, alpha.clone() as Arc<dyn Adapter>)];
+    if watch_beta {
+        watched.push((2, beta.clone() as Arc<dyn Adapter>));
+    }
+    for (net, adapter) in watched {
+        let w = watcher(&driver, &db, &clock, net, adapter);
         let s = until_stop.clone();
         tasks.push(tokio::spawn(async move { w.run(s()).await }));
     }
@@ -137,6 +136,9 @@ fn boot_hub() -> Hub {
     let b = beta.clone();
     let s = until_stop.clone();
     tasks.push(tokio::spawn(async move {
+        if !beta_mines {
+            return;
+        }
         let stop = s();
         tokio::pin!(stop);
         loop {
@@ -163,9 +165,29 @@ fn boot_hub() -> Hub {
         alpha,
         beta,
         clock,
+        db,
         stop,
         tasks,
         _dir: dir,
+    }
+}
+
+fn watcher(
+    driver: &Arc<Driver>,
+    db: &sled::Db,
+    clock: &Arc<AtomicU64>,
+    net: u64,
+    adapter: Arc<dyn Adapter>,
+) -> Watcher {
+    let c = clock.clone();
+    Watcher {
+        network: NetworkId(net),
+        adapter,
+        driver: driver.clone(),
+        db: db.clone(),
+        clock: Arc::new(move || c.load(Ordering::SeqCst)),
+        page: 100,
+        idle_poll: Duration::from_millis(10),
     }
 }
 
@@ -218,22 +240,147 @@ async fn wait_done(hub: &Hub, api_id: &str) -> StoredInstance {
     }
 }
 
-#[tokio::test]
-async fn two_phase_transfer_alpha_to_beta_completes_with_balances() {
-    let hub = boot_hub();
-    let st = hub
-        .backend
+async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let have = hub.bal(net, who).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{who} has {have}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Alice pays bob 100 on alpha (locked by the hub's wallet) for 40 of bob's on beta,
+/// within 300 s.
+async fn alice_pays_bob(hub: &Hub, op: &str, counter_by: LockBy) -> isthmus_hub_api::model::OperationStatus {
+    hub.backend
         .create_transfer(
-            &OpId("tr_wired_1".into()),
+            &OpId(op.into()),
             &customer(),
             CreateTransfer {
                 source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::HubWallet),
+                counter: api_leg("beta", "40", "bob", "alice", counter_by),
                 timeout_secs: 300,
             },
         )
         .await
+        .unwrap()
+}
+
+fn two_phase(hub: &Hub, api_id: &str) -> TwoPhase {
+    match hub
+        .driver
+        .journal()
+        .get_by_api_id(api_id)
+        .unwrap()
+        .unwrap()
+        .contract
+    {
+        Contract::TwoPhase(m) => m,
+        Contract::Htlc(_) => panic!("{api_id} is a swap"),
+    }
+}
+
+/// The gap the kill -9 trials found: after the abort, bob's lock on beta is seen, and it
+/// becomes final only after his escrow's timeout (beta stalled). The hub refunds it all
+/// the same, and the transfer ends refunded, not expired with bob's funds in escrow.
+#[tokio::test]
+async fn a_lock_seen_after_the_abort_and_final_after_its_timeout_is_refunded() {
+    let hub = boot_hub_with(false, true);
+    let st = alice_pays_bob(&hub, "tr_wired_late", LockBy::Owner).await;
+    wait_balance(&hub, &hub.alpha, "alice", 900).await;
+    hub.clock.store(1_301, Ordering::SeqCst);
+    hub.driver.tick_all(1_301).await.unwrap();
+    wait_balance(&hub, &hub.alpha, "alice", 1_000).await;
+    // bob locks late; beta mines no more blocks, so the lock stays seen, not final
+    let m = two_phase(&hub, &st.id);
+    hub.beta
+        .lock(&isthmus_adapter_api::LockRequest {
+            lock_id: m.lock_id(LegId::B),
+            leg: m.spec.b.clone(),
+            terms: isthmus_adapter_api::LockTerms::TwoPhase,
+        })
+        .await
         .unwrap();
+    assert_eq!(hub.bal(&hub.beta, "bob").await, 960);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while two_phase(&hub, &st.id).legs.b.phase() != LegPhase::LockSeen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's lock never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // past bob's escrow timeout, with several sweeps: still open, still owed a refund
+    let past = m.spec.b.timeout + 50;
+    hub.clock.store(past, Ordering::SeqCst);
+    hub.driver.tick_all(past).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = two_phase(&hub, &st.id).status();
+    assert_eq!((s.phase, s.terminal), (Phase::Refunding, false), "{s:?}");
+    assert_eq!(s.legs.b, LegPhase::LockSeen);
+    // beta moves on: the lock is final, and the hub refunds it
+    hub.beta.mine(3);
+    let done = wait_done(&hub, &st.id).await;
+    let s = done.contract.status();
+    assert_eq!(
+        (s.phase, s.legs.b),
+        (Phase::Refunded, LegPhase::Refunded),
+        "{s:?}"
+    );
+    assert_eq!(hub.bal(&hub.beta, "bob").await, 1_000);
+    assert_eq!(hub.bal(&hub.beta, "alice").await, 0);
+    assert_eq!(hub.bal(&hub.alpha, "bob").await, 0);
+    hub.shutdown().await;
+}
+
+/// Nothing of beta's event stream reaches the hub (as after an adapter restart that lost
+/// its event log): the sweep's re-reads of beta's escrows alone carry the transfer through
+/// validation and release.
+#[tokio::test]
+async fn the_sweep_recovers_a_transfer_whose_chain_events_were_lost() {
+    let hub = boot_hub_with(true, false);
+    let st = alice_pays_bob(&hub, "tr_wired_lost", LockBy::HubWallet).await;
+    let beta_sweep = watcher(
+        &hub.driver,
+        &hub.db,
+        &hub.clock,
+        2,
+        hub.beta.clone() as Arc<dyn Adapter>,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut sweeps = 0;
+    let done = loop {
+        let inst = hub.driver.journal().get_by_api_id(&st.id).unwrap().unwrap();
+        if inst.contract.status().terminal {
+            break inst;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: {:?}",
+            inst.contract.status()
+        );
+        sweeps += 1;
+        beta_sweep.reread().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done.contract.status().phase, Phase::Released);
+    assert!(sweeps >= 2, "the lock and its release each needed a sweep");
+    assert_eq!(hub.bal(&hub.beta, "bob").await, 960);
+    assert_eq!(hub.bal(&hub.beta, "alice").await, 40);
+    assert_eq!(hub.bal(&hub.alpha, "bob").await, 100);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_phase_transfer_alpha_to_beta_completes_with_balances() {
+    let hub = boot_hub();
+    let st = alice_pays_bob(&hub, "tr_wired_1", LockBy::HubWallet).await;
     let done = wait_done(&hub, &st.id).await;
     assert_eq!(done.contract.status().phase, Phase::Released);
     assert_eq!(hub.bal(&hub.alpha, "alice").await, 900);
@@ -246,20 +393,8 @@ async fn two_phase_transfer_alpha_to_beta_completes_with_balances() {
 #[tokio::test]
 async fn counterparty_never_locks_both_sides_refunded() {
     let hub = boot_hub();
-    let st = hub
-        .backend
-        .create_transfer(
-            &OpId("tr_wired_2".into()),
-            &customer(),
-            CreateTransfer {
-                source: api_leg("alpha", "100", "alice", "bob", LockBy::HubWallet),
-                // bob must lock himself, and never does
-                counter: api_leg("beta", "40", "bob", "alice", LockBy::Owner),
-                timeout_secs: 300,
-            },
-        )
-        .await
-        .unwrap();
+    // bob must lock himself, and never does
+    let st = alice_pays_bob(&hub, "tr_wired_2", LockBy::Owner).await;
     // alice's lock goes in and becomes final
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while hub.bal(&hub.alpha, "alice").await != 900 {
@@ -269,9 +404,16 @@ async fn counterparty_never_locks_both_sides_refunded() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // time passes beyond the deadline
+    // time passes beyond the deadline: alice is refunded
     hub.clock.store(1_000 + 301, Ordering::SeqCst);
     hub.driver.tick_all(1_301).await.unwrap();
+    wait_balance(&hub, &hub.alpha, "alice", 1_000).await;
+    // bob could still lock until his escrow times out (deadline + release window), and the
+    // hub would refund that too, so the transfer stays open until then
+    let open = hub.driver.journal().get_by_api_id(&st.id).unwrap().unwrap();
+    assert_eq!(open.contract.status().phase, Phase::Refunding);
+    hub.clock.store(1_301 + 600, Ordering::SeqCst);
+    hub.driver.tick_all(1_901).await.unwrap();
     let done = wait_done(&hub, &st.id).await;
     assert_eq!(done.contract.status().phase, Phase::Refunded);
     assert_eq!(hub.bal(&hub.alpha, "alice").await, 1_000);
