@@ -213,6 +213,11 @@ pub struct MessageRelay {
     port: Arc<dyn PacketPort>,
     /// One step at a time: ports sign with one submitter key.
     stepping: tokio::sync::Mutex<()>,
+    /// With a relayer in front: how long (seconds) a committed packet without a receipt is
+    /// left to the relayer before the hub delivers it itself. `None`: at once.
+    relayer_grace: Option<u64>,
+    /// Deliveries the hub made itself (no relayer, or the relayer's grace ran out).
+    direct_deliveries: std::sync::atomic::AtomicU64,
 }
 
 impl MessageRelay {
@@ -224,7 +229,40 @@ impl MessageRelay {
             tree,
             port,
             stepping: tokio::sync::Mutex::new(()),
+            relayer_grace: None,
+            direct_deliveries: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Packets reach their destination through a relayer ([`deliver_relayed`]
+    /// (Self::deliver_relayed)); the hub delivers a committed packet itself only once it
+    /// has waited `grace_secs` without a receipt (a stalled relayer, or a crash between the
+    /// ingress's receipt and the delivery). Timeouts are still proven by the hub.
+    pub fn with_relayer(mut self, grace_secs: u64) -> MessageRelay {
+        self.relayer_grace = Some(grace_secs);
+        self
+    }
+
+    /// How many deliveries the hub made itself rather than for a relayer.
+    pub fn direct_deliveries(&self) -> u64 {
+        self.direct_deliveries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Deliver a packet a relayer carried (verified by the hub's ingress) on its
+    /// destination, one step at a time with [`step`](Self::step) (one submitter key).
+    /// Returns whether this call delivered it: `false` when the destination already has a
+    /// receipt, or when its time passed the packet's timeout (left to the timeout proof).
+    pub async fn deliver_relayed(&self, packet: &Packet) -> Result<bool, MessageError> {
+        let _one = self.stepping.lock().await;
+        let p = &self.port;
+        if p.receipt(packet).await?.is_some()
+            || p.time(packet.channel.destination).await? >= packet.timeout
+        {
+            return Ok(false);
+        }
+        p.deliver(packet).await?;
+        Ok(p.receipt(packet).await?.is_some())
     }
 
     pub fn get(&self, api_id: &str) -> Result<Option<MessageRecord>, MessageError> {
@@ -293,7 +331,7 @@ impl MessageRelay {
         let mut rec = self
             .get(api_id)?
             .ok_or_else(|| MessageError::NotFound(api_id.to_owned()))?;
-        let next = match self.advance(&rec).await {
+        let next = match self.advance(&rec, now).await {
             Ok(n) => n,
             Err(PortError::Refused(r)) => Some((
                 Phase::Failed {
@@ -315,7 +353,11 @@ impl MessageRelay {
     }
 
     /// The phase the chains show now (`None`: unchanged), acting when they show work left.
-    async fn advance(&self, rec: &MessageRecord) -> Result<Option<(Phase, bool)>, PortError> {
+    async fn advance(
+        &self,
+        rec: &MessageRecord,
+        now: u64,
+    ) -> Result<Option<(Phase, bool)>, PortError> {
         let p = &self.port;
         Ok(match &rec.phase {
             Phase::Committing { ticket } => {
@@ -347,8 +389,16 @@ impl MessageRelay {
                     None => {
                         if p.time(packet.channel.destination).await? >= packet.timeout {
                             p.prove_timeout(packet).await?;
+                        } else if self
+                            .relayer_grace
+                            .is_some_and(|g| now < rec.updated_at.saturating_add(g))
+                        {
+                            // The relayer's turn: nothing to record yet.
+                            return Ok(None);
                         } else {
                             p.deliver(packet).await?;
+                            self.direct_deliveries
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         p.receipt(packet).await?
                     }
@@ -838,6 +888,38 @@ mod tests {
             ("timed_out", true)
         );
         assert_eq!(*port.deliveries.lock().unwrap(), 0);
+    }
+
+    /// With a relayer in front, the hub waits for it: the relayed delivery lands once, a
+    /// second relayed copy changes nothing, and the hub delivers itself only after the grace.
+    #[tokio::test]
+    async fn a_relayer_delivers_first_and_the_hub_only_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let port = Arc::new(Fake::default());
+        let r = relay(&db, &port).with_relayer(10);
+        let rec = r.create("m", spec(100), 1).await.unwrap();
+        let packet = rec.phase.packet().unwrap().clone();
+        assert_eq!(r.step("m", 5).await.unwrap().phase.name(), "committed");
+        assert_eq!(*port.deliveries.lock().unwrap(), 0, "the relayer's turn");
+        assert!(r.deliver_relayed(&packet).await.unwrap());
+        assert!(
+            !r.deliver_relayed(&packet).await.unwrap(),
+            "already delivered"
+        );
+        assert_eq!(r.step("m", 6).await.unwrap().phase.name(), "delivered");
+        assert_eq!(*port.deliveries.lock().unwrap(), 1);
+        assert_eq!(r.direct_deliveries(), 0);
+
+        // No relayer shows up: once the grace has passed, the hub delivers itself.
+        let port = Arc::new(Fake::default());
+        let r = MessageRelay::open(db.clone(), port.clone())
+            .unwrap()
+            .with_relayer(10);
+        r.create("n", spec(100), 20).await.unwrap();
+        assert_eq!(r.step("n", 29).await.unwrap().phase.name(), "committed");
+        assert_eq!(r.step("n", 30).await.unwrap().phase.name(), "delivered");
+        assert_eq!(r.direct_deliveries(), 1);
     }
 
     /// A source that settled the other way is a failure, not a silent success.

@@ -42,7 +42,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the whole hub in one process: hub chain, networks `alpha` (PoW) and `beta` (PoS),
-    /// interop core and HTTP API, with funded demo accounts
+    /// interop core, an in-process relayer on QUIC and the HTTP API, with funded demo
+    /// accounts
     Up(UpArgs),
     /// Network configuration files
     Config {
@@ -86,6 +87,17 @@ struct UpArgs {
     /// How long escrows stay locked after a transfer's deadline (release window)
     #[arg(long, default_value_t = 60)]
     release_window_secs: u64,
+    /// The hub's QUIC packet ingress, where the in-process relayer delivers (port 0: any
+    /// free port)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    relay_listen: SocketAddr,
+    /// Prometheus metrics of the relayer and the ingress, served as `GET /metrics` (port 0:
+    /// any free port)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics: SocketAddr,
+    /// Seconds a message waits for the relayer before the hub delivers it itself
+    #[arg(long, default_value_t = 10)]
+    relay_fallback_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +289,11 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
     opts.block_ms = args.block_ms.max(20);
     opts.htlc_delta_secs = args.htlc_delta_secs;
     opts.release_window_secs = args.release_window_secs;
+    opts.relay = up::relay::RelayOptions {
+        listen: args.relay_listen,
+        metrics: args.metrics,
+        fallback_secs: args.relay_fallback_secs,
+    };
     let hub = up::start(opts).await?;
     hub.publish()?;
     println!("{}", up::demo::banner(&hub, args.htlc_delta_secs));

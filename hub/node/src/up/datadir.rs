@@ -129,6 +129,12 @@ impl DataDir {
         self.root.join("interop")
     }
 
+    /// The in-process relayer's own database (its outboxes and source checkpoints), apart
+    /// from the hub's, as a separate relayer process would keep it.
+    pub fn relayer_dir(&self) -> PathBuf {
+        self.root.join("relayer")
+    }
+
     pub fn up_json(&self) -> PathBuf {
         self.root.join("up.json")
     }

@@ -37,6 +37,15 @@ pub fn swap_body(initiator_timeout: u64, participant_timeout: u64) -> Value {
     })
 }
 
+/// Body of the example message: alice on alpha sends `hello beta` to bob on beta.
+pub fn message_body(timeout_secs: u64) -> Value {
+    json!({
+        "source": "alpha", "destination": "beta",
+        "sender": account_address("alice").0, "recipient": account_address("bob").0,
+        "payload_hex": hex::encode("hello beta"), "timeout_secs": timeout_secs
+    })
+}
+
 /// Timelocks for the example swap under margin `delta`.
 pub fn swap_timeouts(delta: u64) -> (u64, u64) {
     (120 + delta + 60, 120)
@@ -54,8 +63,10 @@ pub fn banner(hub: &RunningHub, delta: u64) -> String {
          \x20 api            {api}\n\
          \x20 dev api key    {key}   (role: customer)\n\
          \x20 provider key   {}   (role: provider: may read, may not move value)\n\
-         \x20 networks       hub (PoS, 1 validator)  alpha (PoW, sha256)  beta (PoS)\n",
-        i.pid, i.provider_key
+         \x20 networks       hub (PoS, 1 validator)  alpha (PoW, sha256)  beta (PoS)\n\
+         \x20 relayer        in process: alpha->hub and beta->hub over QUIC to the hub's packet ingress {} (messages travel this way)\n\
+         \x20 metrics        http://{}/metrics   (Prometheus: backlog, oldest pending, relayed, failed, retries per relayer link)\n",
+        i.pid, i.provider_key, i.relay_ingress, i.metrics
     ));
     for (who, addr) in &i.accounts {
         s.push_str(&format!(
@@ -124,6 +135,34 @@ impl Client {
             bail!("GET {path} answered {code}: {v}");
         }
         Ok(v)
+    }
+}
+
+impl Client {
+    /// POST a new operation of `kind` (`transfers`, `swaps`, `messages`): its id and the
+    /// answer.
+    async fn create(
+        &self,
+        kind: &str,
+        idem: &str,
+        body: &Value,
+    ) -> anyhow::Result<(String, Value)> {
+        let path = format!("/v1/{kind}");
+        let created = self.post(&path, idem, body).await?;
+        let id = created["id"]
+            .as_str()
+            .with_context(|| format!("POST {path} answered no id: {created}"))?
+            .to_owned();
+        Ok((id, created))
+    }
+
+    /// Follow operation `id` to its end, printing each change; fails unless it ends `want`.
+    async fn finish(&self, kind: &str, id: &str, want: &str) -> anyhow::Result<Value> {
+        let done = follow(self, &format!("/v1/{kind}/{id}"), Duration::from_secs(180)).await?;
+        if done["state"] != json!(want) {
+            bail!("demo {kind} {id} ended `{}`, not {want}", done["state"]);
+        }
+        Ok(done)
     }
 }
 
@@ -210,27 +249,20 @@ pub async fn run(hub: &RunningHub, delta: u64) -> anyhow::Result<(String, String
         key: hub.info.customer_key.clone(),
     };
     let run_tag = super::now_secs();
-    println!("\ndemo 1/2: two-phase transfer: alice pays 100 on alpha to bob, bob pays 40 on beta to alice");
+    println!("\ndemo 1/3: two-phase transfer: alice pays 100 on alpha to bob, bob pays 40 on beta to alice");
     println!("  both locks must be final (alpha: PoW confirmations, beta: PoS commit certificate)");
     println!("  before the hub records `validated` on its chain and releases both");
     let before = balances(hub).await?;
     print_balances("before", &before, None);
-    let created = c
-        .post(
-            "/v1/transfers",
+    let (id, _) = c
+        .create(
+            "transfers",
             &format!("demo-transfer-{run_tag}"),
             &transfer_body(100, 40, 120),
         )
         .await?;
-    let id = created["id"]
-        .as_str()
-        .context("transfer answer has no id")?
-        .to_owned();
     println!("  POST /v1/transfers -> {id}");
-    let done = follow(&c, &format!("/v1/transfers/{id}"), Duration::from_secs(180)).await?;
-    if done["state"] != json!("released") {
-        bail!("demo transfer {id} ended `{}`, not released", done["state"]);
-    }
+    let done = c.finish("transfers", &id, "released").await?;
     println!(
         "  hub decision recorded on the hub chain: {}",
         done["detail"]["hub_record"]
@@ -238,30 +270,46 @@ pub async fn run(hub: &RunningHub, delta: u64) -> anyhow::Result<(String, String
     let mid = balances(hub).await?;
     print_balances("after", &mid, Some(&before));
 
-    println!("\ndemo 2/2: HTLC swap: alice's 5 on alpha for bob's 7 on beta (sha256 hashlock, hub-held secret)");
+    println!("\ndemo 2/3: HTLC swap: alice's 5 on alpha for bob's 7 on beta (sha256 hashlock, hub-held secret)");
     let (t1, t2) = swap_timeouts(delta);
-    let created = c
-        .post(
-            "/v1/swaps",
-            &format!("demo-swap-{run_tag}"),
-            &swap_body(t1, t2),
-        )
+    let (sid, created) = c
+        .create("swaps", &format!("demo-swap-{run_tag}"), &swap_body(t1, t2))
         .await?;
-    let sid = created["id"]
-        .as_str()
-        .context("swap answer has no id")?
-        .to_owned();
     println!(
         "  POST /v1/swaps -> {sid} (hashlock {}, T1 {t1}s > T2 {t2}s + delta {delta}s)",
         created["detail"]["hashlock"].as_str().unwrap_or("?")
     );
-    let done = follow(&c, &format!("/v1/swaps/{sid}"), Duration::from_secs(180)).await?;
-    if done["state"] != json!("completed") {
-        bail!("demo swap {sid} ended `{}`, not completed", done["state"]);
-    }
+    c.finish("swaps", &sid, "completed").await?;
     let after = balances(hub).await?;
     print_balances("after", &after, Some(&mid));
-    println!("\ndemo complete: transfer {id} released, swap {sid} completed");
+
+    println!("\ndemo 3/3: message: alice on alpha sends \"hello beta\" to bob on beta");
+    println!("  the in-process relayer sees it committed on alpha and carries it over QUIC to the");
+    println!("  hub's ingress, which checks alpha's attestation; the hub delivers it on beta");
+    println!("  and settles the acknowledgement back on alpha");
+    let (mid, _) = c
+        .create(
+            "messages",
+            &format!("demo-message-{run_tag}"),
+            &message_body(120),
+        )
+        .await?;
+    println!("  POST /v1/messages -> {mid}");
+    c.finish("messages", &mid, "acknowledged").await?;
+    if let Some(s) = hub.relay_links.get("alpha") {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "  relayer link alpha->hub: {} delivered, {} duplicate, {} refused, {} retries (http://{}/metrics)",
+            n(&s.delivered),
+            n(&s.duplicates),
+            n(&s.failed),
+            n(&s.retries),
+            hub.info.metrics
+        );
+    }
+    println!(
+        "\ndemo complete: transfer {id} released, swap {sid} completed, message {mid} acknowledged"
+    );
     println!("the hub keeps running: repeat both with the curl commands above (Ctrl-C stops it)");
     Ok((id, sid))
 }

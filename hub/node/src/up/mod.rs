@@ -6,11 +6,17 @@
 //! the HTTP API; it funds two demo accounts whose keys the hub's wallet service keeps (sealed at rest). Everything
 //! durable lives under the data directory, so a restart resumes every unfinished
 //! transfer and swap where the journal left it.
+//!
+//! Messages travel the relayer path: an in-process relayer (its own key and database)
+//! watches `alpha` and `beta` and carries every committed packet over QUIC to the hub's
+//! packet ingress, whose verified packets the message relay delivers (see [`relay`]). The
+//! hub delivers a message itself only when the relayer has not within a grace period.
 
 pub mod datadir;
 pub mod demo;
 pub mod directory;
 pub mod nets;
+pub mod relay;
 
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
@@ -57,6 +63,8 @@ pub struct UpOptions {
     pub release_window_secs: u64,
     /// How often the driver re-derives outstanding actions (crash recovery included).
     pub sweep: Duration,
+    /// The relayer path: QUIC ingress and metrics addresses, fallback grace.
+    pub relay: relay::RelayOptions,
 }
 
 impl UpOptions {
@@ -68,6 +76,7 @@ impl UpOptions {
             htlc_delta_secs: 30,
             release_window_secs: 60,
             sweep: Duration::from_millis(500),
+            relay: relay::RelayOptions::default(),
         }
     }
 }
@@ -89,6 +98,13 @@ pub struct UpInfo {
     /// The key whose anchors of every contract transition the hub chain's `audit` module
     /// holds.
     pub auditor: String,
+    /// The hub's QUIC packet ingress, and the identity its certificate is pinned to.
+    pub relay_ingress: SocketAddr,
+    pub relay_ingress_id: String,
+    /// The in-process relayer's identity (the only one the ingress admits).
+    pub relayer: String,
+    /// Prometheus metrics of the relayer and the ingress (`GET /metrics`).
+    pub metrics: SocketAddr,
 }
 
 /// The hub's clock: unix seconds.
@@ -109,10 +125,13 @@ pub struct RunningHub {
     /// in-process benchmarks that drive the chain steps without the hub. Never printed.
     pub ledger: Arc<dyn HubLedger>,
     pub attester: Keypair,
+    /// The in-process relayer's counters per link (`alpha`, `beta`).
+    pub relay_links: BTreeMap<String, Arc<isthmus_relayer::RelayerStats>>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
     nodes: Vec<RunningNode>,
     db: sled::Db,
+    relayer_db: sled::Db,
     _dir: DataDir,
 }
 
@@ -256,6 +275,10 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
                 block_ms: opts.block_ms,
                 data: opts.data.display().to_string(),
                 auditor: auditor_id,
+                relay_ingress: parts.relay.ingress,
+                relay_ingress_id: parts.relay.ingress_id.to_string(),
+                relayer: parts.relay.relayer_id.to_string(),
+                metrics: parts.relay.metrics,
             },
             adapters: parts.adapters,
             hub_chain: parts.hub_chain,
@@ -266,6 +289,8 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
             tasks,
             nodes,
             db: parts.db,
+            relay_links: parts.relay.links,
+            relayer_db: parts.relay.db,
             _dir: parts.dir,
         }),
         Err(e) => {
@@ -286,6 +311,7 @@ struct Wired {
     ledger: Arc<dyn HubLedger>,
     attester: Keypair,
     db: sled::Db,
+    relay: relay::RelayPath,
     dir: DataDir,
 }
 
@@ -448,12 +474,41 @@ async fn wire(
         secrets.derived_key("packet-submitter")?,
         vec![attester.clone()],
     ));
-    let relay = Arc::new(MessageRelay::open(db.clone(), port)?);
+    let relay =
+        Arc::new(MessageRelay::open(db.clone(), port)?.with_relayer(opts.relay.fallback_secs));
     {
         let (r, c, s) = (relay.clone(), clock.clone(), stop.clone());
         let every = Duration::from_millis(opts.block_ms.max(50));
         tasks.spawn(async move { r.run(c, every, s.cancelled_owned()).await });
     }
+    let mut sources = Vec::new();
+    for n in [Net::Alpha, Net::Beta] {
+        let adapter = named
+            .get(n.name())
+            .cloned()
+            .with_context(|| format!("no adapter for `{}`", n.name()))?;
+        let attestor = chain(n)?
+            .config()
+            .node_key(0)
+            .map_err(|e| anyhow::anyhow!("`{}` node key: {e}", n.name()))?;
+        sources.push(relay::Source {
+            name: n.name().to_owned(),
+            adapter,
+            attestor,
+        });
+    }
+    let relay_path = relay::start(
+        &opts.relay,
+        &dir,
+        secrets,
+        &db,
+        sources,
+        relay.clone(),
+        opts.block_ms,
+        &stop,
+        &mut tasks,
+    )
+    .await?;
     let backend = Arc::new(MessageBackend {
         inner: backend,
         relay,
@@ -478,6 +533,7 @@ async fn wire(
             ledger,
             attester,
             db,
+            relay: relay_path,
             dir,
         },
         tasks,
@@ -509,6 +565,9 @@ impl RunningHub {
         }
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(%e, "interop database flush at shutdown failed");
+        }
+        if let Err(e) = self.relayer_db.flush_async().await {
+            tracing::error!(%e, "relayer database flush at shutdown failed");
         }
         let _ = std::fs::remove_file(self._dir.up_json());
     }

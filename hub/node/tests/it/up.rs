@@ -37,6 +37,9 @@ fn up_demo_completes_and_printed_curl_commands_work_then_restart_resumes() {
         "POST /v1/swaps",
         "completed",
         "balances before",
+        "POST /v1/messages",
+        "acknowledged",
+        "relayer link alpha->hub: 1 delivered",
     ] {
         assert!(text.contains(step), "demo output lacks `{step}`:\n{text}");
     }
@@ -92,9 +95,18 @@ fn up_demo_completes_and_printed_curl_commands_work_then_restart_resumes() {
 #[test]
 fn up_transfers_swaps_refunds_and_roles_over_http() {
     let d = tempfile::tempdir().unwrap();
+    // The hub would deliver a message itself only after 600 s: within this test, every
+    // delivery is the relayer's.
     let h = HubUp::start(
         &d.path().join("hub"),
-        &["--htlc-delta-secs", "2", "--release-window-secs", "3"],
+        &[
+            "--htlc-delta-secs",
+            "2",
+            "--release-window-secs",
+            "3",
+            "--relay-fallback-secs",
+            "600",
+        ],
     );
     let (a0, b0) = (h.bal("alpha", "alice"), h.bal("alpha", "bob"));
     let (ba0, bb0) = (h.bal("beta", "alice"), h.bal("beta", "bob"));
@@ -125,24 +137,62 @@ fn up_transfers_swaps_refunds_and_roles_over_http() {
         || (0..=5).all(|seq| h.anchored(&id, seq)).then_some(()),
     );
 
-    // 1b. A message alpha → beta: committed on alpha, delivered once on beta under the
-    // hub's attestation, its acknowledgement settled back on alpha.
-    let (code, v) = h.post(
-        "/v1/messages",
-        "m-1",
-        &serde_json::json!({
-            "source": "alpha",
-            "destination": "beta",
-            "sender": h.account("alice"),
-            "recipient": h.account("bob"),
-            "payload_hex": "68656c6c6f",
-            "timeout_secs": 300,
-        }),
-    );
-    assert_eq!(code, 202, "{v}");
-    let mid = v["id"].as_str().unwrap().to_owned();
-    let done = h.wait_terminal("messages", &mid, 90);
-    assert_eq!(done["state"], "acknowledged", "{done}");
+    // 1b. Messages alpha → beta and beta → alpha: committed on the source, carried by the
+    // in-process relayer over QUIC to the hub's ingress, delivered once on the destination
+    // under the hub's attestation, the acknowledgement settled back on the source.
+    for (i, (src, dst, from, to)) in [
+        ("alpha", "beta", "alice", "bob"),
+        ("beta", "alpha", "bob", "alice"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (code, v) = h.post(
+            "/v1/messages",
+            &format!("m-{i}"),
+            &serde_json::json!({
+                "source": src,
+                "destination": dst,
+                "sender": h.account(from),
+                "recipient": h.account(to),
+                "payload_hex": "68656c6c6f",
+                "timeout_secs": 300,
+            }),
+        );
+        assert_eq!(code, 202, "{v}");
+        let mid = v["id"].as_str().unwrap().to_owned();
+        let done = h.wait_terminal("messages", &mid, 90);
+        assert_eq!(done["state"], "acknowledged", "{done}");
+        assert_eq!(done["legs"][1]["state"], "delivered", "{done}");
+        assert_eq!(done["detail"]["sequence"], 1, "{done}");
+        // It went through the relayer: the link's one packet was delivered at the ingress
+        // (never refused), forwarded once and delivered on the destination for it; the hub
+        // delivered nothing itself, and the link's backlog drains.
+        let link = [("link", src)];
+        assert_eq!(h.metric("relayer_delivered_total", &link), Some(1.0));
+        assert!(h.metric("relayer_relayed_total", &link) >= Some(1.0));
+        assert_eq!(h.metric("relayer_failed_total", &link), Some(0.0));
+        assert_eq!(
+            h.metric("hub_ingress_forwarded_total", &[("source", src)]),
+            Some(1.0)
+        );
+        assert_eq!(
+            h.metric(
+                "hub_relayed_deliveries_total",
+                &[("source", src), ("destination", dst)]
+            ),
+            Some(1.0),
+            "{}",
+            h.metrics_text()
+        );
+        assert_eq!(
+            h.metric("hub_messages_direct_deliveries_total", &[]),
+            Some(0.0)
+        );
+        wait_for(30, "the relayer's backlog to drain", || {
+            (h.metric("relayer_backlog", &link) == Some(0.0)).then_some(())
+        });
+    }
 
     // 2. The counterparty never locks: after the deadline both sides are refunded.
     let (a1, bb1) = (h.bal("alpha", "alice"), h.bal("beta", "bob"));

@@ -278,6 +278,48 @@ pub fn lock_id(api_id: &str, leg: LegId) -> LockId {
     LockId::derive(InstanceId::derive(&[api_id.as_bytes()]), leg)
 }
 
+impl HubUp {
+    /// The Prometheus text of the hub's metrics endpoint.
+    pub fn metrics_text(&self) -> String {
+        let r = self
+            .http
+            .get(format!(
+                "http://{}/metrics",
+                self.info["metrics"].as_str().unwrap()
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().unwrap()
+    }
+
+    /// The value of metric `name` with exactly `labels`, or `None` if it is not exported.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: std::collections::BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.metrics_text().lines().find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, have) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)),
+                None => (series, Default::default()),
+            };
+            (n == name && have == want).then(|| value.parse().ok())?
+        })
+    }
+}
+
+/// `a="x",b="y"` → {a: x, b: y} (label values here hold no quotes or commas).
+fn parse_labels(s: &str) -> std::collections::BTreeMap<String, String> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
 impl Drop for HubUp {
     fn drop(&mut self) {
         self.kill9();
