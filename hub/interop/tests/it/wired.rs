@@ -257,7 +257,11 @@ async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
 
 /// Alice pays bob 100 on alpha (locked by the hub's wallet) for 40 of bob's on beta,
 /// within 300 s.
-async fn alice_pays_bob(hub: &Hub, op: &str, counter_by: LockBy) -> isthmus_hub_api::model::OperationStatus {
+async fn alice_pays_bob(
+    hub: &Hub,
+    op: &str,
+    counter_by: LockBy,
+) -> isthmus_hub_api::model::OperationStatus {
     hub.backend
         .create_transfer(
             &OpId(op.into()),
