@@ -92,7 +92,7 @@ impl TcpProxy {
                 let mut buf = vec![0u8; 65_536];
                 loop {
                     let n = match ir.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => return silent_end(&hole, ow).await,
                         Ok(n) => n,
                     };
                     if hole.load(Ordering::Relaxed) {
@@ -110,7 +110,7 @@ impl TcpProxy {
                 let mut buf = vec![0u8; 65_536];
                 loop {
                     let n = match or.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => return silent_end(&hole2, iw).await,
                         Ok(n) => n,
                     };
                     if hole2.load(Ordering::Relaxed) {
@@ -129,6 +129,15 @@ impl TcpProxy {
             blackhole,
             task,
         }
+    }
+}
+
+/// One side closed. A blackholed link passes nothing on, not even the close: the other side
+/// must find the silence by its own idle timeout, whichever side's timer fires first.
+async fn silent_end<W>(hole: &AtomicBool, writer: W) {
+    if hole.load(Ordering::Relaxed) {
+        let _held_open = writer;
+        std::future::pending::<()>().await;
     }
 }
 
