@@ -1,6 +1,7 @@
 //! The adapter's own view of the chain: a hash-linked window of recent headers, the locks
 //! seen in them, and the append-only event log. Pure (no I/O): the syncer feeds it blocks and
-//! decoded logs, and it decides what a reorg withdraws and when a lock becomes final.
+//! decoded logs, and it decides what a reorg withdraws, when a lock becomes final and when a
+//! lock's release, refund or claim is reported (only once its block is final, too).
 
 use isthmus_adapter_api::{
     BlockRef, ChainEvent, Checkpoint, EventKind, EventPage, LockStatus, LockTerms, OnChainLock,
@@ -44,11 +45,22 @@ pub enum ContractLog {
     },
 }
 
+/// A release, refund or claim log seen in a block that is not final yet.
+///
+/// It is held back until its block is `confirmations` deep: only then is its event
+/// (`Released` / `Refunded` / `Claimed`) appended and the lock's status changed, so a spend
+/// reorged out before that depth leaves no settled event and no settled status behind. The
+/// hub's machines treat each of these events as a final settlement of the leg.
+///
+/// That includes `Claimed`: the preimage is public as soon as the claim is sent, but the
+/// event also settles the leg in the hub's HTLC machine, so it waits for depth like the
+/// others. The hub's counter-claim on the other leg is therefore issued up to
+/// `confirmations` blocks of this chain later; an HTLC pair's timeout margin must cover it.
 #[derive(Debug, Clone)]
-struct Entry {
-    lock: OnChainLock,
-    /// The height of the block that settled it (release, refund, claim), to undo on a reorg.
-    settled_at: Option<u64>,
+struct HeldSpend {
+    lock_id: LockId,
+    status: LockStatus,
+    event: EventKind,
 }
 
 /// What the view refuses.
@@ -64,9 +76,11 @@ pub enum ViewError {
 #[derive(Debug, Default)]
 pub struct ChainView {
     blocks: BTreeMap<u64, SeenBlock>,
-    /// Logs applied per height, to withdraw on a reorg.
+    /// Locks seen per height, to withdraw on a reorg.
     locks_at: BTreeMap<u64, Vec<LockId>>,
-    locks: HashMap<LockId, Entry>,
+    /// Spends seen per height above the final block, reported when it becomes final.
+    spends_at: BTreeMap<u64, Vec<HeldSpend>>,
+    locks: HashMap<LockId, OnChainLock>,
     tracked: HashSet<Hash32>,
     events: Vec<ChainEvent>,
     finalized: Option<u64>,
@@ -164,48 +178,52 @@ impl ChainView {
                 });
                 self.locks.insert(
                     id,
-                    Entry {
-                        lock: OnChainLock {
-                            observation,
-                            terms,
-                            owner,
-                            timeout,
-                            status: LockStatus::Locked,
-                            is_final: false,
-                        },
-                        settled_at: None,
+                    OnChainLock {
+                        observation,
+                        terms,
+                        owner,
+                        timeout,
+                        status: LockStatus::Locked,
+                        is_final: false,
                     },
                 );
             }
-            ContractLog::Released { lock_id, tx } => {
-                self.settle(height, lock_id, LockStatus::Released { tx: tx.clone() });
-                self.push(EventKind::Released { lock_id, tx });
-            }
-            ContractLog::Refunded { lock_id, tx } => {
-                self.settle(height, lock_id, LockStatus::Refunded { tx: tx.clone() });
-                self.push(EventKind::Refunded { lock_id, tx });
-            }
+            ContractLog::Released { lock_id, tx } => self.hold(
+                height,
+                lock_id,
+                LockStatus::Released { tx: tx.clone() },
+                EventKind::Released { lock_id, tx },
+            ),
+            ContractLog::Refunded { lock_id, tx } => self.hold(
+                height,
+                lock_id,
+                LockStatus::Refunded { tx: tx.clone() },
+                EventKind::Refunded { lock_id, tx },
+            ),
             ContractLog::Claimed {
                 lock_id,
                 tx,
                 preimage,
-            } => {
-                self.settle(height, lock_id, LockStatus::Claimed { tx: tx.clone() });
-                self.push(EventKind::Claimed {
+            } => self.hold(
+                height,
+                lock_id,
+                LockStatus::Claimed { tx: tx.clone() },
+                EventKind::Claimed {
                     lock_id,
                     tx,
                     preimage: preimage.to_vec(),
-                });
-            }
+                },
+            ),
         }
     }
 
-    fn settle(&mut self, height: u64, id: LockId, status: LockStatus) {
-        if let Some(e) = self.locks.get_mut(&id) {
-            e.lock.status = status;
-            e.settled_at = Some(height);
-            self.locks_at.entry(height).or_default().push(id);
-        }
+    /// Keep a spend until its block is final (see [`HeldSpend`]).
+    fn hold(&mut self, height: u64, lock_id: LockId, status: LockStatus, event: EventKind) {
+        self.spends_at.entry(height).or_default().push(HeldSpend {
+            lock_id,
+            status,
+            event,
+        });
     }
 
     fn advance_finality(&mut self) {
@@ -228,14 +246,24 @@ impl ChainView {
             self.push(EventKind::Finalized { block });
             let ids = self.locks_at.get(&h).cloned().unwrap_or_default();
             for id in ids {
-                let Some(e) = self.locks.get_mut(&id) else {
+                let Some(l) = self.locks.get_mut(&id) else {
                     continue;
                 };
-                if e.lock.observation.height == h && !e.lock.is_final {
-                    e.lock.is_final = true;
-                    let lock = e.lock.observation.clone();
+                if l.observation.height == h && !l.is_final {
+                    l.is_final = true;
+                    let lock = l.observation.clone();
                     self.push(EventKind::LockFinal { lock });
                 }
+            }
+            for spend in self.spends_at.remove(&h).unwrap_or_default() {
+                match self.locks.get_mut(&spend.lock_id) {
+                    // A contract settles a lock once; a node that says otherwise lies.
+                    Some(l) if l.status != LockStatus::Locked => continue,
+                    Some(l) => l.status = spend.status,
+                    // Locked before the view's first block: the event still tells the hub.
+                    None => {}
+                }
+                self.push(spend.event);
             }
         }
         self.finalized = Some(target);
@@ -270,23 +298,25 @@ impl ChainView {
                 .filter(|t| self.tracked.contains(*t))
                 .map(tx_id)
                 .collect();
-            for id in self.locks_at.remove(&h).unwrap_or_default() {
-                let Some(e) = self.locks.get_mut(&id) else {
-                    continue;
-                };
-                if e.settled_at == Some(h) {
-                    if let LockStatus::Released { tx }
-                    | LockStatus::Refunded { tx }
-                    | LockStatus::Claimed { tx } = &e.lock.status
-                    {
-                        txs.push(tx.clone());
-                    }
-                    e.lock.status = LockStatus::Locked;
-                    e.settled_at = None;
+            // Spends above the final block were never reported: they vanish without a trace
+            // beyond this `Reverted`.
+            for spend in self.spends_at.remove(&h).unwrap_or_default() {
+                if let LockStatus::Released { tx }
+                | LockStatus::Refunded { tx }
+                | LockStatus::Claimed { tx } = spend.status
+                {
+                    txs.push(tx);
                 }
-                if e.lock.observation.height == h {
-                    txs.push(e.lock.observation.tx.clone());
-                    self.locks.remove(&id);
+            }
+            for id in self.locks_at.remove(&h).unwrap_or_default() {
+                if self
+                    .locks
+                    .get(&id)
+                    .is_some_and(|l| l.observation.height == h)
+                {
+                    if let Some(l) = self.locks.remove(&id) {
+                        txs.push(l.observation.tx);
+                    }
                 }
             }
             txs.sort();
@@ -299,7 +329,7 @@ impl ChainView {
     }
 
     pub fn lock(&self, id: &LockId) -> Option<OnChainLock> {
-        self.locks.get(id).map(|e| e.lock.clone())
+        self.locks.get(id).cloned()
     }
 
     /// The checkpoint of the newest event (`START` when there is none).
@@ -415,23 +445,104 @@ mod tests {
         ));
     }
 
+    fn settled(v: &ChainView) -> Vec<EventKind> {
+        v.events_since(Checkpoint::START, 1_000)
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .filter(|k| {
+                matches!(
+                    k,
+                    EventKind::Released { .. }
+                        | EventKind::Refunded { .. }
+                        | EventKind::Claimed { .. }
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_reorged_release_returns_the_lock_to_locked() {
+    fn a_spend_is_reported_only_once_its_block_is_final() {
+        let mut v = ChainView::new(2, 4);
+        v.apply(block(1, 1, 1), vec![locked(1, 1)]).unwrap();
+        let id = LockId(Hash32([7; 32]));
+        let tx = TxId("0xclaim".into());
+        let claim = ContractLog::Claimed {
+            lock_id: id,
+            tx: tx.clone(),
+            preimage: [5; 32],
+        };
+        v.apply(block(2, 1, 1), vec![claim]).unwrap();
+        v.apply(block(3, 1, 1), vec![]).unwrap();
+        // The lock (block 1) is final; the claim (block 2) has one block on top, not two.
+        assert!(v.lock(&id).unwrap().is_final);
+        assert_eq!(v.lock(&id).unwrap().status, LockStatus::Locked);
+        assert!(settled(&v).is_empty());
+        v.apply(block(4, 1, 1), vec![]).unwrap();
+        assert_eq!(
+            v.lock(&id).unwrap().status,
+            LockStatus::Claimed { tx: tx.clone() }
+        );
+        let want = EventKind::Claimed {
+            lock_id: id,
+            tx,
+            preimage: vec![5; 32],
+        };
+        assert_eq!(settled(&v), vec![want.clone()]);
+        v.apply(block(5, 1, 1), vec![]).unwrap();
+        assert_eq!(settled(&v), vec![want], "reported once");
+    }
+
+    #[test]
+    fn a_release_reorged_out_before_depth_never_settles() {
         let mut v = ChainView::new(3, 4);
         v.apply(block(1, 1, 1), vec![locked(1, 1)]).unwrap();
         let id = LockId(Hash32([7; 32]));
-        let tx = TxId("0xrel".into());
+        let gone = TxId("0xrel".into());
         v.apply(
             block(2, 1, 1),
             vec![ContractLog::Released {
                 lock_id: id,
-                tx: tx.clone(),
+                tx: gone.clone(),
             }],
         )
         .unwrap();
-        assert_eq!(v.lock(&id).unwrap().status, LockStatus::Released { tx });
+        v.apply(block(3, 1, 1), vec![]).unwrap();
+        assert_eq!(v.lock(&id).unwrap().status, LockStatus::Locked);
+        let mark = v.last_checkpoint();
         v.rollback_to(1).unwrap();
         assert_eq!(v.lock(&id).unwrap().status, LockStatus::Locked);
+        let reverted = v.events_since(mark, 100).events;
+        assert!(
+            reverted
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::Reverted { txs, .. } if txs.contains(&gone))),
+            "the dropped release is named in a Reverted: {reverted:?}"
+        );
+        // The new branch refunds instead; only the refund is ever reported.
+        let refund = TxId("0xref".into());
+        v.apply(
+            block(2, 2, 1),
+            vec![ContractLog::Refunded {
+                lock_id: id,
+                tx: refund.clone(),
+            }],
+        )
+        .unwrap();
+        for n in 3..=5 {
+            v.apply(block(n, 2, 2), vec![]).unwrap();
+        }
+        assert_eq!(
+            settled(&v),
+            vec![EventKind::Refunded {
+                lock_id: id,
+                tx: refund.clone()
+            }]
+        );
+        assert_eq!(
+            v.lock(&id).unwrap().status,
+            LockStatus::Refunded { tx: refund }
+        );
     }
 
     #[test]

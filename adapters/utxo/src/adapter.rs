@@ -583,11 +583,12 @@ impl UtxoAdapter {
                     | (Op::Claim, LockStatus::Claimed { .. })
             )
         };
-        if let Some((txid, status, _)) = &lock.spent {
-            return if same(status) {
-                Ok(view::txid_text(txid))
+        // A spend on chain answers at once, final or not: a second spend would only conflict.
+        if let Some(s) = &lock.spent {
+            return if same(&s.status) {
+                Ok(view::txid_text(&s.txid))
             } else {
-                Err(self.conflict(lock_id, status_name(status), op))
+                Err(self.conflict(lock_id, status_name(&s.status), op))
             };
         }
         if let Some(p) = &lock.pending {

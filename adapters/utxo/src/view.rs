@@ -90,8 +90,33 @@ pub struct Lock {
     pub final_reported: bool,
     /// The spend this adapter broadcast, if any.
     pub pending: Option<Pending>,
-    /// The spend on chain: tx, outcome, block.
-    pub spent: Option<(Txid, LockStatus, BlockRef)>,
+    /// The spend on chain, from its first inclusion (what a retry or a conflicting
+    /// operation is answered with); reported only once it is `confirmations` deep.
+    pub spent: Option<Spent>,
+}
+
+/// A spend of a lock seen in a block of the adapter's view.
+///
+/// The spend is known from its first inclusion, so the adapter never builds a second,
+/// conflicting spend; it is *reported* (the `Released` / `Refunded` / `Claimed` event and
+/// the status in `lock_state`) only once its block is `confirmations` deep, like a funding's
+/// `LockFinal`. A spend reorged out before that depth leaves no settled event behind: the
+/// hub's machines treat each of these events as a final settlement of the leg, and cannot
+/// take one back.
+///
+/// That includes `Claimed`: its preimage is public (in the mempool and the block) as soon
+/// as the claim is broadcast, but the event also settles the leg in the hub's HTLC machine,
+/// so it waits for depth like the others. The hub's counter-claim on the other leg is
+/// therefore issued up to `confirmations` blocks of this chain later; an HTLC pair's
+/// timeout margin must cover that wait.
+#[derive(Debug, Clone)]
+pub struct Spent {
+    pub txid: Txid,
+    pub status: LockStatus,
+    pub block: BlockRef,
+    /// The event it is reported with once final.
+    event: EventKind,
+    pub reported: bool,
 }
 
 impl Lock {
@@ -99,10 +124,12 @@ impl Lock {
         self.funding.as_ref().map(Transaction::compute_txid)
     }
 
+    /// The status a reader is told: a spend counts only once it has been reported final.
     pub fn status(&self) -> LockStatus {
-        self.spent
-            .as_ref()
-            .map_or(LockStatus::Locked, |(_, s, _)| s.clone())
+        match &self.spent {
+            Some(s) if s.reported => s.status.clone(),
+            _ => LockStatus::Locked,
+        }
     }
 
     pub fn observation(&self) -> Option<LockObservation> {
@@ -296,30 +323,52 @@ impl View {
                     EventKind::Refunded { lock_id: id, tx: t },
                 ),
             };
-            lock.spent = Some((txid, status, bref));
-            self.push(event);
+            lock.spent = Some(Spent {
+                txid,
+                status,
+                block: bref,
+                event,
+                reported: false,
+            });
             hit = true;
         }
         hit
     }
 
+    /// Report what reached `confirmations` depth: lock fundings (`LockFinal`), then lock
+    /// spends (their `Released` / `Refunded` / `Claimed`), each once, oldest block first.
     fn report_finality(&mut self) {
-        let mut newly = Vec::new();
+        let mut funded = Vec::new();
+        let mut spent = Vec::new();
         for lock in self.locks.values() {
             if let Some((_, _, b)) = lock.funded {
                 if !lock.final_reported && self.is_final(b.height) {
-                    newly.push(lock.req.lock_id);
+                    funded.push((b.height, lock.req.lock_id));
+                }
+            }
+            if let Some(s) = &lock.spent {
+                if !s.reported && self.is_final(s.block.height) {
+                    spent.push((s.block.height, lock.req.lock_id));
                 }
             }
         }
-        newly.sort();
-        for id in newly {
+        funded.sort();
+        spent.sort();
+        for (_, id) in funded {
             if let Some(lock) = self.locks.get_mut(&id) {
                 lock.final_reported = true;
                 if let Some(obs) = lock.observation() {
                     self.push(EventKind::LockFinal { lock: obs });
                 }
             }
+        }
+        for (_, id) in spent {
+            let Some(s) = self.locks.get_mut(&id).and_then(|l| l.spent.as_mut()) else {
+                continue;
+            };
+            s.reported = true;
+            let event = s.event.clone();
+            self.push(event);
         }
     }
 
@@ -331,7 +380,7 @@ impl View {
             self.included.remove(txid);
         }
         for lock in self.locks.values_mut() {
-            if lock.spent.as_ref().is_some_and(|(_, _, b)| *b == bref) {
+            if lock.spent.as_ref().is_some_and(|s| s.block == bref) {
                 lock.spent = None;
             }
             if lock.funded.is_some_and(|(_, _, b)| b == bref) {
@@ -488,6 +537,158 @@ mod tests {
         let rest = v.events_since(one.next, 100);
         assert_eq!(rest.events, all.events[1..]);
         assert_eq!(v.events_since(all.next, 5).next, all.next);
+    }
+
+    /// A transaction spending lock `id`'s escrow output (funded by `lock_with(id)`) with a
+    /// claim witness revealing `preimage`; `salt` makes distinct transactions.
+    fn claim_of(lock: &Lock, preimage: [u8; 32], salt: u32) -> Transaction {
+        let funding = lock.funding.as_ref().unwrap().compute_txid();
+        let mut witness = bitcoin::Witness::new();
+        for item in [
+            vec![0x30],
+            vec![0x02],
+            preimage.to_vec(),
+            vec![1],
+            lock.witness_script.to_bytes(),
+        ] {
+            witness.push(item);
+        }
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::from_consensus(salt),
+            input: vec![bitcoin::TxIn {
+                previous_output: OutPoint {
+                    txid: funding,
+                    vout: 0,
+                },
+                witness,
+                ..bitcoin::TxIn::default()
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(900),
+                script_pubkey: lock.beneficiary_script.clone(),
+            }],
+        }
+    }
+
+    fn block_tx(tx: &Transaction) -> Vec<BlockTx> {
+        vec![BlockTx {
+            txid: tx.compute_txid(),
+            tx: Some(tx.clone()),
+        }]
+    }
+
+    fn settled(v: &View) -> Vec<EventKind> {
+        v.events_since(Checkpoint::START, 1_000)
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .filter(|k| {
+                matches!(
+                    k,
+                    EventKind::Released { .. }
+                        | EventKind::Refunded { .. }
+                        | EventKind::Claimed { .. }
+                )
+            })
+            .collect()
+    }
+
+    /// A view with confirmations 3 and lock `id` funded and final at height 1..=3.
+    fn funded_view(id: u8) -> (View, Lock) {
+        let mut v = View::new(3);
+        let lock = lock_with(id);
+        let funding = lock.funding.clone().unwrap();
+        v.register(lock.clone());
+        v.apply(1, hash(1), 1, block_tx(&funding));
+        v.apply(2, hash(2), 2, vec![]);
+        v.apply(3, hash(3), 3, vec![]);
+        assert!(v.locks[&lock.req.lock_id].final_reported);
+        (v, lock)
+    }
+
+    #[test]
+    fn a_spend_is_reported_only_at_depth_and_once() {
+        let (mut v, lock) = funded_view(4);
+        let id = lock.req.lock_id;
+        let claim = claim_of(&lock, [9; 32], 0);
+        let claim_id = txid_text(&claim.compute_txid());
+        v.apply(4, hash(4), 4, block_tx(&claim));
+        // Included, one and two confirmations: known (so no second spend is built) but
+        // neither reported nor visible in the status.
+        assert!(v.locks[&id].spent.is_some());
+        assert_eq!(v.locks[&id].status(), LockStatus::Locked);
+        assert!(settled(&v).is_empty());
+        v.apply(5, hash(5), 5, vec![]);
+        assert_eq!(v.locks[&id].status(), LockStatus::Locked);
+        assert!(settled(&v).is_empty());
+        v.apply(6, hash(6), 6, vec![]);
+        assert_eq!(
+            v.locks[&id].status(),
+            LockStatus::Claimed {
+                tx: claim_id.clone()
+            }
+        );
+        let want = EventKind::Claimed {
+            lock_id: id,
+            tx: claim_id,
+            preimage: vec![9; 32],
+        };
+        assert_eq!(settled(&v), vec![want.clone()]);
+        v.apply(7, hash(7), 7, vec![]);
+        assert_eq!(settled(&v), vec![want], "reported once");
+    }
+
+    #[test]
+    fn a_spend_reorged_out_before_depth_never_settles() {
+        let (mut v, lock) = funded_view(5);
+        let id = lock.req.lock_id;
+        let first = claim_of(&lock, [9; 32], 1);
+        v.apply(4, hash(4), 4, block_tx(&first));
+        v.apply(5, hash(5), 5, vec![]);
+        v.revert_tip();
+        v.revert_tip();
+        assert!(v.locks[&id].spent.is_none());
+        assert_eq!(v.locks[&id].status(), LockStatus::Locked);
+        // The other branch carries another spend; only that one is ever reported.
+        let second = claim_of(&lock, [9; 32], 2);
+        let second_id = txid_text(&second.compute_txid());
+        v.apply(4, hash(104), 4, vec![]);
+        v.apply(5, hash(105), 5, block_tx(&second));
+        for h in 6..=9 {
+            v.apply(h, hash(h as u8 + 100), h, vec![]);
+        }
+        assert_eq!(
+            settled(&v),
+            vec![EventKind::Claimed {
+                lock_id: id,
+                tx: second_id.clone(),
+                preimage: vec![9; 32],
+            }]
+        );
+        assert_eq!(v.locks[&id].status(), LockStatus::Claimed { tx: second_id });
+    }
+
+    #[test]
+    fn a_reported_spend_reorged_out_is_reverted_and_the_lock_reopens() {
+        let (mut v, lock) = funded_view(6);
+        let id = lock.req.lock_id;
+        let claim = claim_of(&lock, [9; 32], 3);
+        let txid = claim.compute_txid();
+        v.apply(4, hash(4), 4, block_tx(&claim));
+        v.apply(5, hash(5), 5, vec![]);
+        v.apply(6, hash(6), 6, vec![]);
+        assert_eq!(settled(&v).len(), 1);
+        for _ in 0..3 {
+            v.revert_tip();
+        }
+        assert_eq!(v.locks[&id].status(), LockStatus::Locked);
+        let reverted = v
+            .events_since(Checkpoint::START, 1_000)
+            .events
+            .into_iter()
+            .any(|e| matches!(&e.kind, EventKind::Reverted { block, txs } if block.height == 4 && txs == &vec![txid_text(&txid)]));
+        assert!(reverted, "the reported spend's block is reported reverted");
     }
 
     #[test]

@@ -97,6 +97,93 @@ async fn anvil_reorg_withdraws_a_seen_lock_and_it_never_becomes_final() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_reorg_of_a_release_before_depth_never_reports_it_and_the_resent_one_settles() {
+    let f = fixture(FixtureOptions {
+        confirmations: 3,
+        ..FixtureOptions::default()
+    })
+    .await;
+    let a = f.adapter();
+    let req = lock_req(
+        &f,
+        "release-reorged",
+        AssetId("native".into()),
+        1_000,
+        LockTerms::TwoPhase,
+        3_600,
+    )
+    .await;
+    let tx = a.lock(&req).await.unwrap();
+    final_after_mining(&f, &tx).await;
+    let mark = a
+        .events_since(Checkpoint::START, u32::MAX)
+        .await
+        .unwrap()
+        .next;
+    let release = ReleaseRequest {
+        lock_id: req.lock_id,
+        attestation: f.attest(req.lock_id, Decision::Validated, record()),
+    };
+    let rel = a.release(&release).await.unwrap();
+    f.adapter
+        .wait_mined(&rel, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Mined with two blocks on top of it (final needs three): not acted on yet.
+    f.mine(2).await.unwrap();
+    let status = a.tx_status(&rel).await.unwrap();
+    assert!(
+        matches!(
+            status,
+            TxStatus::Included {
+                confirmations: 2,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+    let released = |events: &[ChainEvent]| {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Released { lock_id, tx } if *lock_id == req.lock_id => Some(tx.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Locked, "{state:?}");
+    let events = a.events_since(mark, u32::MAX).await.unwrap().events;
+    assert!(released(&events).is_empty(), "{events:#?}");
+    // The release's block and the two on top are replaced by empty ones.
+    assert!(f.reorg(3).await.unwrap());
+    let events = a.events_since(mark, u32::MAX).await.unwrap().events;
+    assert!(released(&events).is_empty(), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Reverted { txs, .. } if txs.contains(&rel))),
+        "a Reverted event names the release: {events:#?}"
+    );
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert!(
+        state.is_final && state.status == LockStatus::Locked,
+        "{state:?}"
+    );
+    // The retry sends the release again; it is reported once, when final.
+    let again = a.release(&release).await.unwrap();
+    final_after_mining(&f, &again).await;
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(
+        state.status,
+        LockStatus::Released { tx: again.clone() },
+        "{state:?}"
+    );
+    let events = a.events_since(mark, u32::MAX).await.unwrap().events;
+    assert_eq!(released(&events), vec![again], "{events:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonce_resyncs_after_a_transaction_sent_behind_the_adapters_back() {
     let f = fixture(FixtureOptions::default()).await;
     let a = f.adapter();

@@ -242,7 +242,8 @@ async fn a_claim_by_someone_else_is_read_from_its_witness_and_long_preimages_fai
     }
     let (req, tx, hl) = &txs[1];
     let claim = a.submit(spend(req, tx, *hl, &secret)).await.unwrap();
-    f.mine(1).await.unwrap();
+    // A spend is reported once it is `confirmations` (3) deep.
+    f.mine(3).await.unwrap();
     let events = a.events_since(mark, 100_000).await.unwrap().events;
     assert!(
         events.iter().any(|e| matches!(&e.kind,
@@ -659,16 +660,19 @@ async fn a_reorged_out_claim_reopens_the_lock_until_it_is_mined_again() {
         .unwrap()
         .next;
     assert!(f.reorg(1).await.unwrap());
+    let order = |events: Vec<ChainEvent>| -> Vec<&'static str> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Claimed { tx: t, .. } if *t == tx => Some("claimed"),
+                EventKind::Reverted { txs, .. } if txs.contains(&tx) => Some("reverted"),
+                _ => None,
+            })
+            .collect()
+    };
+    // The claim was one block deep when its block left: never reported, only withdrawn.
     let events = a.events_since(mark, 100_000).await.unwrap().events;
-    let order: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Claimed { tx: t, .. } if *t == tx => Some("claimed"),
-            EventKind::Reverted { txs, .. } if txs.contains(&tx) => Some("reverted"),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(order, ["claimed", "reverted"]);
+    assert_eq!(order(events), ["reverted"]);
     // The lock is open again, and still final: the reorg only took the claim's block.
     let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
     assert!(
@@ -687,7 +691,91 @@ async fn a_reorged_out_claim_reopens_the_lock_until_it_is_mined_again() {
             vec![json!(tx.0), json!(0), json!(100_000_000)],
         )
         .await;
-    f.mine(3).await.unwrap();
+    f.mine(2).await.unwrap();
+    assert!(!a.tx_status(&tx).await.unwrap().is_final());
     let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
-    assert_eq!(state.status, LockStatus::Claimed { tx });
+    assert_eq!(state.status, LockStatus::Locked, "two deep is not settled");
+    f.mine(1).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Claimed { tx: tx.clone() });
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert_eq!(order(events), ["reverted", "claimed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_invalidated_before_depth_is_never_reported_and_the_remined_one_is() {
+    let f = LtcFixture::new().await;
+    let a = f.adapter.clone();
+    let req = request(&f, "release-reorged", LockTerms::TwoPhase, 3_600).await;
+    let lock_tx = a.lock(&req).await.unwrap();
+    f.mine(3).await.unwrap();
+    assert!(a.tx_status(&lock_tx).await.unwrap().is_final());
+    let mark = a
+        .events_since(Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .next;
+    let rel = a.release(&validated(&f, req.lock_id)).await.unwrap();
+    let released = |events: &[ChainEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Released { lock_id, .. } if *lock_id == req.lock_id))
+            .count()
+    };
+    // Two blocks deep (of 3): known to the node and the adapter, not yet acted on.
+    f.mine(2).await.unwrap();
+    let status = a.tx_status(&rel).await.unwrap();
+    assert!(
+        matches!(
+            status,
+            TxStatus::Included {
+                confirmations: 2,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Locked, "{state:?}");
+    assert_eq!(
+        released(&a.events_since(mark, 100_000).await.unwrap().events),
+        0
+    );
+    // `invalidateblock` on the release's block: a longer branch without it replaces both.
+    assert!(f.reorg(2).await.unwrap());
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert_eq!(released(&events), 0, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Reverted { txs, .. } if txs.contains(&rel))),
+        "{events:?}"
+    );
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert!(
+        state.is_final && state.status == LockStatus::Locked,
+        "{state:?}"
+    );
+    // The retry is the same co-signed spend; mined again, it is reported at depth, once.
+    assert_eq!(a.release(&validated(&f, req.lock_id)).await.unwrap(), rel);
+    let _: bool = f
+        .node
+        .call(
+            "prioritisetransaction",
+            vec![json!(rel.0), json!(0), json!(100_000_000)],
+        )
+        .await;
+    f.mine(2).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Locked, "{state:?}");
+    assert_eq!(
+        released(&a.events_since(mark, 100_000).await.unwrap().events),
+        0
+    );
+    f.mine(1).await.unwrap();
+    let state = a.lock_state(&req.lock_id).await.unwrap().unwrap();
+    assert_eq!(state.status, LockStatus::Released { tx: rel.clone() });
+    let events = a.events_since(mark, 100_000).await.unwrap().events;
+    assert_eq!(released(&events), 1, "{events:?}");
+    assert!(a.tx_status(&rel).await.unwrap().is_final());
 }
