@@ -101,6 +101,14 @@ pub struct Hub {
     _dir: tempfile::TempDir,
 }
 
+/// RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// Run `f` every `period` until `stop` is set.
 pub fn every<F, Fut>(
     period: Duration,
@@ -227,11 +235,7 @@ impl HubCore {
 
 impl Hub {
     pub async fn boot() -> Hub {
-        // RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         let (ltc, eth) = tokio::join!(
             LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
             AnvilFixture::start(FixtureOptions {

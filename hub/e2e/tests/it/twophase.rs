@@ -57,6 +57,7 @@ pub(crate) struct TwoPhaseHub {
 
 impl TwoPhaseHub {
     pub(crate) async fn boot() -> TwoPhaseHub {
+        crate::hub::init_tracing();
         let (native, hub_chain, eth) = tokio::join!(
             TestNet::start(pos("native", NATIVE.0, &["alice", "bob"])),
             TestNet::start(pos("hub", HUB_CHAIN, &[])),
