@@ -5,8 +5,10 @@
 //! showed), the balances, the escrows, and which transactions the chains hold.
 
 use crate::hub::*;
-use crate::swap::{alice_claims_eth, balances, leg_state, ltc_txs, parties, swap_body, LTC_AMOUNT};
-use crate::twophase::{Direction, TwoPhaseHub, ETH_AMOUNT as TRANSFER_ETH};
+use crate::swap::{
+    alice_claims_eth, balances, leg_state, ltc_txs, parties, swap_body, Parties, LTC_AMOUNT,
+};
+use crate::twophase::{gas_paid, Direction, TwoPhaseHub, ETH_AMOUNT as TRANSFER_ETH};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address as EvmAddress, B256, U256};
@@ -433,6 +435,27 @@ async fn ltc_height(hub: &Hub) -> u64 {
     hub.ltc.node.call("getblockcount", vec![]).await
 }
 
+/// Balances after a completed swap, exactly: Alice's LTC and Bob's ETH went to each other
+/// (the hub's fee payer pays the LTC fees; Bob pays his ETH lock's gas, the relayer the
+/// claims').
+async fn assert_swapped_exactly(hub: &Hub, p: &Parties, before: &[u128; 4], done: &Value) {
+    let eth_lock = done["legs"][1]["evidence"]["lock"]["tx"]
+        .as_str()
+        .expect("the eth lock tx");
+    let gas = gas_paid(&hub.eth, eth_lock).await;
+    let swapped_eth = crate::swap::ETH_AMOUNT;
+    assert_eq!(
+        balances(hub, p).await,
+        [
+            before[0] - LTC_AMOUNT,
+            before[1] + LTC_AMOUNT,
+            before[2] - swapped_eth - gas,
+            before[3] + swapped_eth,
+        ],
+        "alice/bob LTC, bob/alice ETH; bob's lock gas {gas}"
+    );
+}
+
 /// An LTC -> ETH swap whose LTC lock block is invalidated one block deep (depth 2 needed):
 /// the hub shows the lock seen, then withdrawn, and Bob's ETH is not locked on its account.
 /// The funding transaction is then mined again in a block of the new branch; once that
@@ -553,9 +576,7 @@ async fn ltc_lock_block_invalidated_before_depth_locks_nothing_on_anvil_until_it
             .all(|s| s["legs"][1] == "unlocked"),
         "{statuses:#?}"
     );
-    let after = balances(&hub, &p).await;
-    assert_eq!(after[1], before[1] + LTC_AMOUNT, "bob's LTC");
-    assert_eq!(after[3], before[3] + crate::swap::ETH_AMOUNT, "alice's ETH");
+    assert_swapped_exactly(&hub, &p, &before, &done).await;
     // One funding of the HTLC on the chain (the same transaction, mined once in Y).
     let fundings: Vec<String> = ltc_txs(&hub, h0 + 1, ltc_height(&hub).await)
         .await
@@ -683,17 +704,7 @@ async fn litecoind_killed_mid_swap_and_restarted_the_swap_completes() {
             .all(|n| n["status"] == "up"),
         "{nets}"
     );
-    let after = balances(&hub, &p).await;
-    assert_eq!(after[1], before[1] + LTC_AMOUNT, "bob's LTC");
-    assert_eq!(after[3], before[3] + crate::swap::ETH_AMOUNT, "alice's ETH");
-    assert!(
-        after[0] <= before[0] - LTC_AMOUNT,
-        "{before:?} -> {after:?}"
-    );
-    assert!(
-        after[2] <= before[2] - crate::swap::ETH_AMOUNT,
-        "{before:?} -> {after:?}"
-    );
+    assert_swapped_exactly(&hub, &p, &before, &done).await;
     let statuses = log.seen();
     assert!(
         statuses

@@ -221,21 +221,7 @@ impl TwoPhaseHub {
 
     /// What anvil charged for `tx` (`gasUsed * effectiveGasPrice` from its receipt).
     pub(crate) async fn gas_paid(&self, tx: &str) -> u128 {
-        let r = self
-            .eth
-            .raw("eth_getTransactionReceipt", json!([tx]))
-            .await
-            .expect("receipt");
-        let word = |k: &str| {
-            u128::from_str_radix(
-                r[k].as_str()
-                    .unwrap_or_else(|| panic!("receipt {r} has no {k}"))
-                    .trim_start_matches("0x"),
-                16,
-            )
-            .expect("hex quantity")
-        };
-        word("gasUsed") * word("effectiveGasPrice")
+        gas_paid(&self.eth, tx).await
     }
 
     pub(crate) async fn eth_nonce(&self, who: &Address) -> u64 {
@@ -335,6 +321,24 @@ impl TwoPhaseHub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// What anvil charged for `tx` (`gasUsed * effectiveGasPrice` from its receipt).
+pub(crate) async fn gas_paid(eth: &AnvilFixture, tx: &str) -> u128 {
+    let r = eth
+        .raw("eth_getTransactionReceipt", json!([tx]))
+        .await
+        .expect("receipt");
+    let word = |k: &str| {
+        u128::from_str_radix(
+            r[k].as_str()
+                .unwrap_or_else(|| panic!("receipt {r} has no {k}"))
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("hex quantity")
+    };
+    word("gasUsed") * word("effectiveGasPrice")
 }
 
 /// The hub over `adapters`, recording decisions on `hub_chain`. The native escrow trusts 2
