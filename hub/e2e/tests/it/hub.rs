@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_core::NetworkId;
+use isthmus_hub::up::directory::Directory;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
     ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
@@ -16,9 +17,10 @@ use isthmus_interop::{
     NetworkDirectory, SledJournal, StoredInstance, Watcher,
 };
 use isthmus_lock_contracts::{Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
@@ -81,7 +83,8 @@ impl HubLedger for NoDecisions {
 }
 
 pub struct Hub {
-    pub ltc: Arc<LtcFixture>,
+    /// Owned (not shared with the block producer), so a test can kill and restart the node.
+    pub ltc: LtcFixture,
     pub eth: Arc<AnvilFixture>,
     pub driver: Arc<Driver>,
     pub addr: SocketAddr,
@@ -90,9 +93,20 @@ pub struct Hub {
     pub blocks: Arc<std::sync::Mutex<Vec<(NetworkId, Instant)>>>,
     /// The hashes of the litecoind blocks the producer mined, with when.
     pub ltc_blocks: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    /// While set, the litecoind block producer mines nothing (the test mines by hand, or
+    /// the node is down).
+    pub ltc_paused: Arc<AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
+}
+
+/// RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 /// Run `f` every `period` until `stop` is set.
@@ -221,11 +235,7 @@ impl HubCore {
 
 impl Hub {
     pub async fn boot() -> Hub {
-        // RUST_LOG=debug shows the driver's, watchers' and adapters' decisions per test.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         let (ltc, eth) = tokio::join!(
             LtcFixture::with_confirmations(LTC_CONFIRMATIONS),
             AnvilFixture::start(FixtureOptions {
@@ -234,7 +244,6 @@ impl Hub {
                 ..FixtureOptions::default()
             })
         );
-        let ltc = Arc::new(ltc);
         let eth = Arc::new(eth.expect("anvil fixture"));
         let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
         adapters.insert(LTC, ltc.adapter.clone());
@@ -254,17 +263,37 @@ impl Hub {
         } = HubCore::start(
             &adapters,
             exec,
-            Arc::new(Nets(vec![("litecoin", LTC), ("anvil", ETH)])),
+            // The hub node's own directory: `GET /v1/networks` reports each node up or down.
+            Arc::new(Directory {
+                nets: vec![
+                    (
+                        "litecoin".to_owned(),
+                        ltc.adapter.clone() as Arc<dyn Adapter>,
+                    ),
+                    ("anvil".to_owned(), eth.adapter.clone() as Arc<dyn Adapter>),
+                ],
+            }),
             &db,
         );
         // Block producers: both chains mine on demand only, so the test sets the pace.
         let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
         let ltc_blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (l, log, hashes) = (ltc.clone(), blocks.clone(), ltc_blocks.clone());
+        let ltc_paused = Arc::new(AtomicBool::new(false));
+        // Over its own RPC client: a node the test has killed fails a call, not the producer.
+        let (rpc, miner) = (ltc.node.rpc.clone(), ltc.miner.clone());
+        let (log, hashes, paused) = (blocks.clone(), ltc_blocks.clone(), ltc_paused.clone());
         tasks.push(every(LTC_BLOCK, &stop, move || {
-            let (l, log, hashes) = (l.clone(), log.clone(), hashes.clone());
+            let (rpc, miner) = (rpc.clone(), miner.clone());
+            let (log, hashes, paused) = (log.clone(), hashes.clone(), paused.clone());
             async move {
-                if let [hash] = &l.node.generate(1, &l.miner).await[..] {
+                if paused.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mined: Vec<String> = rpc
+                    .call("generatetoaddress", vec![json!(1), json!(miner)])
+                    .await
+                    .unwrap_or_default();
+                if let [hash] = &mined[..] {
                     let at = Instant::now();
                     log.lock().expect("block log").push((LTC, at));
                     hashes.lock().expect("block log").push((at, hash.clone()));
@@ -288,6 +317,7 @@ impl Hub {
             http: reqwest::Client::new(),
             blocks,
             ltc_blocks,
+            ltc_paused,
             stop,
             tasks,
             _dir: dir,
@@ -316,17 +346,35 @@ impl Hub {
         (code, resp.json().await.expect("json body"))
     }
 
-    /// `GET /v1/swaps/{id}`, long-polling up to `wait` seconds for a change.
-    pub async fn get_swap(&self, id: &str, wait: u64) -> Value {
+    /// `POST /v1/swaps`, which must be accepted; the new swap's id and the answer.
+    pub async fn create_swap(&self, key: &str, body: &Value) -> (String, Value) {
+        let (code, created) = self.post_swap(key, body).await;
+        assert_eq!(code, 202, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        (id, created)
+    }
+
+    /// `GET /v1/{path}`, which must answer 200; its JSON body.
+    async fn get_ok(&self, path: &str) -> Value {
         let resp = self
             .http
-            .get(format!("http://{}/v1/swaps/{id}?wait={wait}", self.addr))
+            .get(format!("http://{}/v1/{path}", self.addr))
             .bearer_auth(API_KEY)
             .send()
             .await
-            .expect("get swap");
-        assert_eq!(resp.status().as_u16(), 200);
+            .unwrap_or_else(|e| panic!("get {path}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "get {path}");
         resp.json().await.expect("json body")
+    }
+
+    /// `GET /v1/swaps/{id}`, long-polling up to `wait` seconds for a change.
+    pub async fn get_swap(&self, id: &str, wait: u64) -> Value {
+        self.get_ok(&format!("swaps/{id}?wait={wait}")).await
+    }
+
+    /// `GET /v1/networks`: each linked network, `up` or `down` (with a reason).
+    pub async fn networks(&self) -> Value {
+        self.get_ok("networks").await
     }
 
     /// Poll the API every 20 ms until `done` holds for the swap; fail with its last status

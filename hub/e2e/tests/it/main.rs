@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 #![allow(clippy::print_stdout)] // the flow tests print their measured figures on purpose
 
+mod faults;
 mod hub;
 // The litecoind regtest fixture is the UTXO adapter's own; one copy of node-starting code.
 #[allow(dead_code)]

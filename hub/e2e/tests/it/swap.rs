@@ -12,17 +12,17 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const LTC_AMOUNT: u128 = 1_000_000; // 0.01 LTC, in litoshis
-const ETH_AMOUNT: u128 = 100_000_000_000_000_000; // 0.1 ETH, in wei
+pub(crate) const LTC_AMOUNT: u128 = 1_000_000; // 0.01 LTC, in litoshis
+pub(crate) const ETH_AMOUNT: u128 = 100_000_000_000_000_000; // 0.1 ETH, in wei
 
-struct Parties {
-    alice_ltc: Address,
-    bob_ltc: Address,
-    bob_eth: Address,
-    alice_eth: Address,
+pub(crate) struct Parties {
+    pub(crate) alice_ltc: Address,
+    pub(crate) bob_ltc: Address,
+    pub(crate) bob_eth: Address,
+    pub(crate) alice_eth: Address,
 }
 
-fn parties(hub: &Hub) -> Parties {
+pub(crate) fn parties(hub: &Hub) -> Parties {
     let [alice_ltc, bob_ltc] = hub.ltc.accounts();
     let [bob_eth, alice_eth] = hub.eth.accounts();
     Parties {
@@ -34,7 +34,7 @@ fn parties(hub: &Hub) -> Parties {
 }
 
 /// Alice's LTC, Bob's LTC, Bob's ETH, Alice's ETH.
-async fn balances(hub: &Hub, p: &Parties) -> [u128; 4] {
+pub(crate) async fn balances(hub: &Hub, p: &Parties) -> [u128; 4] {
     let ltc = AssetId("LTC".into());
     let eth = AssetId("native".into());
     let l = |a: &Address| {
@@ -69,7 +69,7 @@ async fn balances(hub: &Hub, p: &Parties) -> [u128; 4] {
     ]
 }
 
-fn swap_body(p: &Parties, hashlock: &str, t1: u64, t2: u64, bob_locks: &str) -> Value {
+pub(crate) fn swap_body(p: &Parties, hashlock: &str, t1: u64, t2: u64, bob_locks: &str) -> Value {
     json!({
         "initiator": {"network": "litecoin", "asset": "LTC", "amount": LTC_AMOUNT.to_string(),
                       "from": p.alice_ltc.0, "to": p.bob_ltc.0},
@@ -81,7 +81,20 @@ fn swap_body(p: &Parties, hashlock: &str, t1: u64, t2: u64, bob_locks: &str) -> 
     })
 }
 
-fn leg_state(v: &Value, leg: usize) -> &str {
+/// Alice claims the ETH on anvil with her secret (revealing it there).
+pub(crate) async fn alice_claims_eth(hub: &Hub, api_id: &str, secret: [u8; 32]) {
+    let instance = hub.instance(api_id).contract.id();
+    hub.eth
+        .adapter
+        .claim(&ClaimRequest {
+            lock_id: LockId::derive(instance, LegId::B),
+            preimage: Preimage(secret),
+        })
+        .await
+        .expect("alice's claim on anvil");
+}
+
+pub(crate) fn leg_state(v: &Value, leg: usize) -> &str {
     v["legs"][leg]["state"].as_str().unwrap_or_default()
 }
 
@@ -100,14 +113,12 @@ async fn ltc_for_eth_swap_over_http_claims_both_legs_with_the_revealed_secret() 
     let hashlock = Preimage(secret).hashlock().to_hex();
 
     let start = Instant::now();
-    let (code, created) = hub
-        .post_swap(
+    let (api_id, created) = hub
+        .create_swap(
             "swap-ltc-eth",
             &swap_body(&p, &hashlock, 600, 300, "hub_wallet"),
         )
         .await;
-    assert_eq!(code, 202, "{created}");
-    let api_id = created["id"].as_str().expect("id").to_owned();
     assert_eq!(created["detail"]["hashlock"], hashlock.as_str());
     let instance = hub.instance(&api_id).contract.id();
 
@@ -158,14 +169,7 @@ async fn ltc_for_eth_swap_over_http_claims_both_legs_with_the_revealed_secret() 
 
     // Alice claims the ETH herself, revealing the secret on anvil.
     let t_alice = Instant::now();
-    hub.eth
-        .adapter
-        .claim(&ClaimRequest {
-            lock_id: LockId::derive(instance, LegId::B),
-            preimage: Preimage(secret),
-        })
-        .await
-        .expect("alice's claim on anvil");
+    alice_claims_eth(&hub, &api_id, secret).await;
     let alice_time = t_alice.elapsed();
 
     // The watcher sees the reveal and claims the LTC for Bob. Each step the API shows is
@@ -334,15 +338,15 @@ fn litoshis(v: &Value) -> u64 {
 }
 
 /// A transaction of the chain as the test reads it from its block.
-struct ChainTx {
-    txid: String,
-    inputs: Vec<(String, u64)>,
+pub(crate) struct ChainTx {
+    pub(crate) txid: String,
+    pub(crate) inputs: Vec<(String, u64)>,
     /// (value, scriptPubKey hex) per output.
-    outputs: Vec<(u64, String)>,
+    pub(crate) outputs: Vec<(u64, String)>,
 }
 
 /// Every non-coinbase transaction in blocks `from..=to`, in chain order.
-async fn ltc_txs(hub: &Hub, from: u64, to: u64) -> Vec<ChainTx> {
+pub(crate) async fn ltc_txs(hub: &Hub, from: u64, to: u64) -> Vec<ChainTx> {
     let mut out = Vec::new();
     for height in from..=to {
         let hash: String = hub.ltc.node.call("getblockhash", vec![json!(height)]).await;
@@ -415,14 +419,12 @@ async fn ltc_for_eth_swap_refunds_alice_after_t1_when_bob_never_locks() {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    let (code, created) = hub
-        .post_swap(
+    let (api_id, created) = hub
+        .create_swap(
             "swap-refund",
             &swap_body(&p, &hashlock, REFUND_T1, REFUND_T2, "owner"),
         )
         .await;
-    assert_eq!(code, 202, "{created}");
-    let api_id = created["id"].as_str().expect("id").to_owned();
     let t1 = created["detail"]["initiator_timelock"]
         .as_u64()
         .expect("t1");

@@ -16,6 +16,7 @@ use isthmus_interop::{AdapterExecutor, Contract};
 use isthmus_lock_contracts::{Address, AssetId, LegId, LegState, TwoPhase};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -28,18 +29,18 @@ const ETH_BLOCK: Duration = Duration::from_millis(1_000);
 const NATIVE_BLOCK: Duration = Duration::from_millis(100);
 const ETH_CONFIRMATIONS: u32 = 2;
 const NATIVE_CONFIRMATIONS: u32 = 2;
-const NATIVE_AMOUNT: u128 = 1_000;
-const ETH_AMOUNT: u128 = 100_000_000_000_000_000; // 0.1 ETH, in wei
+pub(crate) const NATIVE_AMOUNT: u128 = 1_000;
+pub(crate) const ETH_AMOUNT: u128 = 100_000_000_000_000_000; // 0.1 ETH, in wei
 
 /// A hub linking a native network and anvil, recording decisions on its own chain, with
 /// its API on 127.0.0.1:0. Every node stops when this is dropped (anvil by pid).
-struct TwoPhaseHub {
+pub(crate) struct TwoPhaseHub {
     native: Arc<TestNet>,
     hub_chain: TestNet,
-    eth: Arc<AnvilFixture>,
-    adapters: HashMap<NetworkId, Arc<dyn Adapter>>,
+    pub(crate) eth: Arc<AnvilFixture>,
+    pub(crate) adapters: HashMap<NetworkId, Arc<dyn Adapter>>,
     /// The hub itself (driver, watchers, API): restartable over `db`.
-    core: HubCore,
+    pub(crate) core: HubCore,
     db: sled::Db,
     http: reqwest::Client,
     recorder: Keypair,
@@ -47,13 +48,16 @@ struct TwoPhaseHub {
     bob: Keypair,
     /// When each new head of either chain was first seen (sampled every 10 ms).
     heads: Arc<Mutex<Vec<(NetworkId, u64, Instant)>>>,
+    /// While set, anvil's block producer mines nothing (the test mines by hand).
+    pub(crate) eth_paused: Arc<AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl TwoPhaseHub {
-    async fn boot() -> TwoPhaseHub {
+    pub(crate) async fn boot() -> TwoPhaseHub {
+        crate::hub::init_tracing();
         let (native, hub_chain, eth) = tokio::join!(
             TestNet::start(pos("native", NATIVE.0, &["alice", "bob"])),
             TestNet::start(pos("hub", HUB_CHAIN, &[])),
@@ -81,11 +85,14 @@ impl TwoPhaseHub {
         // The chains' pace and the head sampler outlive hub restarts.
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
-        let e = eth.clone();
+        let eth_paused = Arc::new(AtomicBool::new(false));
+        let (e, paused) = (eth.clone(), eth_paused.clone());
         tasks.push(every(ETH_BLOCK, &stop, move || {
-            let e = e.clone();
+            let (e, paused) = (e.clone(), paused.clone());
             async move {
-                let _ = e.raw("evm_mine", json!([])).await;
+                if !paused.load(Ordering::SeqCst) {
+                    let _ = e.raw("evm_mine", json!([])).await;
+                }
             }
         }));
         // Head sampler: when each block of either chain appeared, for the overhead split.
@@ -125,6 +132,7 @@ impl TwoPhaseHub {
             alice,
             bob,
             heads,
+            eth_paused,
             stop,
             tasks,
             _dir: dir,
@@ -144,7 +152,7 @@ impl TwoPhaseHub {
         );
     }
 
-    async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         stop_core(&mut self.core).await;
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
@@ -152,12 +160,12 @@ impl TwoPhaseHub {
         }
     }
 
-    fn native_addr(k: &Keypair) -> String {
+    pub(crate) fn native_addr(k: &Keypair) -> String {
         k.id().to_string()
     }
 
     /// `POST /v1/transfers`; the status code and body.
-    async fn post_transfer(&self, key: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post_transfer(&self, key: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("http://{}/v1/transfers", self.core.addr))
@@ -171,7 +179,7 @@ impl TwoPhaseHub {
         (code, resp.json().await.expect("json body"))
     }
 
-    async fn get_transfer(&self, id: &str) -> Value {
+    pub(crate) async fn get_transfer(&self, id: &str) -> Value {
         let resp = self
             .http
             .get(format!("http://{}/v1/transfers/{id}", self.core.addr))
@@ -184,7 +192,7 @@ impl TwoPhaseHub {
     }
 
     /// Alice's and Bob's native balances, then the two anvil accounts' ETH.
-    async fn balances(&self) -> [u128; 4] {
+    pub(crate) async fn balances(&self) -> [u128; 4] {
         let native = AssetId(ASSET.into());
         let eth = AssetId("native".into());
         let [e0, e1] = self.eth.accounts();
@@ -212,25 +220,11 @@ impl TwoPhaseHub {
     }
 
     /// What anvil charged for `tx` (`gasUsed * effectiveGasPrice` from its receipt).
-    async fn gas_paid(&self, tx: &str) -> u128 {
-        let r = self
-            .eth
-            .raw("eth_getTransactionReceipt", json!([tx]))
-            .await
-            .expect("receipt");
-        let word = |k: &str| {
-            u128::from_str_radix(
-                r[k].as_str()
-                    .unwrap_or_else(|| panic!("receipt {r} has no {k}"))
-                    .trim_start_matches("0x"),
-                16,
-            )
-            .expect("hex quantity")
-        };
-        word("gasUsed") * word("effectiveGasPrice")
+    pub(crate) async fn gas_paid(&self, tx: &str) -> u128 {
+        gas_paid(&self.eth, tx).await
     }
 
-    async fn eth_nonce(&self, who: &Address) -> u64 {
+    pub(crate) async fn eth_nonce(&self, who: &Address) -> u64 {
         let v = self
             .eth
             .raw("eth_getTransactionCount", json!([who.0, "latest"]))
@@ -240,7 +234,7 @@ impl TwoPhaseHub {
     }
 
     /// The escrow contract's ETH and the native escrow module's balance.
-    async fn escrowed(&self) -> (u128, u128) {
+    pub(crate) async fn escrowed(&self) -> (u128, u128) {
         let escrow = format!("{}", self.eth.adapter.deployment().escrow);
         let v = self
             .eth
@@ -261,14 +255,14 @@ impl TwoPhaseHub {
     }
 
     /// The decision the hub recorded on its chain for the instance behind `api_id`.
-    async fn recorded(&self, api_id: &str) -> Option<DecisionRecord> {
+    pub(crate) async fn recorded(&self, api_id: &str) -> Option<DecisionRecord> {
         let inst = self.instance(api_id);
         let key = decision_state_key(&self.recorder.id(), &inst.id.0);
         let raw = self.hub_chain.node.state_get(key).await.expect("hub state");
         raw.map(|b| rmp_serde::from_slice(&b).expect("decision record"))
     }
 
-    fn instance(&self, api_id: &str) -> TwoPhase {
+    pub(crate) fn instance(&self, api_id: &str) -> TwoPhase {
         let stored = self
             .core
             .driver
@@ -283,7 +277,7 @@ impl TwoPhaseHub {
     }
 
     /// The lock tx of `leg` once the hub has seen it.
-    fn lock_tx(&self, api_id: &str, leg: LegId) -> Option<String> {
+    pub(crate) fn lock_tx(&self, api_id: &str, leg: LegId) -> Option<String> {
         match &self.instance(api_id).legs[leg] {
             LegState::Seen { lock } | LegState::Final { lock, .. } => Some(lock.tx.0.clone()),
             LegState::Settled { lock, .. } => lock.as_ref().map(|l| l.tx.0.clone()),
@@ -305,7 +299,7 @@ impl TwoPhaseHub {
 
     /// Poll `GET /v1/transfers/{id}` every 20 ms until it is terminal, noting when each leg
     /// first showed each state.
-    async fn until_terminal(&self, api_id: &str, within: Duration) -> Timeline {
+    pub(crate) async fn until_terminal(&self, api_id: &str, within: Duration) -> Timeline {
         let deadline = Instant::now() + within;
         let mut t = Timeline::default();
         loop {
@@ -327,6 +321,24 @@ impl TwoPhaseHub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// What anvil charged for `tx` (`gasUsed * effectiveGasPrice` from its receipt).
+pub(crate) async fn gas_paid(eth: &AnvilFixture, tx: &str) -> u128 {
+    let r = eth
+        .raw("eth_getTransactionReceipt", json!([tx]))
+        .await
+        .expect("receipt");
+    let word = |k: &str| {
+        u128::from_str_radix(
+            r[k].as_str()
+                .unwrap_or_else(|| panic!("receipt {r} has no {k}"))
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("hex quantity")
+    };
+    word("gasUsed") * word("effectiveGasPrice")
 }
 
 /// The hub over `adapters`, recording decisions on `hub_chain`. The native escrow trusts 2
@@ -372,11 +384,11 @@ impl Drop for TwoPhaseHub {
     }
 }
 
-struct Timeline {
+pub(crate) struct Timeline {
     /// When (leg index, state name) first showed in the API.
     first: HashMap<(usize, String), Instant>,
     end: Instant,
-    last: Value,
+    pub(crate) last: Value,
 }
 
 impl Default for Timeline {
@@ -398,7 +410,14 @@ impl Timeline {
     }
 }
 
-fn leg(network: &str, asset: &str, amount: u128, from: &str, to: &str, lock_by: &str) -> Value {
+pub(crate) fn leg(
+    network: &str,
+    asset: &str,
+    amount: u128,
+    from: &str,
+    to: &str,
+    lock_by: &str,
+) -> Value {
     json!({"network": network, "asset": asset, "amount": amount.to_string(),
            "from": from, "to": to, "lock_by": lock_by})
 }
@@ -409,13 +428,13 @@ fn secs(d: Duration) -> f64 {
 
 /// Which way a transfer goes: `source` is the leg the customer pays on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Direction {
+pub(crate) enum Direction {
     NativeToAnvil,
     AnvilToNative,
 }
 
 impl Direction {
-    fn legs(self, hub: &TwoPhaseHub, counter_lock_by: &str) -> Value {
+    pub(crate) fn legs(self, hub: &TwoPhaseHub, counter_lock_by: &str) -> Value {
         let [e0, e1] = hub.eth.accounts();
         let (alice, bob) = (
             TwoPhaseHub::native_addr(&hub.alice),
