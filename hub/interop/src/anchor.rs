@@ -253,27 +253,7 @@ mod tests {
     }
 
     fn two_phase_instance(n: u8) -> Contract {
-        use isthmus_core::NetworkId;
-        use isthmus_lock_contracts::{
-            Address, Amount, AssetId, LegSpec, Locker, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
-        };
-        let leg = |net: u64| LegSpec {
-            network: NetworkId(net),
-            asset: AssetId("native".into()),
-            amount: Amount(10),
-            from: Address(format!("from{net}")),
-            to: Address(format!("to{net}")),
-            timeout: 1_000,
-            locker: Locker::External,
-        };
-        let spec = TwoPhaseSpec {
-            a: leg(1),
-            b: leg(2),
-            deadline: 100,
-        };
-        let cfg = TwoPhaseConfig { release_window: 50 };
-        let (m, _) = TwoPhase::create(InstanceId::derive(&[&[n]]), spec, &cfg, 0).unwrap();
-        Contract::TwoPhase(m)
+        Contract::sample_two_phase(&[n])
     }
 
     #[tokio::test]

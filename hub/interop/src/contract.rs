@@ -66,6 +66,37 @@ pub enum Applied {
 }
 
 impl Contract {
+    /// A fresh two-phase instance with small fixed legs between networks 1 and 2 (deadline
+    /// 100, escrow timeouts 1,000), its id derived from `seed`: for tests and tools that
+    /// need some instance and do not care about its terms.
+    #[doc(hidden)]
+    pub fn sample_two_phase(seed: &[u8]) -> Contract {
+        use isthmus_core::NetworkId;
+        use isthmus_lock_contracts::{
+            Address, Amount, AssetId, LegSpec, Locker, TwoPhaseConfig, TwoPhaseSpec,
+        };
+        let leg = |net: u64| LegSpec {
+            network: NetworkId(net),
+            asset: AssetId("native".into()),
+            amount: Amount(10),
+            from: Address(format!("from{net}")),
+            to: Address(format!("to{net}")),
+            timeout: 1_000,
+            locker: Locker::External,
+        };
+        let spec = TwoPhaseSpec {
+            a: leg(1),
+            b: leg(2),
+            deadline: 100,
+        };
+        let cfg = TwoPhaseConfig { release_window: 50 };
+        match TwoPhase::create(InstanceId::derive(&[seed]), spec, &cfg, 0) {
+            Ok((m, _)) => Contract::TwoPhase(m),
+            // The terms above are fixed and valid; creation cannot refuse them.
+            Err(e) => unreachable!("the sample two-phase terms are valid: {e}"),
+        }
+    }
+
     pub fn kind(&self) -> ContractKind {
         match self {
             Contract::TwoPhase(_) => ContractKind::TwoPhase,

@@ -305,31 +305,10 @@ impl Journal for SledJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use isthmus_core::NetworkId;
-    use isthmus_lock_contracts::{
-        Address, Amount, AssetId, LegSpec, Locker, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
-    };
 
     fn instance(api_id: &str) -> StoredInstance {
-        let leg = |net: u64| LegSpec {
-            network: NetworkId(net),
-            asset: AssetId("native".into()),
-            amount: Amount(10),
-            from: Address(format!("from{net}")),
-            to: Address(format!("to{net}")),
-            timeout: 1_000,
-            locker: Locker::External,
-        };
-        let spec = TwoPhaseSpec {
-            a: leg(1),
-            b: leg(2),
-            deadline: 100,
-        };
-        let cfg = TwoPhaseConfig { release_window: 50 };
-        let (m, _) =
-            TwoPhase::create(InstanceId::derive(&[api_id.as_bytes()]), spec, &cfg, 0).unwrap();
         StoredInstance {
-            contract: Contract::TwoPhase(m),
+            contract: Contract::sample_two_phase(api_id.as_bytes()),
             seq: 0,
             api_id: api_id.into(),
             created_at: 0,

@@ -3,33 +3,14 @@
 
 use crate::net::{pos, TestNet};
 use isthmus_adapter_native::ChainTransitionLog;
-use isthmus_core::{Keypair, NetworkId};
+use isthmus_core::Keypair;
 use isthmus_interop::anchor::history_digests;
 use isthmus_interop::{Anchorer, Contract, ContractEvent, Journal, SledJournal, StoredInstance};
-use isthmus_lock_contracts::{
-    Address, Amount, AssetId, InstanceId, LegSpec, Locker, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
-};
 use std::sync::Arc;
 
 fn instance(n: u8) -> StoredInstance {
-    let leg = |net: u64| LegSpec {
-        network: NetworkId(net),
-        asset: AssetId("native".into()),
-        amount: Amount(10),
-        from: Address(format!("from{net}")),
-        to: Address(format!("to{net}")),
-        timeout: 1_000,
-        locker: Locker::External,
-    };
-    let spec = TwoPhaseSpec {
-        a: leg(1),
-        b: leg(2),
-        deadline: 100,
-    };
-    let cfg = TwoPhaseConfig { release_window: 50 };
-    let (m, _) = TwoPhase::create(InstanceId::derive(&[&[n]]), spec, &cfg, 0).unwrap();
     StoredInstance {
-        contract: Contract::TwoPhase(m),
+        contract: Contract::sample_two_phase(&[n]),
         seq: 0,
         api_id: format!("tr_{n}"),
         created_at: 0,
