@@ -175,6 +175,31 @@ pub fn escrow_attestation(a: &HubAttestation) -> Attestation {
 }
 
 impl NativeAdapter {
+    /// A lock's status as the hub may act on it: a release, refund or claim counts only
+    /// once the block that carried it is final (under PoW, `confirmations` deep), like the
+    /// `Released`/`Refunded`/`Claimed` events.
+    async fn settled_status(&self, s: &EscrowStatus) -> Result<LockStatus, AdapterError> {
+        let (tx, status) = match s {
+            EscrowStatus::Locked => return Ok(LockStatus::Locked),
+            EscrowStatus::Released { tx } => (tx, LockStatus::Released { tx: tx_id(tx) }),
+            EscrowStatus::Refunded { tx } => (tx, LockStatus::Refunded { tx: tx_id(tx) }),
+            EscrowStatus::Claimed { tx, .. } => (tx, LockStatus::Claimed { tx: tx_id(tx) }),
+        };
+        if self.light.confirmations == 0 {
+            return Ok(status);
+        }
+        let included = self
+            .node
+            .tx_proof(*tx)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let head = self.head_height().await?;
+        Ok(match included {
+            Some((header, _)) if header.number <= self.finalized_at(head) => status,
+            _ => LockStatus::Locked,
+        })
+    }
+
     /// An adapter for the network described by `network` (the hub's trusted copy of its
     /// genesis config), talking to `node`. Legs locked by the hub are signed with the
     /// `wallet`'s key of their owner; releases, refunds and claims are submitted by
@@ -832,12 +857,7 @@ impl Adapter for NativeAdapter {
             },
             owner: address(&l.owner),
             timeout: l.timeout_ms / 1000,
-            status: match l.status {
-                EscrowStatus::Locked => LockStatus::Locked,
-                EscrowStatus::Released { tx } => LockStatus::Released { tx: tx_id(&tx) },
-                EscrowStatus::Refunded { tx } => LockStatus::Refunded { tx: tx_id(&tx) },
-                EscrowStatus::Claimed { tx, .. } => LockStatus::Claimed { tx: tx_id(&tx) },
-            },
+            status: self.settled_status(&l.status).await?,
             is_final: l.height <= self.finalized_at(head),
         }))
     }

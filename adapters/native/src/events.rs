@@ -3,16 +3,17 @@
 //!
 //! The `i`-th event derived at block `h` has checkpoint `h << 24 | i`. A block yields events
 //! only if it, or the block that it makes final, carries transactions:
-//! - for its own transactions: `NewHead`, one `TxIncluded` each, then `LockIncluded`,
-//!   `Released`, `Refunded` and `Claimed` for escrow calls that took effect, and
-//!   `PacketCommitted`, `PacketReceived` and `PacketTimedOut` for packet calls that did
-//!   (see [`crate::packets`]);
+//! - for its own transactions: `NewHead`, one `TxIncluded` each, then `LockIncluded` for
+//!   escrow locks that took effect, and `PacketCommitted`, `PacketReceived` and
+//!   `PacketTimedOut` for packet calls that did (see [`crate::packets`]);
 //! - for the block it makes final (itself under PoS, the block `confirmations` below under
-//!   PoW): `Finalized` and `LockFinal` for the locks in it.
+//!   PoW): `Finalized`, `LockFinal` for the locks in it, then `Released`, `Refunded` and
+//!   `Claimed` for the escrow spends in it that took effect.
 //!
 //! Empty blocks add nothing, so a quiet chain's stream stays still. PoW reorgs below the
 //! confirmation depth are outside this numbering: events of a replaced, unfinal block are
-//! not withdrawn (`Reverted` is not emitted); the hub acts on `LockFinal` only.
+//! not withdrawn (`Reverted` is not emitted), so everything the hub settles on (a lock's
+//! finality, a leg's release, refund or claim) is reported only from a final block.
 
 use crate::adapter::{tx_id, NativeAdapter};
 use isthmus_adapter_api::{AdapterError, BlockRef, ChainEvent, Checkpoint, EventKind, EventPage};
@@ -134,20 +135,23 @@ pub(crate) async fn failure(
     )
 }
 
-/// Locks that took effect in `b`, with their observation.
-async fn locks_in(a: &NativeAdapter, b: &Block) -> Result<Vec<EventKind>, AdapterError> {
+/// What the final block `b` settles: `LockFinal` for the locks that took effect in it, then
+/// the releases, refunds and claims that did.
+async fn settled_in(a: &NativeAdapter, b: &Block) -> Result<Vec<EventKind>, AdapterError> {
     let algo = a.light().config.rules_at(b.header.number).hash;
-    let mut out = Vec::new();
+    let (mut locks, mut spends) = (Vec::new(), Vec::new());
     for t in &b.txs {
-        if let Some(Ok(call @ EscrowCall::Lock(_))) = EscrowCall::from_kind(&t.body.kind) {
-            if let Some(EventKind::LockIncluded { lock }) =
-                escrow_event(a, &call, &t.id(algo)).await?
-            {
-                out.push(EventKind::LockFinal { lock });
-            }
+        let Some(Ok(call)) = EscrowCall::from_kind(&t.body.kind) else {
+            continue;
+        };
+        match escrow_event(a, &call, &t.id(algo)).await? {
+            Some(EventKind::LockIncluded { lock }) => locks.push(EventKind::LockFinal { lock }),
+            Some(spend) => spends.push(spend),
+            None => {}
         }
     }
-    Ok(out)
+    locks.extend(spends);
+    Ok(locks)
 }
 
 /// Every event block `h` yields (see the module docs).
@@ -167,7 +171,10 @@ async fn block_events(a: &NativeAdapter, h: u64) -> Result<Vec<EventKind>, Adapt
         }
         for (t, id) in b.txs.iter().zip(&ids) {
             if let Some(Ok(call)) = EscrowCall::from_kind(&t.body.kind) {
-                if let Some(ev) = escrow_event(a, &call, id).await? {
+                // A spend waits for its block to be final (`settled_in`).
+                if let Some(ev @ EventKind::LockIncluded { .. }) =
+                    escrow_event(a, &call, id).await?
+                {
                     out.push(ev);
                 }
             } else if let Some(ev) = crate::packets::packet_event(a, &t.body.kind, id).await? {
@@ -186,7 +193,7 @@ async fn block_events(a: &NativeAdapter, h: u64) -> Result<Vec<EventKind>, Adapt
             out.push(EventKind::Finalized {
                 block: a.light().block_ref(&fin.header),
             });
-            out.extend(locks_in(a, &fin).await?);
+            out.extend(settled_in(a, &fin).await?);
         }
     }
     Ok(out)

@@ -2,9 +2,10 @@
 //! directly, past the adapter's own checks: forged or misdirected attestations and a second
 //! settlement fail on chain and change nothing.
 
-use crate::net::{hub_keys, now_ms, pos, TestNet};
+use crate::net::{hub_keys, now_ms, pos, pow, TestNet};
 use isthmus_adapter_api::{
-    Adapter, HubAttestation, LockRequest, LockStatus, LockTerms, ReleaseRequest, SignedTx, TxStatus,
+    Adapter, Checkpoint, EventKind, HubAttestation, LockRequest, LockStatus, LockTerms,
+    ReleaseRequest, SignedTx, TxStatus,
 };
 use isthmus_adapter_native::{escrow_attestation, NativeAdapter, ASSET};
 use isthmus_chain::escrow::{EscrowCall, RefundArgs, ReleaseArgs};
@@ -160,4 +161,96 @@ async fn direct_submissions_of_forged_or_repeated_settlements_fail_on_chain() {
         a.lock_state(&lock_id).await.unwrap().unwrap().status,
         LockStatus::Released { tx } if tx == rel
     ));
+}
+
+/// Under PoW a release counts only once its block is `confirmations` deep: before that the
+/// event stream carries no `Released` and `lock_state` still says Locked, so a reorg of the
+/// release can never have been settled on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pow_release_is_reported_only_once_its_block_is_final() {
+    const DEPTH: u64 = 6;
+    let net = TestNet::start(pow("alpha", 201, &["alice"])).await;
+    net.until_height(1).await.unwrap();
+    let alice = Keypair::dev("alice");
+    let bob = Keypair::dev("bob");
+    let a = net.adapter(&[&alice], DEPTH as u32);
+    let lock_id = LockId(HashAlgo::Sha256.digest(b"pow-depth"));
+    a.lock(&LockRequest {
+        lock_id,
+        leg: LegSpec {
+            network: net.cfg.network(),
+            asset: AssetId(ASSET.into()),
+            amount: Amount(1_000),
+            from: Address(alice.id().to_string()),
+            to: Address(bob.id().to_string()),
+            timeout: now_ms() / 1000 + 600,
+            locker: Locker::HubWallet,
+        },
+        terms: LockTerms::TwoPhase,
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !a
+        .lock_state(&lock_id)
+        .await
+        .unwrap()
+        .is_some_and(|l| l.is_final)
+    {
+        assert!(Instant::now() < deadline, "the lock never became final");
+        net.mine(1).await.unwrap();
+    }
+    let attestation = HubAttestation::sign_ed25519(
+        net.cfg.network(),
+        lock_id,
+        Decision::Validated,
+        HubRecord {
+            height: 3,
+            tx: TxId("hub-record".into()),
+        },
+        &hub_keys()[..2],
+    );
+    let rel = a
+        .release(&ReleaseRequest {
+            lock_id,
+            attestation,
+        })
+        .await
+        .unwrap();
+    let included = loop {
+        assert!(Instant::now() < deadline, "the release was never included");
+        net.mine(1).await.unwrap();
+        match a.tx_status(&rel).await.unwrap() {
+            TxStatus::Included { block, .. } => break block.height,
+            TxStatus::Final { .. } => panic!("the release was final at once: mine fewer blocks"),
+            _ => {}
+        }
+    };
+    let released = || async {
+        let page = a.events_since(Checkpoint(0), 10_000).await.unwrap().events;
+        page.into_iter()
+            .filter(|e| matches!(&e.kind, EventKind::Released { lock_id: l, .. } if *l == lock_id))
+            .count()
+    };
+    let head = net.height().await;
+    assert!(
+        head < included + DEPTH,
+        "precondition: head {head}, release at {included}"
+    );
+    assert_eq!(
+        released().await,
+        0,
+        "released reported at depth {}",
+        head + 1 - included
+    );
+    assert_eq!(
+        a.lock_state(&lock_id).await.unwrap().unwrap().status,
+        LockStatus::Locked
+    );
+    net.until_height(included + DEPTH).await.unwrap();
+    assert_eq!(released().await, 1);
+    assert_eq!(
+        a.lock_state(&lock_id).await.unwrap().unwrap().status,
+        LockStatus::Released { tx: rel }
+    );
 }
