@@ -44,6 +44,31 @@ pub struct LinkConfig {
     pub idle_poll_ms: u64,
     #[serde(default = "defaults::chunk_bytes")]
     pub chunk_bytes: usize,
+    /// The network this link watches for lock events; with it, the link carries lock
+    /// evidence to the hub's evidence ingress at `hub_addr` instead of packets.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+}
+
+/// Where an evidence link reads lock events (see [`crate::evidence`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// An EVM chain, watched through the EVM adapter.
+    Evm(EvmSource),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmSource {
+    /// Events read per poll.
+    #[serde(default = "defaults::source_page")]
+    pub page: u32,
+    /// Wait between polls when nothing is new.
+    #[serde(default = "defaults::source_poll_ms")]
+    pub poll_ms: u64,
+    /// The chain, with the same keys as the hub's config for it.
+    pub evm: isthmus_adapter_evm::EvmConfig,
 }
 
 /// Defaults, in one place.
@@ -65,6 +90,12 @@ pub mod defaults {
     }
     pub fn chunk_bytes() -> usize {
         256 * 1024
+    }
+    pub fn source_page() -> u32 {
+        100
+    }
+    pub fn source_poll_ms() -> u64 {
+        500
     }
 }
 
@@ -119,6 +150,36 @@ impl RelayerConfig {
                     l.name
                 ));
             }
+            if let Some(src) = &l.source {
+                p.extend(
+                    src.validate()
+                        .into_iter()
+                        .map(|e| format!("link `{}`: source: {e}", l.name)),
+                );
+            }
+        }
+        p
+    }
+}
+
+impl SourceConfig {
+    /// Every problem of this source.
+    pub fn validate(&self) -> Vec<String> {
+        let SourceConfig::Evm(s) = self;
+        let mut p: Vec<String> = s.evm.validate();
+        if s.page == 0 || s.page > 10_000 {
+            p.push(format!("page must be 1..=10000, got {}", s.page));
+        }
+        if s.poll_ms == 0 {
+            p.push("poll_ms must be positive".into());
+        }
+        let named = s.evm.escrow.is_some() && s.evm.htlc.is_some();
+        if !named && s.evm.contracts_record.is_none() {
+            p.push(
+                "evm.escrow and evm.htlc, or an evm.contracts_record naming them, are required: \
+                 the relayer watches the lock contracts, it never deploys them"
+                    .into(),
+            );
         }
         p
     }
@@ -142,5 +203,72 @@ impl LinkConfig {
             idle_poll: Duration::from_millis(self.idle_poll_ms),
             chunk_bytes: self.chunk_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINK: &str = r#"
+        key_file = "k"
+        data_dir = "d"
+        [[link]]
+        name = "anvil"
+        transport = "tcp"
+        network = 1
+        hub_addr = "127.0.0.1:1"
+        hub_id = "isth_H6qBrwuboFWzx9C796NJDb1a7Z87qU1YCxA4Jy79YCiB"
+    "#;
+
+    fn with_source(source: &str) -> Result<RelayerConfig, String> {
+        RelayerConfig::parse(&format!("{LINK}\n{source}"))
+    }
+
+    const EVM: &str = r#"
+        [link.source.evm]
+        network = 7
+        name = "anvil"
+        rpc_url = "http://127.0.0.1:8545"
+        chain_id = 31337
+        attesters = ["0x70997970C51812dc3A04C0fe94E3A4F4a4Ad6355"]
+        threshold = 1
+        relayer = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+    "#;
+
+    #[test]
+    fn an_evm_source_must_name_its_contracts_and_every_problem_is_listed() {
+        let good = with_source(&format!(
+            "[link.source]\nkind = \"evm\"\n{EVM}\ncontracts_record = \"r.json\""
+        ))
+        .unwrap();
+        assert_eq!(good.validate(), Vec::<String>::new());
+        let Some(SourceConfig::Evm(src)) = &good.links[0].source else {
+            panic!("no evm source");
+        };
+        assert_eq!((src.page, src.poll_ms), (100, 500), "defaults");
+        assert_eq!(src.evm.confirmations, 12, "the evm config's own default");
+
+        // No contracts named, a zero page, a zero poll and a bad threshold: all listed.
+        let bad = with_source(&format!(
+            "[link.source]\nkind = \"evm\"\npage = 0\npoll_ms = 0\n{}",
+            EVM.replace("threshold = 1", "threshold = 3")
+        ))
+        .unwrap();
+        let p = bad.validate();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter().all(|e| e.starts_with("link `anvil`: source: ")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|e| e.contains("never deploys")), "{p:?}");
+        assert!(p.iter().any(|e| e.contains("threshold 3")), "{p:?}");
+
+        // Unknown kinds and unknown keys are refused when parsing, naming them.
+        let e = with_source("[link.source]\nkind = \"solana\"").unwrap_err();
+        assert!(e.contains("solana"), "{e}");
+        let e =
+            with_source(&format!("[link.source]\nkind = \"evm\"\nbogus = 1\n{EVM}")).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
     }
 }

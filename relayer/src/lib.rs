@@ -8,9 +8,14 @@
 //! the packet and answers. Two relayers on one link, a restart, or a replay can therefore
 //! only produce `duplicate` receipts, never a second delivery. This crate never trusts a
 //! relayer's word for a packet: only the source network's attestation keys count.
+//!
+//! A link can instead carry lock evidence ([`evidence`]): lock events of a watched network
+//! with their finality evidence, which the hub checks against its own adapter for that
+//! network before acting; the relayer again provides only liveness.
 
 pub mod config;
 pub mod daemon;
+pub mod evidence;
 pub mod ingress;
 pub mod outbox;
 pub mod proto;
@@ -18,6 +23,9 @@ pub mod source;
 
 pub use config::RelayerConfig;
 pub use daemon::{Relayer, RelayerStats};
+pub use evidence::{
+    EvidenceCarrier, EvidenceMsg, EvidenceOutcome, EvidenceSource, RelayedEvidence,
+};
 pub use ingress::{IngressConfig, IngressError, PacketIngress};
 pub use outbox::Outbox;
 pub use proto::{LinkMsg, Outcome, PacketAttestation, ReceiptMsg, RelayedPacket};

@@ -5,8 +5,9 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use isthmus_core::Keypair;
-use isthmus_relayer::config::RelayerConfig;
-use isthmus_relayer::{Outbox, Relayer};
+use isthmus_relayer::config::{RelayerConfig, SourceConfig};
+use isthmus_relayer::evidence::OUTBOX_KIND;
+use isthmus_relayer::{EvidenceCarrier, EvidenceSource, Outbox, Relayer};
 use isthmus_transport::{Endpoint, TransportConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 #[command(
     name = "relayer",
     version,
-    about = "Isthmus relayer: carries attested packets from networks to the hub"
+    about = "Isthmus relayer: carries attested packets and lock evidence from networks to the hub"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,16 +101,48 @@ async fn main() -> anyhow::Result<()> {
                         link.name, link.transport
                     )
                 })?;
+                let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let settings = link.settings().map_err(anyhow::Error::msg)?;
+                if let Some(SourceConfig::Evm(src)) = &link.source {
+                    // The relayer only reads the chain: its wallet holds no key.
+                    let wallet = Arc::new(isthmus_adapter_api::MemoryWallet::new());
+                    let adapter = isthmus_adapter_evm::EvmAdapter::open(src.evm.clone(), wallet)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "link {}: cannot open evm network {}",
+                                link.name, src.evm.rpc_url
+                            )
+                        })?;
+                    let outbox = Outbox::open_kind(db.clone(), OUTBOX_KIND, &link.name)?;
+                    let mut source = EvidenceSource::open(
+                        Arc::new(adapter),
+                        outbox.clone(),
+                        db.clone(),
+                        &link.name,
+                    )?;
+                    source.page = src.page;
+                    source.idle_poll = std::time::Duration::from_millis(src.poll_ms);
+                    tracing::info!(link = %link.name, network = %src.evm.network, backlog = outbox.len(), "carrying lock evidence");
+                    tasks.spawn(source.run(stop(stop_rx.clone())));
+                    let carrier = EvidenceCarrier {
+                        link: settings,
+                        endpoint,
+                        outbox,
+                        stats: Arc::default(),
+                    };
+                    tasks.spawn(carrier.run(stop(stop_rx.clone())));
+                    continue;
+                }
                 let relayer = Relayer {
-                    link: link.settings().map_err(anyhow::Error::msg)?,
+                    link: settings,
                     endpoint,
                     outbox: Outbox::open(db.clone(), &link.name)?,
                     stats: Arc::default(),
                 };
-                let mut rx = stop_rx.clone();
-                tasks.spawn(relayer.run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }));
+                tasks.spawn(relayer.run(stop(stop_rx.clone())));
             }
             tokio::signal::ctrl_c()
                 .await

@@ -3,6 +3,7 @@
 //! what might not have arrived (the hub answers `duplicate` for what did).
 
 use crate::proto::{Outcome, RelayedPacket};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,17 +21,30 @@ impl From<sled::Error> for OutboxError {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
+struct Entry<T> {
     /// When it entered the outbox (unix seconds), for the "oldest pending" metric.
     queued_at: u64,
-    packet: RelayedPacket,
+    packet: T,
 }
 
-#[derive(Clone)]
-pub struct Outbox {
+/// Items of type `T` waiting to reach the hub: attested packets by default, relayed lock
+/// evidence for an evidence link ([`crate::evidence`]).
+pub struct Outbox<T = RelayedPacket> {
     db: sled::Db,
     pending: sled::Tree,
     failed: sled::Tree,
+    item: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox {
+            db: self.db.clone(),
+            pending: self.pending.clone(),
+            failed: self.failed.clone(),
+            item: std::marker::PhantomData,
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -43,15 +57,24 @@ fn now_secs() -> u64 {
 impl Outbox {
     /// The outbox of link `link` in `db`.
     pub fn open(db: sled::Db, link: &str) -> Result<Self, OutboxError> {
+        Self::open_kind(db, "relayer", link)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
+    /// The outbox of link `link` in `db` under the tree prefix `kind`, so that outboxes of
+    /// different item types never share a tree.
+    pub fn open_kind(db: sled::Db, kind: &str, link: &str) -> Result<Self, OutboxError> {
         Ok(Outbox {
-            pending: db.open_tree(format!("relayer.outbox.{link}"))?,
-            failed: db.open_tree(format!("relayer.failed.{link}"))?,
+            pending: db.open_tree(format!("{kind}.outbox.{link}"))?,
+            failed: db.open_tree(format!("{kind}.failed.{link}"))?,
             db,
+            item: std::marker::PhantomData,
         })
     }
 
     /// Queue packets durably (flushed before returning).
-    pub fn push_all(&self, packets: &[RelayedPacket]) -> Result<(), OutboxError> {
+    pub fn push_all(&self, packets: &[T]) -> Result<(), OutboxError> {
         let mut batch = sled::Batch::default();
         for p in packets {
             let id = self.db.generate_id()?;
@@ -69,7 +92,7 @@ impl Outbox {
     }
 
     /// The oldest `limit` entries.
-    pub fn page(&self, limit: usize) -> Result<Vec<(u64, RelayedPacket)>, OutboxError> {
+    pub fn page(&self, limit: usize) -> Result<Vec<(u64, T)>, OutboxError> {
         self.page_after(None, limit)
     }
 
@@ -79,7 +102,7 @@ impl Outbox {
         &self,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, RelayedPacket)>, OutboxError> {
+    ) -> Result<Vec<(u64, T)>, OutboxError> {
         let mut out = Vec::with_capacity(limit.min(4_096));
         let entries = match after {
             None => self.pending.iter(),
@@ -95,7 +118,7 @@ impl Outbox {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .map_err(|_| OutboxError::Corrupt(0, "key is not 8 bytes".into()))?;
-            let e: Entry =
+            let e: Entry<T> =
                 rmp_serde::from_slice(&v).map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
             out.push((id, e.packet));
         }
@@ -146,7 +169,7 @@ impl Outbox {
     /// Age in seconds of the oldest pending entry.
     pub fn oldest_age(&self) -> u64 {
         match self.pending.first() {
-            Ok(Some((_, v))) => rmp_serde::from_slice::<Entry>(&v)
+            Ok(Some((_, v))) => rmp_serde::from_slice::<Entry<T>>(&v)
                 .map(|e| now_secs().saturating_sub(e.queued_at))
                 .unwrap_or(0),
             _ => 0,

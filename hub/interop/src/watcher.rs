@@ -41,7 +41,7 @@ pub struct Watcher {
     pub idle_poll: Duration,
 }
 
-struct Target {
+pub(crate) struct Target {
     id: InstanceId,
     leg: LegId,
     two_phase: bool,
@@ -81,8 +81,13 @@ impl Watcher {
 
     /// Lock ids of every unfinished instance with a leg on this network.
     fn targets(&self) -> HashMap<LockId, Target> {
+        Self::targets_on(&self.driver, self.network)
+    }
+
+    /// Lock ids of every unfinished instance with a leg on `network`.
+    pub(crate) fn targets_on(driver: &Driver, network: NetworkId) -> HashMap<LockId, Target> {
         let mut out = HashMap::new();
-        let Ok(all) = self.driver.journal().all() else {
+        let Ok(all) = driver.journal().all() else {
             return out;
         };
         for inst in all.iter().filter(|i| !i.contract.status().terminal) {
@@ -91,7 +96,7 @@ impl Watcher {
                     Contract::TwoPhase(m) => (m.spec.leg(leg).network, true, &m.legs[leg]),
                     Contract::Htlc(m) => (m.spec.leg(leg).network, false, &m.legs[leg]),
                 };
-                if spec_net != self.network {
+                if spec_net != network {
                     continue;
                 }
                 let observed_tx = match state {
@@ -120,20 +125,15 @@ impl Watcher {
         // The hub never takes a node's word: the adapter verifies the evidence as a light
         // client (commit certificate, work + confirmations, receipt + headers, ...).
         self.adapter.verify_evidence(&lock.tx, &evidence).await?;
-        let r = evidence.to_ref();
-        if let Ok(tree) = self.db.open_tree("interop.evidence") {
-            if let Ok(bytes) = rmp_serde::to_vec_named(&evidence) {
-                let _ = tree.insert(r.digest.0, bytes);
-            }
-        }
-        Ok(r)
+        Ok(store_evidence(&self.db, &evidence))
     }
 
-    /// The contract events one chain event produces.
-    async fn translate(
-        &self,
+    /// The contract events one chain event produces (the relayed-evidence ingress uses the
+    /// same translation, with evidence it has verified already).
+    pub(crate) async fn translate(
         kind: &EventKind,
         targets: &HashMap<LockId, Target>,
+        finality: &dyn FinalityEvidence,
     ) -> Result<Vec<(InstanceId, ContractEvent)>, AdapterError> {
         let ev = |t: &Target, two: TwoPhaseEvent, htlc: HtlcEvent| {
             (
@@ -162,7 +162,7 @@ impl Watcher {
             },
             EventKind::LockFinal { lock } => match targets.get(&lock.lock_id) {
                 Some(t) => {
-                    let evidence = self.evidence_for(lock).await?;
+                    let evidence = finality.evidence_ref(lock).await?;
                     vec![ev(
                         t,
                         TwoPhaseEvent::LockFinalized {
@@ -352,7 +352,7 @@ impl Watcher {
                     let targets = self.targets();
                     let mut ok = true;
                     for e in &page.events {
-                        match self.translate(&e.kind, &targets).await {
+                        match Self::translate(&e.kind, &targets, &self).await {
                             Ok(evs) => {
                                 for (id, ev) in evs {
                                     if let Err(err) =
@@ -401,4 +401,39 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Where the finality evidence of a lock reported to the driver comes from: fetched and
+/// verified through the adapter (the watcher), or relayed and verified already (the
+/// relayed-evidence ingress). Either way it is stored and referenced by digest.
+#[async_trait::async_trait]
+pub(crate) trait FinalityEvidence: Send + Sync {
+    async fn evidence_ref(
+        &self,
+        lock: &LockObservation,
+    ) -> Result<isthmus_lock_contracts::EvidenceRef, AdapterError>;
+}
+
+#[async_trait::async_trait]
+impl FinalityEvidence for Watcher {
+    async fn evidence_ref(
+        &self,
+        lock: &LockObservation,
+    ) -> Result<isthmus_lock_contracts::EvidenceRef, AdapterError> {
+        self.evidence_for(lock).await
+    }
+}
+
+/// Keep verified evidence in the hub store, under its digest.
+pub(crate) fn store_evidence(
+    db: &sled::Db,
+    evidence: &isthmus_adapter_api::Evidence,
+) -> isthmus_lock_contracts::EvidenceRef {
+    let r = evidence.to_ref();
+    if let Ok(tree) = db.open_tree("interop.evidence") {
+        if let Ok(bytes) = rmp_serde::to_vec_named(evidence) {
+            let _ = tree.insert(r.digest.0, bytes);
+        }
+    }
+    r
 }

@@ -402,7 +402,10 @@ fn shipped_example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/relayer.toml");
     let cfg = RelayerConfig::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(cfg.validate(), Vec::<String>::new());
-    assert_eq!(cfg.links.len(), 1);
+    assert_eq!(cfg.links.len(), 2);
     let s = cfg.links[0].settings().unwrap();
     assert_eq!(s.page, 500);
+    // The second link carries lock evidence from an EVM chain.
+    assert!(cfg.links[0].source.is_none());
+    assert!(cfg.links[1].source.is_some());
 }

@@ -152,6 +152,18 @@ impl HubCore {
         directory: Arc<dyn NetworkDirectory>,
         db: &sled::Db,
     ) -> HubCore {
+        Self::start_observing(adapters, exec, directory, db, &[])
+    }
+
+    /// [`start`](Self::start), with no watcher for the `relayed` networks: their lock
+    /// events reach the hub only from relayers (through an evidence ingress the test adds).
+    pub fn start_observing(
+        adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
+        exec: Arc<AdapterExecutor>,
+        directory: Arc<dyn NetworkDirectory>,
+        db: &sled::Db,
+        relayed: &[NetworkId],
+    ) -> HubCore {
         let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).expect("api store")));
         let driver = Driver::new(
             Arc::new(SledJournal::open(db.clone()).expect("journal")),
@@ -182,7 +194,7 @@ impl HubCore {
         tasks.push(tokio::spawn(async move {
             d.run(exec, now_secs, s()).await.expect("driver runs");
         }));
-        for (net, adapter) in adapters {
+        for (net, adapter) in adapters.iter().filter(|(n, _)| !relayed.contains(n)) {
             let w = Watcher {
                 network: *net,
                 adapter: adapter.clone(),

@@ -21,6 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+// Flow 3 across a relayer restart reuses this hub, with anvil relayer-observed.
+#[path = "relayed.rs"]
+mod relayed;
+
 const NATIVE: NetworkId = NetworkId(201);
 const HUB_CHAIN: u64 = 100;
 /// anvil mines each transaction at once and, besides, a block every `ETH_BLOCK` so that
@@ -50,6 +54,8 @@ pub(crate) struct TwoPhaseHub {
     heads: Arc<Mutex<Vec<(NetworkId, u64, Instant)>>>,
     /// While set, anvil's block producer mines nothing (the test mines by hand).
     pub(crate) eth_paused: Arc<AtomicBool>,
+    /// Networks the hub runs no watcher for (relayers carry their lock events).
+    relayed: Vec<NetworkId>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -57,6 +63,10 @@ pub(crate) struct TwoPhaseHub {
 
 impl TwoPhaseHub {
     pub(crate) async fn boot() -> TwoPhaseHub {
+        Self::boot_observing(&[]).await
+    }
+
+    async fn boot_observing(relayed: &[NetworkId]) -> TwoPhaseHub {
         crate::hub::init_tracing();
         let (native, hub_chain, eth) = tokio::join!(
             TestNet::start(pos("native", NATIVE.0, &["alice", "bob"])),
@@ -81,7 +91,7 @@ impl TwoPhaseHub {
         let recorder = Keypair::dev("hub-recorder");
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        let core = start_core(&adapters, &eth, &hub_chain, &recorder, &db);
+        let core = start_core(&adapters, &eth, &hub_chain, &recorder, &db, relayed);
         // The chains' pace and the head sampler outlive hub restarts.
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -133,6 +143,7 @@ impl TwoPhaseHub {
             bob,
             heads,
             eth_paused,
+            relayed: relayed.to_vec(),
             stop,
             tasks,
             _dir: dir,
@@ -149,6 +160,7 @@ impl TwoPhaseHub {
             &self.hub_chain,
             &self.recorder,
             &self.db,
+            &self.relayed,
         );
     }
 
@@ -349,6 +361,7 @@ fn start_core(
     hub_chain: &TestNet,
     recorder: &Keypair,
     db: &sled::Db,
+    relayed: &[NetworkId],
 ) -> HubCore {
     let ledger = ChainLedger::new(hub_chain.node.clone(), recorder.clone());
     let exec = AdapterExecutor::new(
@@ -358,11 +371,12 @@ fn start_core(
     )
     .with_evm_attesters(eth.attesters.clone())
     .with_evm_escrow(ETH, eth.adapter.escrow_domain());
-    HubCore::start(
+    HubCore::start_observing(
         adapters,
         Arc::new(exec),
         Arc::new(Nets(vec![("native", NATIVE), ("anvil", ETH)])),
         db,
+        relayed,
     )
 }
 
