@@ -47,6 +47,38 @@ pub struct ProofCounts {
     pub refused: std::sync::atomic::AtomicU64,
 }
 
+/// `check` over `items`, split into up to `threads` chunks of at least `min_per_thread`
+/// checked at the same time (scoped threads), results in input order. Checks are total and
+/// cannot panic on input; if one ever did, its chunk gets `refused` per item (order kept)
+/// rather than the hub crashing.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_per_thread: usize,
+    check: impl Fn(&[T]) -> Vec<R> + Sync,
+    refused: impl Fn(&T) -> R,
+) -> Vec<R> {
+    let threads = threads.min(items.len() / min_per_thread.max(1)).max(1);
+    if threads == 1 {
+        return check(items);
+    }
+    let per = items.len().div_ceil(threads);
+    let check = &check;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|c| (c, s.spawn(move || check(c))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(c, h)| match h.join() {
+                Ok(r) => r,
+                Err(_) => c.iter().map(&refused).collect(),
+            })
+            .collect()
+    })
+}
+
 /// Verify `items` strictly, split into `threads` batches verified at the same time (scoped
 /// threads; results in input order, exactly as one [`verify_batch`] would return them).
 pub fn verify_parallel(
@@ -54,36 +86,12 @@ pub fn verify_parallel(
     threads: usize,
 ) -> Vec<Result<(), isthmus_core::SignError>> {
     // Below this, a thread costs more than it saves.
-    const MIN_PER_THREAD: usize = 64;
-    let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
-    if threads == 1 {
-        return verify_batch(items);
-    }
-    let per = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|c| (c, s.spawn(move || verify_batch(c))))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(c, h)| match h.join() {
-                Ok(r) => r,
-                // Verification is total and cannot panic on input; if it ever did, that
-                // part is refused (one result per item, order kept) rather than the hub
-                // crashing.
-                Err(_) => c
-                    .iter()
-                    .map(|i| {
-                        Err(isthmus_core::SignError::BadSignature(
-                            i.signer,
-                            i.domain.tag(),
-                            i.network,
-                        ))
-                    })
-                    .collect(),
-            })
-            .collect()
+    in_parallel(items, threads, 64, verify_batch, |i| {
+        Err(isthmus_core::SignError::BadSignature(
+            i.signer,
+            i.domain.tag(),
+            i.network,
+        ))
     })
 }
 
@@ -200,37 +208,21 @@ impl PacketIngress {
                 .get(&p.packet.channel.source)
                 .map(|v| self.proven(v.as_ref(), p))
         };
-        let threads = self
-            .cfg
-            .verify_threads
-            .min(packets.len() / MIN_PER_THREAD)
-            .max(1);
-        if threads == 1 || self.cfg.proofs.is_empty() {
-            return packets.iter().map(one).collect();
+        if self.cfg.proofs.is_empty() {
+            return vec![None; packets.len()];
         }
-        let per = packets.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = packets
-                .chunks(per)
-                .map(|c| (c, s.spawn(move || c.iter().map(one).collect::<Vec<_>>())))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|(c, h)| match h.join() {
-                    Ok(r) => r,
-                    // Verifiers are total; if one ever panicked, its part is refused.
-                    Err(_) => c
-                        .iter()
-                        .map(|p| {
-                            Some(Err(rejected(
-                                "proof_unavailable",
-                                format!("proof check of packet {} failed", p.packet.sequence),
-                            )))
-                        })
-                        .collect(),
-                })
-                .collect()
-        })
+        in_parallel(
+            packets,
+            self.cfg.verify_threads,
+            MIN_PER_THREAD,
+            |c| c.iter().map(one).collect(),
+            |p| {
+                Some(Err(rejected(
+                    "proof_unavailable",
+                    format!("proof check of packet {} failed", p.packet.sequence),
+                )))
+            },
+        )
     }
 
     /// Which packets pass their source network's policy: a valid light-client proof, or

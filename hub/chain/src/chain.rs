@@ -389,20 +389,24 @@ impl Chain {
                     .store
                     .canonical(n)?
                     .ok_or_else(|| StoreError::Corrupt(format!("no canonical block {n}")))?;
-                let undo: Undo = decode(
-                    "undo",
-                    &self
-                        .store
-                        .undo(&h)?
-                        .ok_or_else(|| StoreError::Corrupt(format!("no undo record for {h}")))?,
-                )?;
-                past.revert(&undo);
+                past.revert(&self.undo_of(&h)?);
             }
             &past
         };
         let algo = self.rules_at(number).hash;
         let proofs = state.entry_proofs(algo, keys);
         Ok(Some((b.header, proofs)))
+    }
+
+    /// The stored undo record of block `h`.
+    fn undo_of(&self, h: &Hash32) -> Result<Undo, StoreError> {
+        decode(
+            "undo",
+            &self
+                .store
+                .undo(h)?
+                .ok_or_else(|| StoreError::Corrupt(format!("no undo record for {h}")))?,
+        )
     }
 
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
@@ -713,13 +717,7 @@ impl Chain {
             let Some(h) = self.store.canonical(n)? else {
                 continue;
             };
-            let undo: Undo = decode(
-                "undo",
-                &self
-                    .store
-                    .undo(&h)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("no undo record for {h}")))?,
-            )?;
+            let undo = self.undo_of(&h)?;
             touched_a.extend(undo.accounts.keys().copied());
             touched_k.extend(undo.kv.keys().cloned());
             state.revert(&undo);
