@@ -1,7 +1,9 @@
-//! The hub's packet ingress: strict batch verification of source attestations, then an
-//! exactly-once receipt per (channel, sequence), flushed before the packet is forwarded or
-//! any relayer is answered.
+//! The hub's packet ingress: each packet is checked under its source network's policy
+//! (strict batch verification of attestations, or a light-client proof through that
+//! network's [`ProofVerifier`]), then gets an exactly-once receipt per (channel, sequence),
+//! flushed before the packet is forwarded or any relayer is answered.
 
+use crate::proof::ProofVerifier;
 use crate::proto::{LinkMsg, Outcome, ReceiptMsg, RelayedPacket};
 use isthmus_core::sign::verify_batch;
 use isthmus_core::{NetworkId, NodeId};
@@ -14,14 +16,67 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Which keys attest packets of each source network, and how many must sign.
-#[derive(Debug, Clone, Default)]
+/// Each source network's policy: which keys attest its packets and how many must sign
+/// (`trusted`), or which verifier checks their light-client proofs (`proofs`; a network
+/// listed there is judged by proof alone, whatever attestations a packet carries).
+#[derive(Clone, Default)]
 pub struct IngressConfig {
     pub trusted: BTreeMap<NetworkId, (BTreeSet<NodeId>, usize)>,
+    pub proofs: BTreeMap<NetworkId, Arc<dyn ProofVerifier>>,
     /// Largest batch accepted in one message.
     pub max_batch: usize,
     /// Threads one batch's signatures are verified on (0 or 1: the calling thread only).
     pub verify_threads: usize,
+}
+
+impl std::fmt::Debug for IngressConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressConfig")
+            .field("trusted", &self.trusted)
+            .field("proofs", &self.proofs.keys().collect::<Vec<_>>())
+            .field("max_batch", &self.max_batch)
+            .field("verify_threads", &self.verify_threads)
+            .finish()
+    }
+}
+
+/// Per proof-checked source network: packets whose proof passed, and refused.
+#[derive(Debug, Default)]
+pub struct ProofCounts {
+    pub proven: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+/// `check` over `items`, split into up to `threads` chunks of at least `min_per_thread`
+/// checked at the same time (scoped threads), results in input order. Checks are total and
+/// cannot panic on input; if one ever did, its chunk gets `refused` per item (order kept)
+/// rather than the hub crashing.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_per_thread: usize,
+    check: impl Fn(&[T]) -> Vec<R> + Sync,
+    refused: impl Fn(&T) -> R,
+) -> Vec<R> {
+    let threads = threads.min(items.len() / min_per_thread.max(1)).max(1);
+    if threads == 1 {
+        return check(items);
+    }
+    let per = items.len().div_ceil(threads);
+    let check = &check;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|c| (c, s.spawn(move || check(c))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(c, h)| match h.join() {
+                Ok(r) => r,
+                Err(_) => c.iter().map(&refused).collect(),
+            })
+            .collect()
+    })
 }
 
 /// Verify `items` strictly, split into `threads` batches verified at the same time (scoped
@@ -31,36 +86,12 @@ pub fn verify_parallel(
     threads: usize,
 ) -> Vec<Result<(), isthmus_core::SignError>> {
     // Below this, a thread costs more than it saves.
-    const MIN_PER_THREAD: usize = 64;
-    let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
-    if threads == 1 {
-        return verify_batch(items);
-    }
-    let per = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|c| (c, s.spawn(move || verify_batch(c))))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(c, h)| match h.join() {
-                Ok(r) => r,
-                // Verification is total and cannot panic on input; if it ever did, that
-                // part is refused (one result per item, order kept) rather than the hub
-                // crashing.
-                Err(_) => c
-                    .iter()
-                    .map(|i| {
-                        Err(isthmus_core::SignError::BadSignature(
-                            i.signer,
-                            i.domain.tag(),
-                            i.network,
-                        ))
-                    })
-                    .collect(),
-            })
-            .collect()
+    in_parallel(items, threads, 64, verify_batch, |i| {
+        Err(isthmus_core::SignError::BadSignature(
+            i.signer,
+            i.domain.tag(),
+            i.network,
+        ))
     })
 }
 
@@ -86,6 +117,7 @@ pub struct PacketIngress {
     receipt_lock: Mutex<()>,
     forward: mpsc::Sender<Packet>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    proof_counts: BTreeMap<NetworkId, ProofCounts>,
     /// Makes this many next groups fail just before their write, as a crash there would.
     #[cfg(test)]
     fail_commit: std::sync::atomic::AtomicUsize,
@@ -117,6 +149,11 @@ impl PacketIngress {
         Ok(PacketIngress {
             receipts: db.open_tree("relay.receipts")?,
             db,
+            proof_counts: cfg
+                .proofs
+                .keys()
+                .map(|n| (*n, ProofCounts::default()))
+                .collect(),
             cfg,
             receipt_lock: Mutex::new(()),
             forward,
@@ -126,12 +163,79 @@ impl PacketIngress {
         })
     }
 
-    /// Which packets carry enough valid attestations by trusted keys.
+    /// The proof counters of source network `network` (`None`: not a proof-checked source).
+    pub fn proof_counts(&self, network: NetworkId) -> Option<&ProofCounts> {
+        self.proof_counts.get(&network)
+    }
+
+    /// The light-client check of one packet of a proof-checked network.
+    fn proven(&self, verifier: &dyn ProofVerifier, p: &RelayedPacket) -> Result<(), Outcome> {
+        let net = p.packet.channel.source;
+        let checked = match &p.proof {
+            None => Err(crate::proof::ProofError::Missing {
+                network: net,
+                sequence: p.packet.sequence,
+            }),
+            Some(proof) => verifier.verify(&p.packet, proof),
+        };
+        let counts = self.proof_counts.get(&net);
+        match checked {
+            Ok(()) => {
+                if let Some(c) = counts {
+                    c.proven.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(c) = counts {
+                    c.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                metrics::counter!("relay_ingress_proofs_refused_total", "source" => net.to_string(), "code" => e.code())
+                    .increment(1);
+                tracing::warn!(source = %net, sequence = p.packet.sequence, %e, "packet proof refused");
+                Err(rejected(e.code(), e.to_string()))
+            }
+        }
+    }
+
+    /// The proof check of every packet of a proof-checked network (`None` for the others),
+    /// split over the verify threads like signatures are.
+    fn check_proofs(&self, packets: &[RelayedPacket]) -> Vec<Option<Result<(), Outcome>>> {
+        const MIN_PER_THREAD: usize = 32;
+        let one = |p: &RelayedPacket| {
+            self.cfg
+                .proofs
+                .get(&p.packet.channel.source)
+                .map(|v| self.proven(v.as_ref(), p))
+        };
+        if self.cfg.proofs.is_empty() {
+            return vec![None; packets.len()];
+        }
+        in_parallel(
+            packets,
+            self.cfg.verify_threads,
+            MIN_PER_THREAD,
+            |c| c.iter().map(one).collect(),
+            |p| {
+                Some(Err(rejected(
+                    "proof_unavailable",
+                    format!("proof check of packet {} failed", p.packet.sequence),
+                )))
+            },
+        )
+    }
+
+    /// Which packets pass their source network's policy: a valid light-client proof, or
+    /// enough valid attestations by trusted keys.
     fn attested(&self, packets: &[RelayedPacket]) -> Vec<Result<(), Outcome>> {
+        let mut proven = self.check_proofs(packets).into_iter();
         let commitments: Vec<_> = packets.iter().map(|p| p.packet.commitment()).collect();
         let mut items = Vec::new();
         let mut owner = Vec::new();
         for (i, p) in packets.iter().enumerate() {
+            if self.cfg.proofs.contains_key(&p.packet.channel.source) {
+                continue;
+            }
             let Some((keys, _)) = self.cfg.trusted.get(&p.packet.channel.source) else {
                 continue;
             };
@@ -154,6 +258,9 @@ impl PacketIngress {
             .zip(signers)
             .map(|(p, s)| {
                 let net = p.packet.channel.source;
+                if let Some(checked) = proven.next().flatten() {
+                    return checked;
+                }
                 match self.cfg.trusted.get(&net) {
                     None => Err(rejected(
                         "unknown_source",
@@ -590,6 +697,7 @@ mod tests {
             trusted,
             max_batch: 1_000,
             verify_threads: 2,
+            ..IngressConfig::default()
         };
         let ing = PacketIngress::open(sled::open(dir).unwrap(), cfg, tx, Arc::new(|| 1)).unwrap();
         (Arc::new(ing), rx)

@@ -7,7 +7,8 @@
 //! records an exactly-once receipt per (channel, sequence) durably, and only then forwards
 //! the packet and answers. Two relayers on one link, a restart, or a replay can therefore
 //! only produce `duplicate` receipts, never a second delivery. This crate never trusts a
-//! relayer's word for a packet: only the source network's attestation keys count.
+//! relayer's word for a packet: per source network, the hub counts either a threshold of
+//! that network's attestation keys or a light-client proof ([`proof`]) it checks itself.
 //!
 //! A link can instead carry lock evidence ([`evidence`]): lock events of a watched network
 //! with their finality evidence, which the hub checks against its own adapter for that
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod evidence;
 pub mod ingress;
 pub mod outbox;
+pub mod proof;
 pub mod proto;
 pub mod source;
 
@@ -28,5 +30,8 @@ pub use evidence::{
 };
 pub use ingress::{IngressConfig, IngressError, PacketIngress};
 pub use outbox::Outbox;
-pub use proto::{LinkMsg, Outcome, PacketAttestation, ReceiptMsg, RelayedPacket};
-pub use source::{AdapterSource, Attestor, LocalAttestor, SourceError};
+pub use proof::{NativeProofVerifier, NativeProver, ProofError, ProofVerifier};
+pub use proto::{
+    LinkMsg, Outcome, PacketAttestation, PacketProof, ReceiptMsg, RelayedPacket, StatePath,
+};
+pub use source::{AdapterSource, Attestor, LocalAttestor, Prover, SourceError};

@@ -1,8 +1,10 @@
 //! What travels on a relayer ↔ hub link.
 
+use isthmus_adapter_api::Evidence;
 use isthmus_core::sign::{self, BatchItem};
-use isthmus_core::{Domain, Keypair, NodeId, Signature};
+use isthmus_core::{Domain, Hash32, Keypair, NodeId, Signature};
 use isthmus_lock_contracts::packet::{ChannelId, Packet};
+use isthmus_lock_contracts::TxId;
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// A signature by one of the source network's attestation keys over the packet's
@@ -13,10 +15,40 @@ pub struct PacketAttestation {
     pub signature: Signature,
 }
 
+/// A Merkle path from one state entry to a block's state root (the source network's own
+/// tree: the verifier derives the leaf from the entry it expects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatePath {
+    pub index: u64,
+    pub leaf_count: u64,
+    pub siblings: Vec<Hash32>,
+}
+
+/// A light-client proof that the source network committed a packet: the transaction that
+/// committed it (its id and body), the source adapter's finality evidence for that
+/// transaction (commit certificate or PoW confirmations, with the Merkle path to the block's
+/// transaction root), and the path of the packet's entry in the source's state right after
+/// that block, which shows the call took effect (a refused call is included too, but
+/// writes nothing) and fixes the sequence the chain gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketProof {
+    pub tx: TxId,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    pub evidence: Evidence,
+    pub state: StatePath,
+}
+
+/// A packet as a relayer carries it: vouched for by the source network's attestation keys,
+/// or proven by `proof` (which network takes which is the hub's policy, never the
+/// relayer's choice).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayedPacket {
     pub packet: Packet,
+    #[serde(default)]
     pub attestations: Vec<PacketAttestation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Box<PacketProof>>,
 }
 
 impl RelayedPacket {
@@ -33,6 +65,16 @@ impl RelayedPacket {
         RelayedPacket {
             packet,
             attestations,
+            proof: None,
+        }
+    }
+
+    /// `packet` with a light-client proof and no attestations.
+    pub fn proven(packet: Packet, proof: PacketProof) -> Self {
+        RelayedPacket {
+            packet,
+            attestations: Vec::new(),
+            proof: Some(Box::new(proof)),
         }
     }
 
@@ -246,6 +288,65 @@ mod tests {
             },
             &[Keypair::dev("v")],
         )
+    }
+
+    fn proven(seq: u64) -> RelayedPacket {
+        use isthmus_adapter_api::{BlockRef, CommitVote, MerkleProof};
+        let p = packet(seq).packet;
+        RelayedPacket::proven(
+            p,
+            PacketProof {
+                tx: TxId("ab".repeat(32)),
+                body: vec![1, 2, 3],
+                evidence: Evidence::CommitCertificate {
+                    block: BlockRef {
+                        height: seq,
+                        hash: Hash32([seq as u8; 32]),
+                    },
+                    header: vec![9; 70],
+                    round: 0,
+                    votes: vec![CommitVote {
+                        validator: Keypair::dev("v").id(),
+                        signature: vec![7; 64],
+                    }],
+                    tx_proof: MerkleProof {
+                        leaf_index: 1,
+                        leaf: Hash32([1; 32]),
+                        siblings: vec![Hash32([2; 32])],
+                        root: Hash32([3; 32]),
+                    },
+                },
+                state: StatePath {
+                    index: 4,
+                    leaf_count: 9,
+                    siblings: vec![Hash32([5; 32]); 4],
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn proven_and_attested_packets_round_trip_and_never_panic_on_truncation() {
+        let deliver = LinkMsg::Deliver {
+            batch: 3,
+            packets: vec![packet(1), proven(2), proven(3)],
+        };
+        assert_eq!(roundtrip(&deliver), deliver);
+        let limits = isthmus_core::codec::WireLimits::default();
+        let body = isthmus_core::codec::encode_body(&deliver, &limits).unwrap();
+        let back: LinkMsg = isthmus_core::codec::decode_body(&body, &limits).unwrap();
+        assert_eq!(back, deliver);
+        // An attested packet carries no `proof` key at all (its size is unchanged).
+        let bytes = rmp_serde::to_vec_named(&packet(1)).unwrap();
+        assert!(!bytes.windows(5).any(|w| w == b"proof"));
+        // Every truncation and every single-byte flip decodes or fails, never panics.
+        let full = rmp_serde::to_vec_named(&deliver).unwrap();
+        for n in 0..full.len() {
+            assert!(rmp_serde::from_slice::<LinkMsg>(&full[..n]).is_err());
+            let mut flipped = full.clone();
+            flipped[n] ^= 0x5a;
+            let _ = rmp_serde::from_slice::<LinkMsg>(&flipped);
+        }
     }
 
     fn roundtrip<T: Serialize + for<'de> Deserialize<'de>>(v: &T) -> T {

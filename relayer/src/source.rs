@@ -8,7 +8,7 @@
 //! network's attestations, and the hub counts only those by keys it trusts.
 
 use crate::outbox::{Outbox, OutboxError};
-use crate::proto::{PacketAttestation, RelayedPacket};
+use crate::proto::{PacketAttestation, PacketProof, RelayedPacket};
 use async_trait::async_trait;
 use isthmus_adapter_api::types::{Checkpoint, EventKind};
 use isthmus_adapter_api::{Adapter, AdapterError};
@@ -21,6 +21,32 @@ use std::time::Duration;
 #[async_trait]
 pub trait Attestor: Send + Sync + 'static {
     async fn attest(&self, packet: &Packet) -> Result<Vec<PacketAttestation>, AdapterError>;
+}
+
+/// Where a committed packet's light-client proof comes from. `at` is the checkpoint of the
+/// event that reported the packet. A packet whose transaction is not final yet is
+/// `NotFound`: the page is read again later.
+#[async_trait]
+pub trait Prover: Send + Sync + 'static {
+    async fn prove(&self, at: Checkpoint, packet: &Packet) -> Result<PacketProof, AdapterError>;
+
+    /// Proofs for a page's packets, in order (a prover may share work per block).
+    async fn prove_all(
+        &self,
+        items: &[(Checkpoint, Packet)],
+    ) -> Result<Vec<PacketProof>, AdapterError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (at, p) in items {
+            out.push(self.prove(*at, p).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// How a source vouches for the packets it queues.
+enum Vouch {
+    Attest(Box<dyn Attestor>),
+    Prove(Box<dyn Prover>),
 }
 
 /// Attestation keys this process holds for the source network (an operator that runs the
@@ -70,7 +96,7 @@ impl From<sled::Error> for SourceError {
 
 pub struct AdapterSource<A> {
     adapter: A,
-    attestor: Box<dyn Attestor>,
+    vouch: Vouch,
     outbox: Outbox,
     db: sled::Db,
     checkpoints: sled::Tree,
@@ -82,10 +108,32 @@ pub struct AdapterSource<A> {
 }
 
 impl<A: Adapter> AdapterSource<A> {
-    /// A source for link `link`, keeping its checkpoint in `db` next to the outbox.
+    /// A source for link `link` whose packets `attestor` attests, keeping its checkpoint in
+    /// `db` next to the outbox.
     pub fn open(
         adapter: A,
         attestor: Box<dyn Attestor>,
+        outbox: Outbox,
+        db: sled::Db,
+        link: &str,
+    ) -> Result<Self, SourceError> {
+        Self::with_vouch(adapter, Vouch::Attest(attestor), outbox, db, link)
+    }
+
+    /// A source for link `link` whose packets carry light-client proofs by `prover`.
+    pub fn proving(
+        adapter: A,
+        prover: Box<dyn Prover>,
+        outbox: Outbox,
+        db: sled::Db,
+        link: &str,
+    ) -> Result<Self, SourceError> {
+        Self::with_vouch(adapter, Vouch::Prove(prover), outbox, db, link)
+    }
+
+    fn with_vouch(
+        adapter: A,
+        vouch: Vouch,
         outbox: Outbox,
         db: sled::Db,
         link: &str,
@@ -94,7 +142,7 @@ impl<A: Adapter> AdapterSource<A> {
             checkpoints: db.open_tree("relayer.source.checkpoints")?,
             key: format!("{link}/{}", adapter.descriptor().network).into_bytes(),
             adapter,
-            attestor,
+            vouch,
             outbox,
             db,
             page: 500,
@@ -120,17 +168,32 @@ impl<A: Adapter> AdapterSource<A> {
         let after = self.checkpoint()?;
         let page = self.adapter.events_since(after, self.page).await?;
         let network = self.adapter.descriptor().network;
-        let mut relayed = Vec::new();
+        let mut committed = Vec::new();
         for ev in &page.events {
             if let EventKind::PacketCommitted { packet } = &ev.kind {
                 if packet.channel.source != network {
                     tracing::warn!(%network, claimed = %packet.channel.source, "packet event names another source; skipped");
                     continue;
                 }
-                relayed.push(RelayedPacket {
-                    packet: packet.clone(),
-                    attestations: self.attestor.attest(packet).await?,
-                });
+                committed.push((ev.checkpoint, packet.clone()));
+            }
+        }
+        let mut relayed = Vec::with_capacity(committed.len());
+        match &self.vouch {
+            Vouch::Attest(a) => {
+                for (_, packet) in committed {
+                    relayed.push(RelayedPacket {
+                        attestations: a.attest(&packet).await?,
+                        packet,
+                        proof: None,
+                    });
+                }
+            }
+            Vouch::Prove(p) => {
+                let proofs = p.prove_all(&committed).await?;
+                for ((_, packet), proof) in committed.into_iter().zip(proofs) {
+                    relayed.push(RelayedPacket::proven(packet, proof));
+                }
             }
         }
         if !relayed.is_empty() {
@@ -156,6 +219,11 @@ impl<A: Adapter> AdapterSource<A> {
             wait = match self.poll_once().await {
                 Ok((_, true)) => Duration::ZERO,
                 Ok((_, false)) => self.idle_poll,
+                // A proof waits for its transaction to become final: not worth a warning.
+                Err(e @ SourceError::Adapter(AdapterError::NotFound { .. })) => {
+                    tracing::debug!(%e, "packet source waits");
+                    self.idle_poll
+                }
                 Err(e) => {
                     tracing::warn!(%e, retryable = e.is_retryable(), "packet source poll failed");
                     (self.idle_poll * 4).min(Duration::from_secs(5))
@@ -347,6 +415,7 @@ mod tests {
                 trusted,
                 max_batch: 100,
                 verify_threads: 1,
+                ..IngressConfig::default()
             },
             tx,
             Arc::new(|| 10),
@@ -361,6 +430,7 @@ mod tests {
         assert!(fresh.is_empty());
         // Attestations by a key the hub does not trust are refused.
         let forged = RelayedPacket {
+            proof: None,
             packet: packet(SRC, 3),
             attestations: LocalAttestor(vec![Keypair::dev("mallory")])
                 .attest(&packet(SRC, 3))

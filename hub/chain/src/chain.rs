@@ -367,6 +367,48 @@ impl Chain {
             .map(|p| (b.header.clone(), p)))
     }
 
+    /// The header of canonical block `number` and, per key, the entry's value and Merkle
+    /// path to that header's state root (`None`: absent then). The state after `number` is
+    /// the current state with the later blocks' undo records applied, newest first.
+    #[allow(clippy::type_complexity)]
+    pub fn state_proofs_at(
+        &self,
+        number: u64,
+        keys: &[Vec<u8>],
+    ) -> Result<Option<(BlockHeader, Vec<Option<(Vec<u8>, MerkleProof)>>)>, StoreError> {
+        let Some(b) = self.block_at(number)? else {
+            return Ok(None);
+        };
+        let mut past;
+        let state = if number == self.head_number {
+            &self.state
+        } else {
+            past = self.state.clone();
+            for n in (number + 1..=self.head_number).rev() {
+                let h = self
+                    .store
+                    .canonical(n)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no canonical block {n}")))?;
+                past.revert(&self.undo_of(&h)?);
+            }
+            &past
+        };
+        let algo = self.rules_at(number).hash;
+        let proofs = state.entry_proofs(algo, keys);
+        Ok(Some((b.header, proofs)))
+    }
+
+    /// The stored undo record of block `h`.
+    fn undo_of(&self, h: &Hash32) -> Result<Undo, StoreError> {
+        decode(
+            "undo",
+            &self
+                .store
+                .undo(h)?
+                .ok_or_else(|| StoreError::Corrupt(format!("no undo record for {h}")))?,
+        )
+    }
+
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
         self.store.used_bytes()
     }
@@ -675,13 +717,7 @@ impl Chain {
             let Some(h) = self.store.canonical(n)? else {
                 continue;
             };
-            let undo: Undo = decode(
-                "undo",
-                &self
-                    .store
-                    .undo(&h)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("no undo record for {h}")))?,
-            )?;
+            let undo = self.undo_of(&h)?;
             touched_a.extend(undo.accounts.keys().copied());
             touched_k.extend(undo.kv.keys().cloned());
             state.revert(&undo);

@@ -110,6 +110,41 @@ impl MerkleProof {
         })
     }
 
+    /// Proofs for several leaves at once, hashing the tree once (one per index; `None` if
+    /// out of range). Each equals what [`MerkleProof::build`] returns for its index.
+    pub fn build_many(
+        algo: HashAlgo,
+        leaves: &[Hash32],
+        indices: &[usize],
+    ) -> Vec<Option<MerkleProof>> {
+        let mut levels = vec![leaves.to_vec()];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let next = next_level(algo, levels.last().map_or(&[][..], |l| l.as_slice()));
+            levels.push(next);
+        }
+        indices
+            .iter()
+            .map(|&index| {
+                if index >= leaves.len() {
+                    return None;
+                }
+                let mut siblings = Vec::new();
+                let mut i = index;
+                for level in levels.iter().take(levels.len().saturating_sub(1)) {
+                    if let Some(h) = level.get(i ^ 1) {
+                        siblings.push(*h);
+                    }
+                    i /= 2;
+                }
+                Some(MerkleProof {
+                    index: index as u64,
+                    leaf_count: leaves.len() as u64,
+                    siblings,
+                })
+            })
+            .collect()
+    }
+
     /// Recompute the root from `leaf` (an already-hashed leaf) and compare with `root`.
     pub fn verify(&self, algo: HashAlgo, leaf: Hash32, root: &Hash32) -> Result<(), ProofError> {
         if self.index >= self.leaf_count {
@@ -165,6 +200,22 @@ mod tests {
         (0..n)
             .map(|i| leaf_hash(HashAlgo::Sha256, &(i as u64).to_be_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn build_many_equals_build_for_every_index() {
+        for n in 1..40 {
+            let l = leaves(n);
+            let idx: Vec<usize> = (0..=n).collect();
+            let many = MerkleProof::build_many(HashAlgo::Sha256, &l, &idx);
+            for (i, p) in idx.iter().zip(many) {
+                assert_eq!(
+                    p,
+                    MerkleProof::build(HashAlgo::Sha256, &l, *i),
+                    "{n} leaves, #{i}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -125,11 +125,15 @@ enum Request {
     StateGet(Vec<u8>, Reply<Option<Vec<u8>>>),
     TxProof(Hash32, Reply<TxProofReply>),
     Cert(u64, Reply<Result<Option<CommitCert>, StoreError>>),
+    StateProofs(u64, Vec<Vec<u8>>, Reply<StateProofsReply>),
     Connect(SocketAddr),
     SetMining(bool),
 }
 
 type TxProofReply = Result<Option<(BlockHeader, MerkleProof)>, StoreError>;
+/// A block header and, per asked key, the entry's value and path to its state root.
+pub type StateProofs = (BlockHeader, Vec<Option<(Vec<u8>, MerkleProof)>>);
+type StateProofsReply = Result<Option<StateProofs>, StoreError>;
 
 /// A cloneable handle on a running node.
 #[derive(Clone)]
@@ -195,6 +199,18 @@ impl NodeHandle {
         id: Hash32,
     ) -> Result<Option<(BlockHeader, MerkleProof)>, NodeError> {
         Ok(self.ask(|r| Request::TxProof(id, r)).await??)
+    }
+
+    /// Merkle paths of state entries `keys` to the state root of canonical block `number`
+    /// (the state right after it), with its header; `None` above the head.
+    pub async fn state_proofs_at(
+        &self,
+        number: u64,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<StateProofs>, NodeError> {
+        Ok(self
+            .ask(|r| Request::StateProofs(number, keys, r))
+            .await??)
     }
 
     /// The commit certificate of the PoS block at `number`.
@@ -504,6 +520,9 @@ impl Node {
             }
             Request::TxProof(id, reply) => {
                 let _ = reply.send(self.chain.tx_proof(&id));
+            }
+            Request::StateProofs(n, keys, reply) => {
+                let _ = reply.send(self.chain.state_proofs_at(n, &keys));
             }
             Request::Cert(n, reply) => {
                 let res = self.chain.cert_bytes(n).and_then(|b| {

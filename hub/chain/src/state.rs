@@ -640,9 +640,53 @@ impl State {
     pub fn root(&self, algo: HashAlgo) -> Hash32 {
         self.root_with(algo, &StateDiff::default())
     }
+
+    /// The value of entry `key` and its Merkle path to [`State::root`] (leaves in the
+    /// root's order: accounts, then module keys). `None` if the entry is absent.
+    pub fn entry_proof(
+        &self,
+        algo: HashAlgo,
+        key: &[u8],
+    ) -> Option<(Vec<u8>, merkle::MerkleProof)> {
+        self.entry_proofs(algo, &[key.to_vec()]).pop().flatten()
+    }
+
+    /// [`State::entry_proof`] for several keys, hashing the tree once.
+    pub fn entry_proofs(
+        &self,
+        algo: HashAlgo,
+        keys: &[Vec<u8>],
+    ) -> Vec<Option<(Vec<u8>, merkle::MerkleProof)>> {
+        let mut leaves = Vec::with_capacity(self.len());
+        let mut at: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        let wanted: BTreeSet<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        for (id, a) in &self.accounts {
+            let k = account_key(id);
+            if wanted.contains(k.as_slice()) {
+                at.insert(k.clone(), leaves.len());
+            }
+            leaves.push(entry_leaf(algo, &k, &encode_canonical(a)));
+        }
+        for (k, v) in &self.kv {
+            if wanted.contains(k.as_slice()) {
+                at.insert(k.clone(), leaves.len());
+            }
+            leaves.push(entry_leaf(algo, k, v));
+        }
+        // Absent keys ask for an index past the end, which has no proof.
+        let indices: Vec<usize> = keys
+            .iter()
+            .map(|k| at.get(k).copied().unwrap_or(usize::MAX))
+            .collect();
+        keys.iter()
+            .zip(merkle::MerkleProof::build_many(algo, &leaves, &indices))
+            .map(|(k, p)| Some((self.get(k)?, p?)))
+            .collect()
+    }
 }
 
-fn entry_leaf(algo: HashAlgo, key: &[u8], value: &[u8]) -> Hash32 {
+/// The state-tree leaf of entry `key` = `value` (see the module docs).
+pub fn entry_leaf(algo: HashAlgo, key: &[u8], value: &[u8]) -> Hash32 {
     let len = (key.len() as u32).to_be_bytes();
     algo.digest_parts(&[&[0u8], &len, key, value])
 }
@@ -657,6 +701,33 @@ mod tests {
         version: 1,
         forbid_zero_transfers: false,
     };
+
+    #[test]
+    fn entry_proofs_reach_the_state_root_and_absent_entries_have_none() {
+        let ids: Vec<NodeId> = (0..5)
+            .map(|i| Keypair::dev(&format!("e{i}")).id())
+            .collect();
+        let mut s = State::genesis(ids.iter().map(|id| (*id, 7)));
+        for i in 0..6u8 {
+            s.kv.insert(module_key("kv", &[i]), vec![i; 3]);
+        }
+        let algo = HashAlgo::Sha256;
+        let root = s.root(algo);
+        let keys = ids
+            .iter()
+            .map(account_key)
+            .chain((0..6u8).map(|i| module_key("kv", &[i])));
+        for k in keys {
+            let (v, p) = s.entry_proof(algo, &k).unwrap();
+            assert_eq!(Some(v.clone()), s.get(&k));
+            p.verify(algo, entry_leaf(algo, &k, &v), &root).unwrap();
+            // Another value under the same key does not reach the root.
+            assert!(p
+                .verify(algo, entry_leaf(algo, &k, b"forged"), &root)
+                .is_err());
+        }
+        assert!(s.entry_proof(algo, &module_key("kv", &[9])).is_none());
+    }
 
     #[test]
     fn transfers_nonces_and_roots() {

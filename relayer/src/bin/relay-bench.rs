@@ -4,7 +4,12 @@
 //! same number of threads (all the machine's cores, as the hub's verifier uses), right
 //! before and right after each relay run.
 //!
-//! `cargo run --release -p isthmus-relayer --bin relay-bench [-- --packets N --trials T --page P]`
+//! A second part compares, over QUIC in the same run, packets accepted by light-client proof
+//! (committed by real `packets.send` transactions on an in-process native PoS network; the
+//! hub checks certificate, transaction path, body and state path) with packets accepted by
+//! attestation.
+//!
+//! `cargo run --release -p isthmus-relayer --bin relay-bench [-- --packets N --trials T --page P --proof-packets M]`
 #![allow(clippy::print_stdout)] // a benchmark report goes to stdout
 
 use isthmus_core::sign::{verify_batch, BatchItem};
@@ -80,25 +85,30 @@ fn ceiling(packets: &[RelayedPacket], threads: usize) -> f64 {
     packets.len() as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The ingress policy of the attestation runs: `key` attests `SRC`'s packets.
+fn attesting(key: &Keypair, threads: usize) -> IngressConfig {
+    let mut trusted = BTreeMap::new();
+    trusted.insert(SRC, (BTreeSet::from([key.id()]), 1));
+    IngressConfig {
+        trusted,
+        max_batch: 10_000,
+        verify_threads: threads,
+        ..IngressConfig::default()
+    }
+}
+
 async fn relay(
     kind: TransportKind,
     packets: &[RelayedPacket],
-    key: &Keypair,
+    cfg: IngressConfig,
     page: usize,
-    threads: usize,
 ) -> anyhow::Result<f64> {
     let hub_dir = tempfile_dir("hub")?;
     let rel_dir = tempfile_dir("relayer")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(packets.len() + 1);
-    let mut trusted = BTreeMap::new();
-    trusted.insert(SRC, (BTreeSet::from([key.id()]), 1));
     let ing = Arc::new(PacketIngress::open(
         sled::open(&hub_dir)?,
-        IngressConfig {
-            trusted,
-            max_batch: 10_000,
-            verify_threads: threads,
-        },
+        cfg,
         tx,
         Arc::new(|| 1),
     )?);
@@ -216,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
             // two averaged, so load that comes and goes on a shared machine weighs on the
             // baseline as it weighs on the run it is compared with.
             let before = ceiling(&packets, threads);
-            let rate = relay(kind, &packets, &key, page, threads).await?;
+            let rate = relay(kind, &packets, attesting(&key, threads), page).await?;
             let after = ceiling(&packets, threads);
             let ceil = (before + after) / 2.0;
             println!(
@@ -232,5 +242,182 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // Proof mode against attestation mode in the same run: packets really committed on a
+    // single-validator PoS native network, proven (certificate + tx path + state path).
+    let m = arg("--proof-packets").unwrap_or(2_000);
+    if m > 0 {
+        let proving = ProvingNet::start(m).await?;
+        let attested = make_packets(m, &key);
+        println!(
+            "proof mode: {m} packets committed on a native PoS network in {} block(s), proofs built in {:.1} s",
+            proving.blocks, proving.build_secs
+        );
+        for trial in 1..=trials {
+            let by_attest = relay(
+                TransportKind::Quic,
+                &attested,
+                attesting(&key, threads),
+                page,
+            )
+            .await?;
+            let by_proof = relay(
+                TransportKind::Quic,
+                &proving.packets,
+                proving.ingress_cfg(threads),
+                page,
+            )
+            .await?;
+            println!(
+                "trial {trial}: {:<44} {:>10.0} pkt/s  1.00x",
+                "accepted by attestation over Quic", by_attest
+            );
+            println!(
+                "trial {trial}: {:<44} {:>10.0} pkt/s  {:.2}x",
+                "accepted by light-client proof over Quic",
+                by_proof,
+                by_proof / by_attest
+            );
+        }
+        proving.running.shutdown().await;
+    }
     Ok(())
+}
+
+/// A native PoS network (in process) whose packets were committed by real `packets.send`
+/// transactions, and their proofs.
+struct ProvingNet {
+    running: isthmus_chain::node::RunningNode,
+    adapter: Arc<dyn isthmus_adapter_api::Adapter>,
+    cfg: Arc<isthmus_chain::NetworkConfig>,
+    packets: Vec<RelayedPacket>,
+    blocks: usize,
+    build_secs: f64,
+    _dir: std::path::PathBuf,
+}
+
+impl ProvingNet {
+    async fn start(n: u64) -> anyhow::Result<ProvingNet> {
+        use isthmus_chain::packets::{committed_packet_key, PacketCall, SendArgs};
+        const SENDERS: u64 = 8;
+        let dir = tempfile_dir("source")?;
+        let mut toml =
+            "name = \"bench-src\"\nnetwork_id = 9001\nnodes = 1\nblock_interval_ms = 200\n\
+                        [consensus]\ntype = \"pos\"\n\
+                        [[genesis.validator]]\nid = \"dev:bench-src/node-0\"\nstake = 100\n"
+                .to_owned();
+        for i in 0..SENDERS {
+            toml.push_str(&format!(
+                "[[genesis.allocation]]\naccount = \"dev:bench-sender-{i}\"\nbalance = 1000\n"
+            ));
+        }
+        let cfg = Arc::new(isthmus_chain::NetworkConfig::from_toml_str(&toml)?);
+        let running = isthmus_chain::node::start(isthmus_chain::node::NodeOptions {
+            cfg: cfg.clone(),
+            index: 0,
+            data_dir: dir.join("node"),
+            listen: "127.0.0.1:0".parse()?,
+            peers: vec![],
+            mine: false,
+            transport: TransportKind::Tcp,
+        })
+        .await?;
+        let node = running.handle.clone();
+        let net = cfg.network();
+        let algo = cfg.rules_at(0).hash;
+        let mut ids = Vec::new();
+        let senders: Vec<Keypair> = (0..SENDERS)
+            .map(|i| Keypair::dev(&format!("bench-sender-{i}")))
+            .collect();
+        for chunk in 0..n.div_ceil(SENDERS) {
+            let mut txs = Vec::new();
+            for k in &senders {
+                if ids.len() + txs.len() >= n as usize {
+                    break;
+                }
+                let call = PacketCall::Send(SendArgs {
+                    destination: NetworkId(2),
+                    receiver: "app-b".into(),
+                    payload: vec![7u8; 256],
+                    timeout: u64::MAX / 2,
+                });
+                txs.push(isthmus_chain::Transaction::sign(
+                    k,
+                    net,
+                    chunk,
+                    call.into_tx_kind(),
+                ));
+            }
+            for (t, r) in txs.iter().zip(node.submit(txs.clone()).await?) {
+                r.map_err(|e| anyhow::anyhow!("send refused: {e}"))?;
+                ids.push(t.id(algo));
+            }
+        }
+        let adapter: Arc<dyn isthmus_adapter_api::Adapter> =
+            Arc::new(isthmus_adapter_native::NativeAdapter::new(
+                node.clone(),
+                isthmus_adapter_native::NativeNetwork::new(cfg.clone()),
+                Arc::new(isthmus_adapter_api::MemoryWallet::new()),
+                Keypair::dev("bench-hub-signer"),
+            ));
+        // Every send committed (PoS: final once included).
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut items = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let (header, _) = loop {
+                if let Some(found) = node.tx_proof(*id).await? {
+                    break found;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "send {id} never included");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let packet: Packet = rmp_serde::from_slice(
+                &node
+                    .state_get(committed_packet_key(id))
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("send {id} was refused"))?,
+            )?;
+            items.push((isthmus_adapter_api::Checkpoint(header.number << 24), packet));
+        }
+        items.sort_by_key(|(cp, p)| (cp.0, p.sequence));
+        let blocks = items.windows(2).filter(|w| w[0].0 != w[1].0).count() + 1;
+        let t = Instant::now();
+        let prover = NativeProver {
+            adapter: adapter.clone(),
+            node,
+        };
+        let proofs = prover.prove_all(&items).await?;
+        let build_secs = t.elapsed().as_secs_f64();
+        let packets = items
+            .into_iter()
+            .zip(proofs)
+            .map(|((_, p), proof)| RelayedPacket::proven(p, proof))
+            .collect();
+        Ok(ProvingNet {
+            running,
+            adapter,
+            cfg,
+            packets,
+            blocks,
+            build_secs,
+            _dir: dir,
+        })
+    }
+
+    /// A fresh ingress policy (an empty header cache) proving this network's packets.
+    fn ingress_cfg(&self, threads: usize) -> IngressConfig {
+        let mut proofs: BTreeMap<NetworkId, Arc<dyn ProofVerifier>> = BTreeMap::new();
+        proofs.insert(
+            self.cfg.network(),
+            Arc::new(NativeProofVerifier::new(
+                self.adapter.clone(),
+                self.cfg.clone(),
+            )),
+        );
+        IngressConfig {
+            proofs,
+            max_batch: 10_000,
+            verify_threads: threads,
+            ..IngressConfig::default()
+        }
+    }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod native;
+mod proof;
 
 const HUB_NET: NetworkId = NetworkId(77);
 const SRC: NetworkId = NetworkId(1);
@@ -54,6 +55,7 @@ fn ingress_cfg() -> IngressConfig {
         trusted,
         max_batch: 1_000,
         verify_threads: 2,
+        ..IngressConfig::default()
     }
 }
 

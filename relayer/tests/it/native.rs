@@ -189,6 +189,7 @@ async fn a_message_crosses_two_native_networks_once_with_ack_and_timeout() {
                 trusted,
                 max_batch: 100,
                 verify_threads: 2,
+                ..IngressConfig::default()
             },
             fwd_tx,
             Arc::new(|| 0),

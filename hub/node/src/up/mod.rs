@@ -487,14 +487,10 @@ async fn wire(
             .get(n.name())
             .cloned()
             .with_context(|| format!("no adapter for `{}`", n.name()))?;
-        let attestor = chain(n)?
-            .config()
-            .node_key(0)
-            .map_err(|e| anyhow::anyhow!("`{}` node key: {e}", n.name()))?;
         sources.push(relay::Source {
             name: n.name().to_owned(),
             adapter,
-            attestor,
+            node: chain(n)?,
         });
     }
     let relay_path = relay::start(

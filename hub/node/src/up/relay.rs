@@ -2,27 +2,32 @@
 //! the Prometheus metrics of both.
 //!
 //! One relayer link per source network (`alpha`, `beta`): an [`AdapterSource`] watches the
-//! network through its native adapter and queues every committed packet, attested by the
-//! network's node key (this process runs that node), in the relayer's durable outbox; the
-//! [`Relayer`] carries the outbox over QUIC to the hub's [`PacketIngress`]. Certificates are
-//! pinned to node keys both ways: the relayer dials the ingress's key, and the ingress
-//! admits the relayer's key only. The ingress verifies the attestations, records an
-//! exactly-once receipt and forwards the packet; the forwarder hands it to
+//! network through its native adapter and queues every committed packet, once its send
+//! transaction is final, with a light-client proof ([`NativeProver`]: the transaction, the
+//! adapter's finality evidence for it, and the packet's state entry's Merkle path) in the
+//! relayer's durable outbox; the [`Relayer`] carries the outbox over QUIC to the hub's
+//! [`PacketIngress`]. Certificates are pinned to node keys both ways: the relayer dials the
+//! ingress's key, and the ingress admits the relayer's key only. The ingress checks each
+//! proof with the network's [`NativeProofVerifier`] (the hub's own light client: commit
+//! certificate against alpha's or beta's genesis validators, or PoW work and depth),
+//! records an exactly-once receipt and forwards the packet; the forwarder hands it to
 //! [`MessageRelay::deliver_relayed`], which delivers it on the destination under the hub's
 //! attestation. The relayer keeps its own key and sled database, as a separate relayer
-//! process would, and is untrusted: the ingress counts only the source networks' keys, and
-//! the destination's write-once receipts make a second delivery impossible.
+//! process would, and is untrusted: no key vouches for a packet, the hub checks the proof
+//! itself, and the destination's write-once receipts make a second delivery impossible.
 
 use super::datadir::{DataDir, Secrets};
 use anyhow::Context as _;
 use isthmus_adapter_api::Adapter;
-use isthmus_core::{Keypair, NetworkId, NodeId};
+use isthmus_chain::node::NodeHandle;
+use isthmus_core::{NetworkId, NodeId};
 use isthmus_interop::messages::{MessageError, PortError};
 use isthmus_interop::MessageRelay;
 use isthmus_lock_contracts::packet::Packet;
 use isthmus_relayer::daemon::LinkSettings;
 use isthmus_relayer::{
-    AdapterSource, IngressConfig, LocalAttestor, Outbox, PacketIngress, Relayer, RelayerStats,
+    AdapterSource, IngressConfig, NativeProofVerifier, NativeProver, Outbox, PacketIngress,
+    ProofVerifier, Relayer, RelayerStats,
 };
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -63,8 +68,8 @@ impl Default for RelayOptions {
 pub struct Source {
     pub name: String,
     pub adapter: Arc<dyn Adapter>,
-    /// The key that attests the network's committed packets (its node's key).
-    pub attestor: Keypair,
+    /// The network's node: the relayer's prover reads state paths from it.
+    pub node: NodeHandle,
 }
 
 /// The running relayer path, as the banner and `up.json` describe it.
@@ -129,11 +134,17 @@ pub async fn start(
     let relayer_key = secrets.derived_key("relayer")?;
     let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(super::now_secs);
 
-    let mut trusted = BTreeMap::new();
+    let mut proofs: BTreeMap<NetworkId, Arc<dyn ProofVerifier>> = BTreeMap::new();
     let mut names = BTreeMap::new();
     for s in &sources {
         let net = s.adapter.descriptor().network;
-        trusted.insert(net, (BTreeSet::from([s.attestor.id()]), 1));
+        proofs.insert(
+            net,
+            Arc::new(NativeProofVerifier::new(
+                s.adapter.clone(),
+                s.node.config().clone(),
+            )),
+        );
         names.insert(net, s.name.clone());
     }
     let (fwd_tx, fwd_rx) = mpsc::channel(FORWARD_QUEUE);
@@ -141,9 +152,10 @@ pub async fn start(
         PacketIngress::open(
             hub_db.clone(),
             IngressConfig {
-                trusted,
+                proofs,
                 max_batch: 1_000,
                 verify_threads: 1,
+                ..IngressConfig::default()
             },
             fwd_tx,
             clock,
@@ -154,8 +166,8 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot open the QUIC packet ingress on {}", opts.listen))?;
     let ingress_addr = ep.local_addr();
-    tasks.spawn(ingress.serve(ep, stop.clone().cancelled_owned()));
-    tasks.spawn(forward(fwd_rx, relay.clone(), names, stop.clone()));
+    tasks.spawn(ingress.clone().serve(ep, stop.clone().cancelled_owned()));
+    tasks.spawn(forward(fwd_rx, relay.clone(), names.clone(), stop.clone()));
 
     let db = sled::open(dir.relayer_dir())
         .with_context(|| format!("cannot open {}", dir.relayer_dir().display()))?;
@@ -165,9 +177,13 @@ pub async fn start(
     let mut links = BTreeMap::new();
     for s in sources {
         let outbox = Outbox::open(db.clone(), &s.name)?;
-        let mut source = AdapterSource::open(
+        let prover = NativeProver {
+            adapter: s.adapter.clone(),
+            node: s.node,
+        };
+        let mut source = AdapterSource::proving(
             s.adapter,
-            Box::new(LocalAttestor(vec![s.attestor])),
+            Box::new(prover),
             outbox.clone(),
             db.clone(),
             &s.name,
@@ -204,7 +220,7 @@ pub async fn start(
 
     let scrape = {
         let (links, relay) = (links.clone(), relay);
-        move || render(metrics.as_ref(), &links, &relay)
+        move || render(metrics.as_ref(), &links, &relay, &ingress, &names)
     };
     let route = warp::path("metrics")
         .and(warp::path::end())
@@ -238,14 +254,24 @@ pub async fn start(
 }
 
 /// The Prometheus text: the relayer daemon's own metrics (backlog, oldest pending, relayed,
-/// retries per link), plus each link's receipt counters and the hub's direct deliveries,
-/// brought up to date at scrape time.
+/// retries per link), plus each link's receipt counters, the ingress's proof counters per
+/// source and the hub's direct deliveries, brought up to date at scrape time.
 fn render(
     handle: Option<&PrometheusHandle>,
     links: &BTreeMap<String, Arc<RelayerStats>>,
     relay: &MessageRelay,
+    ingress: &PacketIngress,
+    names: &BTreeMap<NetworkId, String>,
 ) -> Option<String> {
     let handle = handle?;
+    for (net, name) in names {
+        if let Some(c) = ingress.proof_counts(*net) {
+            metrics::counter!("hub_ingress_proven_total", "source" => name.clone())
+                .absolute(c.proven.load(Ordering::Relaxed));
+            metrics::counter!("hub_ingress_proofs_refused_total", "source" => name.clone())
+                .absolute(c.refused.load(Ordering::Relaxed));
+        }
+    }
     for (link, s) in links {
         for (name, v) in [
             ("relayer_delivered_total", &s.delivered),

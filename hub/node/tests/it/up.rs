@@ -165,11 +165,21 @@ fn up_transfers_swaps_refunds_and_roles_over_http() {
         assert_eq!(done["state"], "acknowledged", "{done}");
         assert_eq!(done["legs"][1]["state"], "delivered", "{done}");
         assert_eq!(done["detail"]["sequence"], 1, "{done}");
-        // It went through the relayer: the link's one packet was delivered at the ingress
+        // It went through the relayer with its proof: the link's one packet was delivered at the ingress
         // (never refused), forwarded once and delivered on the destination for it; the hub
         // delivered nothing itself, and the link's backlog drains.
         let link = [("link", src)];
         assert_eq!(h.metric("relayer_delivered_total", &link), Some(1.0));
+        // Accepted by light-client proof (no key vouched for it), and no proof was refused.
+        assert!(
+            h.metric("hub_ingress_proven_total", &[("source", src)]) >= Some(1.0),
+            "{}",
+            h.metrics_text()
+        );
+        assert_eq!(
+            h.metric("hub_ingress_proofs_refused_total", &[("source", src)]),
+            Some(0.0)
+        );
         assert!(h.metric("relayer_relayed_total", &link) >= Some(1.0));
         assert_eq!(h.metric("relayer_failed_total", &link), Some(0.0));
         assert_eq!(
