@@ -11,14 +11,12 @@
 use crate::daemon::LinkSettings;
 use crate::outbox::{Outbox, OutboxError};
 use crate::proto::Outcome;
-use isthmus_adapter_api::evidence::Evidence;
 use isthmus_adapter_api::types::{Checkpoint, EventKind};
 use isthmus_adapter_api::{Adapter, AdapterError};
 use isthmus_core::NetworkId;
-use isthmus_lock_contracts::{LockId, TxId};
+use isthmus_lock_contracts::TxId;
 use isthmus_transport::{Connection, Endpoint};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,62 +26,7 @@ use std::time::Duration;
 /// The tree prefix of evidence outboxes (packet outboxes use `relayer`).
 pub const OUTBOX_KIND: &str = "relayer.evidence";
 
-/// One lock event of `network` with the evidence for its transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayedEvidence {
-    pub network: NetworkId,
-    /// `LockFinal`, `Released`, `Refunded` or `Claimed`.
-    pub event: EventKind,
-    pub evidence: Evidence,
-}
-
-/// The lock and transaction a relayable event is about; `None` for events the hub does
-/// not take from relayers.
-pub fn lock_event(kind: &EventKind) -> Option<(LockId, &TxId)> {
-    match kind {
-        EventKind::LockFinal { lock } => Some((lock.lock_id, &lock.tx)),
-        EventKind::Released { lock_id, tx }
-        | EventKind::Refunded { lock_id, tx }
-        | EventKind::Claimed { lock_id, tx, .. } => Some((*lock_id, tx)),
-        _ => None,
-    }
-}
-
-impl RelayedEvidence {
-    pub fn lock(&self) -> Option<(LockId, &TxId)> {
-        lock_event(&self.event)
-    }
-}
-
-/// The hub's answer for one item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EvidenceOutcome {
-    /// Verified and applied: an instance changed.
-    Applied,
-    /// Verified, and every instance it concerns already had it.
-    Duplicate,
-    /// Verified, but no unfinished instance of this hub has that lock.
-    Ignored,
-    /// The hub could not decide now (its own view of the network is unreachable); resend.
-    Retry { code: String, reason: String },
-    /// Refused for good: resending the same item cannot help.
-    Rejected { code: String, reason: String },
-}
-
-/// What travels on an evidence link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EvidenceMsg {
-    Deliver {
-        batch: u64,
-        items: Vec<RelayedEvidence>,
-    },
-    Answers {
-        batch: u64,
-        outcomes: Vec<EvidenceOutcome>,
-    },
-}
+pub use isthmus_adapter_api::relayed::{lock_event, EvidenceMsg, EvidenceOutcome, RelayedEvidence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -523,7 +466,7 @@ mod tests {
     use isthmus_adapter_api::mock::{MockAdapter, MockConfig};
     use isthmus_adapter_api::{Finality, LockRequest, LockTerms};
     use isthmus_core::{Hash32, Keypair};
-    use isthmus_lock_contracts::{Address, Amount, AssetId, LegSpec};
+    use isthmus_lock_contracts::{Address, Amount, AssetId, LegSpec, LockId};
     use isthmus_transport::{TransportConfig, TransportKind};
 
     const NET: u64 = 5;

@@ -22,10 +22,10 @@
 
 use crate::driver::{Driver, DriverError};
 use crate::watcher::{store_evidence, FinalityEvidence, Watcher};
+use isthmus_adapter_api::relayed::{EvidenceMsg, EvidenceOutcome, RelayedEvidence};
 use isthmus_adapter_api::{Adapter, AdapterError, EventKind, Evidence, LockStatus, OnChainLock};
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::{EvidenceRef, LockObservation};
-use isthmus_relayer::evidence::{EvidenceMsg, EvidenceOutcome, RelayedEvidence};
 use isthmus_transport::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::future::Future;
