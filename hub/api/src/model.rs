@@ -150,8 +150,8 @@ pub struct OperationStatus {
     /// `adapter_refused`, `action_retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Why an action keeps failing, when `reason` is `adapter_refused` or
-    /// `action_retrying`.
+    /// Why an action keeps failing: with `reason` `adapter_refused` or `action_retrying`,
+    /// or `adapter_unhealthy` when the adapter was already marked unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_detail: Option<ReasonDetail>,
     pub legs: Vec<LegStatus>,

@@ -12,7 +12,7 @@ fn op_schema() -> Value {
             "kind": {"type": "string", "enum": ["transfer", "swap", "message"]},
             "state": {"type": "string"},
             "terminal": {"type": "boolean"},
-            "reason": {"type": "string", "description": "machine-readable reason code: the contract's own (e.g. awaiting_locks, releasing, refunded), or adapter_refused / action_retrying while an action keeps failing (see reason_detail)"},
+            "reason": {"type": "string", "description": "machine-readable reason code: the contract's own (e.g. awaiting_locks, releasing, refunded), or adapter_refused / action_retrying while an action keeps failing (see reason_detail; with adapter_unhealthy, reason_detail names the failing action too)"},
             "reason_detail": {"$ref": "#/components/schemas/ReasonDetail"},
             "legs": {"type": "array", "items": {"$ref": "#/components/schemas/LegStatus"}},
             "created_at": {"type": "integer", "format": "int64"},
@@ -26,7 +26,7 @@ fn op_schema() -> Value {
 fn reason_detail_schema() -> Value {
     json!({
         "type": "object",
-        "description": "the action that keeps failing, as last seen; a diagnosis that never changes the operation's state",
+        "description": "the action that keeps failing, as last seen (with reason adapter_refused, action_retrying or adapter_unhealthy); a diagnosis that never changes the operation's state",
         "required": ["action", "error_code", "message", "retryable", "attempts", "first_failed_at", "last_failed_at", "state_reason"],
         "properties": {
             "action": {"type": "string", "enum": ["submit_lock", "record_decision", "release", "refund", "claim"]},

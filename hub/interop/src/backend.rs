@@ -11,7 +11,7 @@ use isthmus_hub_api::model::*;
 use isthmus_hub_api::{BackendError, EventBus, HubBackend, OpId, Principal};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, LegId,
-    LegSpec as MachineLeg, Locker, Preimage, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
+    LegSpec as MachineLeg, Locker, Preimage, ReasonCode, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
 };
 use std::sync::Arc;
 
@@ -75,8 +75,12 @@ pub fn status_of(
 ) -> OperationStatus {
     let st = inst.contract.status();
     let state_reason = st.reason.as_str();
+    let detail_of = |d| reason_detail(d, state_reason, dir);
     let (reason, reason_detail) = match diagnosis.filter(|_| !st.terminal) {
-        Some(d) => (d.reason.as_str(), Some(reason_detail(d, state_reason, dir))),
+        // The contract already pauses for the adapter (registry marked it unhealthy): that
+        // reason stays, and the failing action is its detail.
+        Some(d) if st.reason == ReasonCode::AdapterUnhealthy => (state_reason, Some(detail_of(d))),
+        Some(d) => (d.reason.as_str(), Some(detail_of(d))),
         None => (state_reason, None),
     };
     let leg_status =
