@@ -370,6 +370,12 @@ pub enum ReasonCode {
     Refunded,
     Expired,
     AtomicityViolated,
+    /// Never produced by a machine: the hub's driver shows it over the machine's reason
+    /// while a network keeps refusing an action for good (e.g. the escrow reverts).
+    AdapterRefused,
+    /// Never produced by a machine: the hub's driver shows it over the machine's reason
+    /// while an action keeps failing with errors that may clear (node down, timeouts).
+    ActionRetrying,
 }
 
 impl ReasonCode {
@@ -392,6 +398,8 @@ impl ReasonCode {
             ReasonCode::Refunded => "refunded",
             ReasonCode::Expired => "expired",
             ReasonCode::AtomicityViolated => "atomicity_violated",
+            ReasonCode::AdapterRefused => "adapter_refused",
+            ReasonCode::ActionRetrying => "action_retrying",
         }
     }
 }

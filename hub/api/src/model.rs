@@ -146,14 +146,45 @@ pub struct OperationStatus {
     /// True once the operation can change no more (released, refunded, delivered, ...).
     pub terminal: bool,
     /// Machine-readable reason when the operation waits, is stuck or failed, e.g.
-    /// `awaiting_counterparty_lock`, `awaiting_finality`, `adapter_unhealthy`.
+    /// `awaiting_counterparty_lock`, `awaiting_finality`, `adapter_unhealthy`,
+    /// `adapter_refused`, `action_retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why an action keeps failing: with `reason` `adapter_refused` or `action_retrying`,
+    /// or `adapter_unhealthy` when the adapter was already marked unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_detail: Option<ReasonDetail>,
     pub legs: Vec<LegStatus>,
     pub created_at: u64,
     pub updated_at: u64,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub detail: serde_json::Value,
+}
+
+/// The action a network keeps refusing (or that keeps failing), as the hub last saw it.
+/// A diagnosis only: the operation's state is what the contract machine says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonDetail {
+    /// `submit_lock`, `record_decision`, `release`, `refund` or `claim`.
+    pub action: String,
+    /// The leg the action is for (`a` or `b`); absent for the hub chain's own record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leg: Option<String>,
+    /// The network that failed; absent when it is the hub chain itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The adapter's stable error code (e.g. `rejected`, `unavailable`), or `refused` /
+    /// `retryable` for failures that did not come from an adapter.
+    pub error_code: String,
+    /// The error message, with credentials stripped from any URL in it.
+    pub message: String,
+    pub retryable: bool,
+    /// Failures in a row since the action last succeeded (counted since the hub started).
+    pub attempts: u32,
+    pub first_failed_at: u64,
+    pub last_failed_at: u64,
+    /// The contract's own reason underneath, e.g. `releasing`.
+    pub state_reason: String,
 }
 
 fn check_amount(field: &str, s: &str, problems: &mut Vec<String>) {

@@ -12,11 +12,33 @@ fn op_schema() -> Value {
             "kind": {"type": "string", "enum": ["transfer", "swap", "message"]},
             "state": {"type": "string"},
             "terminal": {"type": "boolean"},
-            "reason": {"type": "string", "description": "machine-readable reason code"},
+            "reason": {"type": "string", "description": "machine-readable reason code: the contract's own (e.g. awaiting_locks, releasing, refunded), or adapter_refused / action_retrying while an action keeps failing (see reason_detail; with adapter_unhealthy, reason_detail names the failing action too)"},
+            "reason_detail": {"$ref": "#/components/schemas/ReasonDetail"},
             "legs": {"type": "array", "items": {"$ref": "#/components/schemas/LegStatus"}},
             "created_at": {"type": "integer", "format": "int64"},
             "updated_at": {"type": "integer", "format": "int64"},
             "detail": {}
+        }
+    })
+}
+
+/// What `reason_detail` holds while `reason` is `adapter_refused` or `action_retrying`.
+fn reason_detail_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "the action that keeps failing, as last seen (with reason adapter_refused, action_retrying or adapter_unhealthy); a diagnosis that never changes the operation's state",
+        "required": ["action", "error_code", "message", "retryable", "attempts", "first_failed_at", "last_failed_at", "state_reason"],
+        "properties": {
+            "action": {"type": "string", "enum": ["submit_lock", "record_decision", "release", "refund", "claim"]},
+            "leg": {"type": "string", "enum": ["a", "b"]},
+            "network": {"type": "string", "description": "absent when the failing step is the hub chain's own record"},
+            "error_code": {"type": "string", "description": "the adapter's stable error code (rejected, conflict, unavailable, timeout, ...), or refused / retryable"},
+            "message": {"type": "string", "description": "the error, with credentials stripped from URLs"},
+            "retryable": {"type": "boolean"},
+            "attempts": {"type": "integer", "minimum": 1, "description": "failures in a row since the hub started"},
+            "first_failed_at": {"type": "integer", "format": "int64"},
+            "last_failed_at": {"type": "integer", "format": "int64"},
+            "state_reason": {"type": "string", "description": "the contract's own reason underneath, e.g. releasing"}
         }
     })
 }
@@ -163,6 +185,7 @@ pub fn document() -> Value {
                                    "tx": {"type": "string"}, "evidence": {}}
                 },
                 "OperationStatus": op_schema(),
+                "ReasonDetail": reason_detail_schema(),
                 "OperationPage": {
                     "type": "object", "required": ["items", "next"],
                     "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/OperationStatus"}},

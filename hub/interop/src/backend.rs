@@ -2,6 +2,7 @@
 //! turns API requests into lock-contract instances and drives them with the [`Driver`].
 
 use crate::contract::{Contract, ContractEvent, ContractKind};
+use crate::diagnosis::Diagnosis;
 use crate::driver::{Driver, DriverError, Notifier};
 use crate::journal::StoredInstance;
 use async_trait::async_trait;
@@ -10,7 +11,7 @@ use isthmus_hub_api::model::*;
 use isthmus_hub_api::{BackendError, EventBus, HubBackend, OpId, Principal};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, LegId,
-    LegSpec as MachineLeg, Locker, Preimage, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
+    LegSpec as MachineLeg, Locker, Preimage, ReasonCode, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
 };
 use std::sync::Arc;
 
@@ -47,9 +48,41 @@ fn kind_of(k: ContractKind) -> OpKind {
     }
 }
 
-/// The API view of a stored instance.
-pub fn status_of(inst: &StoredInstance, dir: &dyn NetworkDirectory) -> OperationStatus {
+/// The API view of a failing action: shown over the machine's reason while the instance
+/// is open.
+fn reason_detail(d: &Diagnosis, state_reason: &str, dir: &dyn NetworkDirectory) -> ReasonDetail {
+    let f = &d.failure;
+    ReasonDetail {
+        action: f.action.to_owned(),
+        leg: f.leg.map(|l| wire_name(&l)),
+        network: f.failure.network.map(|n| dir.name_of(n)),
+        error_code: f.failure.code.clone(),
+        message: f.failure.message.clone(),
+        retryable: f.failure.retryable,
+        attempts: f.attempts,
+        first_failed_at: f.first_failed_at,
+        last_failed_at: f.last_failed_at,
+        state_reason: state_reason.to_owned(),
+    }
+}
+
+/// The API view of a stored instance, with the driver's diagnosis of an action that keeps
+/// failing (ignored once the instance is terminal).
+pub fn status_of(
+    inst: &StoredInstance,
+    diagnosis: Option<&Diagnosis>,
+    dir: &dyn NetworkDirectory,
+) -> OperationStatus {
     let st = inst.contract.status();
+    let state_reason = st.reason.as_str();
+    let detail_of = |d| reason_detail(d, state_reason, dir);
+    let (reason, reason_detail) = match diagnosis.filter(|_| !st.terminal) {
+        // The contract already pauses for the adapter (registry marked it unhealthy): that
+        // reason stays, and the failing action is its detail.
+        Some(d) if st.reason == ReasonCode::AdapterUnhealthy => (state_reason, Some(detail_of(d))),
+        Some(d) => (d.reason.as_str(), Some(detail_of(d))),
+        None => (state_reason, None),
+    };
     let leg_status =
         |l: LegId, network: NetworkId, state: &isthmus_lock_contracts::LegState| LegStatus {
             network: dir.name_of(network),
@@ -87,7 +120,8 @@ pub fn status_of(inst: &StoredInstance, dir: &dyn NetworkDirectory) -> Operation
         kind: kind_of(inst.contract.kind()),
         state: wire_name(&st.phase),
         terminal: st.terminal,
-        reason: Some(st.reason.as_str().to_owned()),
+        reason: Some(reason.to_owned()),
+        reason_detail,
         legs,
         created_at: inst.created_at,
         updated_at: inst.updated_at,
@@ -151,7 +185,8 @@ impl InteropBackend {
     }
 
     async fn status(&self, inst: &StoredInstance) -> OperationStatus {
-        status_of(inst, &*self.directory)
+        let diagnosis = self.driver.diagnosis(&inst.contract.id());
+        status_of(inst, diagnosis.as_ref(), &*self.directory)
     }
 }
 
@@ -339,7 +374,13 @@ pub struct ApiNotifier {
 
 impl Notifier for ApiNotifier {
     fn changed(&self, inst: &StoredInstance) {
-        let status = status_of(inst, &*self.directory);
+        self.changed_with(inst, None);
+    }
+
+    /// Publishes `{kind}.updated` with the status as it now reads, also when only the
+    /// diagnosis appeared or cleared.
+    fn changed_with(&self, inst: &StoredInstance, diagnosis: Option<&Diagnosis>) {
+        let status = status_of(inst, diagnosis, &*self.directory);
         let kind = format!("{}.updated", status.kind.as_str());
         let networks = status.legs.iter().map(|l| l.network.clone()).collect();
         let data = serde_json::to_value(&status).unwrap_or_default();

@@ -3,6 +3,7 @@
 //! outstanding actions from the journal, which is also how it recovers after a crash.
 
 use crate::contract::{Applied, Contract, ContractEvent, KindMismatch};
+use crate::diagnosis::{Diagnoses, Diagnosis, Failure};
 use crate::journal::{Journal, JournalError, StoredInstance};
 use async_trait::async_trait;
 use isthmus_lock_contracts::{Action, InstanceId, Rejection};
@@ -40,11 +41,30 @@ pub trait ActionExecutor: Send + Sync + 'static {
         contract: &Contract,
         action: &Action,
     ) -> Result<Vec<ContractEvent>, ExecError>;
+
+    /// [`ActionExecutor::execute`], with the failure described for the instance's status
+    /// (which network, which adapter error code). The driver calls this one; the default
+    /// derives the description from the [`ExecError`].
+    async fn execute_diagnosed(
+        &self,
+        contract: &Contract,
+        action: &Action,
+    ) -> Result<Vec<ContractEvent>, Failure> {
+        self.execute(contract, action).await.map_err(Failure::from)
+    }
 }
 
 /// Told after every durable change (e.g. to publish an API event).
 pub trait Notifier: Send + Sync + 'static {
     fn changed(&self, inst: &StoredInstance);
+
+    /// Told after every durable change and whenever the instance's diagnosis (an action
+    /// that keeps failing) appears, changes or clears, with the diagnosis that now stands.
+    /// The driver calls this one; the default ignores the diagnosis.
+    fn changed_with(&self, inst: &StoredInstance, diagnosis: Option<&Diagnosis>) {
+        let _ = diagnosis;
+        self.changed(inst);
+    }
 }
 
 impl Notifier for () {
@@ -86,6 +106,9 @@ pub struct DriverConfig {
     pub concurrency: usize,
     /// Bound of the work queue.
     pub queue: usize,
+    /// Retryable failures in a row before the status shows `action_retrying` (a refusal
+    /// shows `adapter_refused` at once).
+    pub retrying_after: u32,
 }
 
 impl Default for DriverConfig {
@@ -96,6 +119,7 @@ impl Default for DriverConfig {
             sweep_interval: Duration::from_secs(5),
             concurrency: 16,
             queue: 4096,
+            retrying_after: 3,
         }
     }
 }
@@ -109,7 +133,13 @@ pub struct Driver {
     locks: Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>,
     work: mpsc::Sender<Work>,
     work_rx: Mutex<Option<mpsc::Receiver<Work>>>,
+    diagnoses: Diagnoses,
     cfg: DriverConfig,
+}
+
+/// The driver's key of an action (the queue's dedup key and the diagnosis key).
+fn key(w: &Work) -> (InstanceId, String) {
+    (w.0, format!("{:?}", w.1))
 }
 
 impl Driver {
@@ -125,12 +155,43 @@ impl Driver {
             locks: Mutex::new(HashMap::new()),
             work,
             work_rx: Mutex::new(Some(rx)),
+            diagnoses: Diagnoses::new(cfg.retrying_after),
             cfg,
         })
     }
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.journal
+    }
+
+    /// Why `id` is stuck, if one of its actions keeps failing: shown in its status over the
+    /// machine's own reason, never applied to the machine.
+    pub fn diagnosis(&self, id: &InstanceId) -> Option<Diagnosis> {
+        self.diagnoses.current(id)
+    }
+
+    /// Tell the notifier about `id` as it stands, with its diagnosis.
+    fn publish(&self, inst: &StoredInstance) {
+        let diagnosis = if inst.contract.status().terminal {
+            None
+        } else {
+            self.diagnoses.current(&inst.contract.id())
+        };
+        self.notifier.changed_with(inst, diagnosis.as_ref());
+    }
+
+    /// The shown diagnosis of `id` changed: publish the instance with it (under the
+    /// instance's lock, so it cannot overtake a transition's event).
+    async fn diagnosis_changed(&self, id: InstanceId) {
+        let lock = self.lock_for(id);
+        let _g = lock.lock().await;
+        match self.journal.get(&id) {
+            Ok(Some(inst)) => self.publish(&inst),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(instance = %id, %e, "journal read failed; diagnosis not published")
+            }
+        }
     }
 
     fn lock_for(&self, id: InstanceId) -> Arc<tokio::sync::Mutex<()>> {
@@ -161,7 +222,7 @@ impl Driver {
             updated_at: now,
         };
         self.journal.create(&inst)?;
-        self.notifier.changed(&inst);
+        self.publish(&inst);
         self.enqueue(id, initial).await;
         Ok(inst)
     }
@@ -188,7 +249,15 @@ impl Driver {
         inst.seq += 1;
         inst.updated_at = now.max(inst.updated_at);
         self.journal.append(&inst, &event)?;
-        self.notifier.changed(&inst);
+        // Failures of actions the instance no longer calls for say nothing about it now.
+        let due: HashSet<String> = inst
+            .contract
+            .pending_actions()
+            .into_iter()
+            .map(|a| key(&(id, a)).1)
+            .collect();
+        self.diagnoses.retain(id, |k| due.contains(k));
+        self.publish(&inst);
         self.enqueue(id, actions).await;
         Ok(inst)
     }
@@ -235,14 +304,12 @@ impl Driver {
             .take()
             .ok_or(DriverError::Stopped)?;
         tokio::pin!(shutdown);
-        let mut running: JoinSet<(Work, Result<Vec<ContractEvent>, ExecError>)> = JoinSet::new();
+        let mut running: JoinSet<(Work, Result<Vec<ContractEvent>, Failure>)> = JoinSet::new();
         let mut in_flight: HashSet<(InstanceId, String)> = HashSet::new();
-        let mut attempts: HashMap<(InstanceId, String), u32> = HashMap::new();
         let mut retry_at: BTreeMap<Instant, Vec<Work>> = BTreeMap::new();
         let mut backlog: Vec<Work> = Vec::new();
         let mut sweep = tokio::time::interval(self.cfg.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let key = |w: &Work| (w.0, format!("{:?}", w.1));
         loop {
             // Start queued work while there is capacity.
             while running.len() < self.cfg.concurrency.max(1) {
@@ -263,12 +330,16 @@ impl Driver {
                 // Skip actions the instance no longer calls for (superseded by events, or
                 // stale by time): executing them late could break an HTLC's timing.
                 if !contract.is_due_at(&w.1, clock()) {
-                    in_flight.remove(&key(&w));
+                    let (id, k) = key(&w);
+                    in_flight.remove(&(id, k.clone()));
+                    if self.diagnoses.cleared(id, &k) {
+                        self.diagnosis_changed(id).await;
+                    }
                     continue;
                 }
                 let exec = exec.clone();
                 running.spawn(async move {
-                    let r = exec.execute(&contract, &w.1).await;
+                    let r = exec.execute_diagnosed(&contract, &w.1).await;
                     (w, r)
                 });
             }
@@ -285,18 +356,38 @@ impl Driver {
                     in_flight.remove(&k);
                     match res {
                         Ok(events) => {
-                            attempts.remove(&k);
+                            if self.diagnoses.cleared(w.0, &k.1) {
+                                self.diagnosis_changed(w.0).await;
+                            }
                             for ev in events {
                                 if let Err(e) = self.apply(w.0, ev, clock()).await {
                                     tracing::warn!(instance = %w.0, %e, "follow-up event refused");
                                 }
                             }
                         }
-                        Err(e) => {
-                            let n = attempts.entry(k).or_insert(0);
-                            *n += 1;
-                            let delay = backoff(self.cfg.retry_base, self.cfg.retry_max, *n);
-                            tracing::warn!(instance = %w.0, action = ?w.1, attempt = *n, ?delay, %e, "action failed; will retry");
+                        Err(f) => {
+                            let network = f.network;
+                            let (code, retryable) = (f.code.clone(), f.retryable);
+                            let message = f.message.clone();
+                            // A failure of an action a transition made moot while it ran
+                            // says nothing about the instance now (its retry is dropped).
+                            let due = self.journal.get(&w.0).ok().flatten().is_some_and(|i| {
+                                i.contract.pending_actions().iter().any(|a| key(&(w.0, a.clone())).1 == k.1)
+                            });
+                            let (n, shown) = if due {
+                                self.diagnoses.failed(w.0, &k.1, &w.1, f, clock())
+                            } else {
+                                (1, false)
+                            };
+                            let delay = backoff(self.cfg.retry_base, self.cfg.retry_max, n);
+                            tracing::warn!(
+                                instance = %w.0, action = crate::diagnosis::action_name(&w.1),
+                                leg = ?w.1.leg(), ?network, code, retryable, attempt = n, ?delay,
+                                error = %message, "action failed; will retry"
+                            );
+                            if shown {
+                                self.diagnosis_changed(w.0).await;
+                            }
                             retry_at.entry(Instant::now() + delay).or_default().push(w);
                         }
                     }

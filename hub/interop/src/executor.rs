@@ -2,9 +2,10 @@
 //! decisions on the hub chain through a [`HubLedger`].
 
 use crate::contract::{Contract, ContractEvent};
+use crate::diagnosis::Failure;
 use crate::driver::{ActionExecutor, ExecError};
 use async_trait::async_trait;
-use isthmus_adapter_api::{AdapterError, EvmEscrowDomain, HubAttestation, LegOp, LockTerms};
+use isthmus_adapter_api::{EvmEscrowDomain, HubAttestation, LegOp, LockTerms};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_lock_contracts::{
     Action, Decision, HubRecord, InstanceId, LegSpec, LockId, TwoPhaseEvent,
@@ -40,14 +41,6 @@ pub struct AdapterExecutor {
     /// Where each EVM network's escrow checks attestations; attestations for these networks
     /// carry secp256k1 signatures besides the ed25519 ones.
     pub evm_escrows: Arc<HashMap<NetworkId, EvmEscrowDomain>>,
-}
-
-fn exec_err(e: AdapterError) -> ExecError {
-    if e.is_retryable() {
-        ExecError::Retryable(e.to_string())
-    } else {
-        ExecError::Refused(e.to_string())
-    }
 }
 
 impl AdapterExecutor {
@@ -130,11 +123,21 @@ impl ActionExecutor for AdapterExecutor {
         contract: &Contract,
         action: &Action,
     ) -> Result<Vec<ContractEvent>, ExecError> {
+        self.execute_diagnosed(contract, action)
+            .await
+            .map_err(ExecError::from)
+    }
+
+    async fn execute_diagnosed(
+        &self,
+        contract: &Contract,
+        action: &Action,
+    ) -> Result<Vec<ContractEvent>, Failure> {
         if let Action::RecordDecision { decision } = action {
             let Contract::TwoPhase(_) = contract else {
-                return Err(ExecError::Refused(
-                    "only two-phase locks record decisions".into(),
-                ));
+                return Err(
+                    ExecError::Refused("only two-phase locks record decisions".into()).into(),
+                );
             };
             let record = self
                 .ledger
@@ -148,24 +151,30 @@ impl ActionExecutor for AdapterExecutor {
             )]);
         }
         let Some((spec, terms)) = Self::leg_of(contract, action) else {
-            return Err(ExecError::Refused(format!(
-                "action {action:?} names no leg"
-            )));
+            return Err(ExecError::Refused(format!("action {action:?} names no leg")).into());
         };
-        let adapter = self.adapters.adapter(&spec.network).ok_or_else(|| {
-            ExecError::Retryable(format!(
-                "no adapter is registered for network {}",
-                spec.network
-            ))
-        })?;
+        let adapter = self
+            .adapters
+            .adapter(&spec.network)
+            .ok_or_else(|| Failure {
+                network: Some(spec.network),
+                ..ExecError::Retryable(format!(
+                    "no adapter is registered for network {}",
+                    spec.network
+                ))
+                .into()
+            })?;
         let attest =
             |net: NetworkId, lock: LockId, d: Decision, r: HubRecord| self.attest(net, lock, d, r);
         let Some(op) = LegOp::from_action(action, spec, &terms, &attest) else {
-            return Err(ExecError::Refused(format!(
-                "action {action:?} is not an adapter call"
-            )));
+            return Err(
+                ExecError::Refused(format!("action {action:?} is not an adapter call")).into(),
+            );
         };
-        let tx = op.execute(adapter.as_ref()).await.map_err(exec_err)?;
+        let tx = op
+            .execute(adapter.as_ref())
+            .await
+            .map_err(|e| Failure::adapter(spec.network, &e))?;
         tracing::info!(instance = %contract.id(), network = %spec.network, tx = %tx.0, ?action, "action submitted");
         // The consequence (lock seen, release final, ...) arrives through the watcher.
         Ok(vec![])

@@ -13,6 +13,7 @@
 pub mod anchor;
 pub mod backend;
 pub mod contract;
+pub mod diagnosis;
 pub mod driver;
 pub mod executor;
 pub mod journal;
@@ -24,6 +25,7 @@ pub mod watcher;
 pub use anchor::{AnchorError, Anchorer, TransitionAnchor, TransitionLog};
 pub use backend::{ApiNotifier, InteropBackend, NetworkDirectory};
 pub use contract::{Contract, ContractEvent, ContractKind};
+pub use diagnosis::{ActionFailure, Diagnosis, Failure};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};

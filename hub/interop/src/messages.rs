@@ -536,6 +536,7 @@ pub fn message_status(rec: &MessageRecord, dir: &dyn NetworkDirectory) -> Operat
         state: phase.name().to_owned(),
         terminal: phase.terminal(),
         reason: Some(reason.to_owned()),
+        reason_detail: None,
         legs: vec![
             LegStatus {
                 network: dir.name_of(rec.spec.source),

@@ -32,6 +32,7 @@ impl MemBackend {
                 state: "created".into(),
                 terminal: false,
                 reason: Some("awaiting_source_lock".into()),
+                reason_detail: None,
                 legs: vec![],
                 created_at: 1,
                 updated_at: 1,

@@ -180,6 +180,7 @@ fn fast() -> DriverConfig {
         sweep_interval: Duration::from_millis(40),
         concurrency: 4,
         queue: 64,
+        retrying_after: 3,
     }
 }
 
@@ -471,4 +472,5 @@ async fn crash_trials_end_released_or_refunded_never_both() {
 }
 
 mod api;
+mod refusal;
 mod wired;

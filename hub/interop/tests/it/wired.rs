@@ -2,6 +2,7 @@
 //! and watchers feeding chain events back, over two mock platforms (one with instant
 //! finality, one probabilistic with confirmations) that verify hub attestations.
 
+use super::refusal::{Refusals, Refusing};
 use super::*;
 use isthmus_adapter_api::mock::{MockAdapter, MockConfig};
 use isthmus_adapter_api::{Adapter, Finality};
@@ -9,10 +10,12 @@ use isthmus_core::Keypair;
 use isthmus_hub_api::model::{
     CreateSwap, CreateTransfer, LegSpec as ApiLeg, LockBy, NetworkInfo, PlatformInfo, SwapSide,
 };
-use isthmus_hub_api::{BackendError, HubBackend, OpId, Principal, Role};
-use isthmus_interop::{AdapterExecutor, HubLedger, InteropBackend, NetworkDirectory, Watcher};
+use isthmus_hub_api::{BackendError, EventBus, HubBackend, OpId, Principal, Role, SledApiStore};
+use isthmus_interop::{
+    AdapterExecutor, ApiNotifier, HubLedger, InteropBackend, NetworkDirectory, Watcher,
+};
 
-struct Dir;
+pub(super) struct Dir;
 
 #[async_trait]
 impl NetworkDirectory for Dir {
@@ -61,25 +64,29 @@ impl HubLedger for MemLedger {
     }
 }
 
-struct Hub {
-    backend: InteropBackend,
-    driver: Arc<Driver>,
-    alpha: Arc<MockAdapter>,
-    beta: Arc<MockAdapter>,
-    clock: Arc<AtomicU64>,
+pub(super) struct Hub {
+    pub(super) backend: Arc<InteropBackend>,
+    pub(super) driver: Arc<Driver>,
+    pub(super) alpha: Arc<MockAdapter>,
+    pub(super) beta: Arc<MockAdapter>,
+    /// Makes beta's adapter refuse releases while set (the hub reaches beta through it).
+    pub(super) beta_refusals: Arc<Refusals>,
+    /// Where the API events of every durable change (and diagnosis) are published.
+    pub(super) bus: EventBus,
+    pub(super) clock: Arc<AtomicU64>,
     db: sled::Db,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
-fn boot_hub() -> Hub {
+pub(super) fn boot_hub() -> Hub {
     boot_hub_with(true, true)
 }
 
 /// `beta_mines`: beta produces blocks on its own; `watch_beta`: a watcher follows beta's
 /// events (without one the hub learns about beta only from its sweep's re-reads).
-fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
+pub(super) fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let attester = Keypair::dev("hub-attester");
@@ -98,10 +105,20 @@ fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
     }
     let clock = Arc::new(AtomicU64::new(1_000));
     let journal = Arc::new(SledJournal::open(db.clone()).unwrap());
-    let driver = Driver::new(journal, Arc::new(()), fast());
+    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
+    let notifier = Arc::new(ApiNotifier {
+        bus: bus.clone(),
+        directory: Arc::new(Dir),
+    });
+    let driver = Driver::new(journal, notifier, fast());
+    let beta_refusals = Arc::new(Refusals::default());
+    let beta_seen: Arc<dyn Adapter> = Arc::new(Refusing {
+        inner: beta.clone(),
+        refusals: beta_refusals.clone(),
+    });
     let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
     adapters.insert(NetworkId(1), alpha.clone());
-    adapters.insert(NetworkId(2), beta.clone());
+    adapters.insert(NetworkId(2), beta_seen.clone());
     let exec = Arc::new(AdapterExecutor::new(
         Arc::new(adapters),
         Arc::new(MemLedger::default()),
@@ -125,7 +142,7 @@ fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
     }));
     let mut watched = vec![(1u64, alpha.clone() as Arc<dyn Adapter>)];
     if watch_beta {
-        watched.push((2, beta.clone() as Arc<dyn Adapter>));
+        watched.push((2, beta_seen));
     }
     for (net, adapter) in watched {
         let w = watcher(&driver, &db, &clock, net, adapter);
@@ -149,7 +166,7 @@ fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
         }
     }));
     let c = clock.clone();
-    let backend = InteropBackend {
+    let backend = Arc::new(InteropBackend {
         driver: driver.clone(),
         directory: Arc::new(Dir),
         two_phase: TwoPhaseConfig {
@@ -158,12 +175,14 @@ fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
         htlc: HtlcConfig { delta: 60 },
         clock: Arc::new(move || c.load(Ordering::SeqCst)),
         wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
-    };
+    });
     Hub {
         backend,
         driver,
         alpha,
         beta,
+        beta_refusals,
+        bus,
         clock,
         db,
         stop,
@@ -192,13 +211,13 @@ fn watcher(
 }
 
 impl Hub {
-    async fn shutdown(self) {
+    pub(super) async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             t.await.unwrap();
         }
     }
-    async fn bal(&self, net: &MockAdapter, who: &str) -> u128 {
+    pub(super) async fn bal(&self, net: &MockAdapter, who: &str) -> u128 {
         net.balance(&Address(who.into()), &AssetId("native".into()))
             .await
             .unwrap()
@@ -206,7 +225,7 @@ impl Hub {
     }
 }
 
-fn customer() -> Principal {
+pub(super) fn customer() -> Principal {
     Principal {
         name: "dapp".into(),
         role: Role::Customer,
@@ -224,7 +243,7 @@ fn api_leg(network: &str, amount: &str, from: &str, to: &str, lock_by: LockBy) -
     }
 }
 
-async fn wait_done(hub: &Hub, api_id: &str) -> StoredInstance {
+pub(super) async fn wait_done(hub: &Hub, api_id: &str) -> StoredInstance {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let i = hub.driver.journal().get_by_api_id(api_id).unwrap().unwrap();
@@ -240,7 +259,7 @@ async fn wait_done(hub: &Hub, api_id: &str) -> StoredInstance {
     }
 }
 
-async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
+pub(super) async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let have = hub.bal(net, who).await;
@@ -257,7 +276,7 @@ async fn wait_balance(hub: &Hub, net: &MockAdapter, who: &str, want: u128) {
 
 /// Alice pays bob 100 on alpha (locked by the hub's wallet) for 40 of bob's on beta,
 /// within 300 s.
-async fn alice_pays_bob(
+pub(super) async fn alice_pays_bob(
     hub: &Hub,
     op: &str,
     counter_by: LockBy,
@@ -276,7 +295,7 @@ async fn alice_pays_bob(
         .unwrap()
 }
 
-fn two_phase(hub: &Hub, api_id: &str) -> TwoPhase {
+pub(super) fn two_phase(hub: &Hub, api_id: &str) -> TwoPhase {
     match hub
         .driver
         .journal()
