@@ -40,15 +40,15 @@ pub struct NativeNetwork {
     /// PoW: blocks on top of the including one before it counts as final (default
     /// [`POW_CONFIRMATIONS`]; ignored for PoS).
     pub confirmations: u32,
-    /// PoW: the lowest header difficulty the light client counts (default a sixteenth of the
-    /// genesis difficulty, the most four retarget windows can lower it).
+    /// PoW: the lowest header difficulty the light client counts (default the network's
+    /// consensus floor, `PowConfig::difficulty_floor`, which retargeting never goes below).
     pub min_difficulty: u64,
 }
 
 impl NativeNetwork {
     pub fn new(config: Arc<NetworkConfig>) -> NativeNetwork {
         let min_difficulty = match &config.consensus {
-            ConsensusConfig::Pow(p) => (p.initial_difficulty / 16).max(1),
+            ConsensusConfig::Pow(p) => p.difficulty_floor(),
             ConsensusConfig::Pos(_) => 0,
         };
         NativeNetwork {

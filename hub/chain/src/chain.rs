@@ -414,7 +414,8 @@ impl Chain {
     }
 
     /// PoW difficulty the child of `parent` must carry: retargeted every
-    /// `retarget_window` blocks toward `block_interval_ms`, moving at most 4x per window.
+    /// `retarget_window` blocks toward `block_interval_ms`, moving at most 4x per window,
+    /// never below the configured floor (`PowConfig::difficulty_floor`).
     pub fn expected_difficulty(&self, parent_hash: &Hash32) -> u64 {
         let ConsensusConfig::Pow(pow) = &self.cfg.consensus else {
             return 0;
@@ -442,7 +443,9 @@ impl Chain {
         let target = self.cfg.block_interval_ms * spans;
         let old = u128::from(parent.difficulty.max(1));
         let new = (old * u128::from(target) / u128::from(actual)).clamp(old / 4, old * 4);
-        u64::try_from(new).unwrap_or(u64::MAX).max(1)
+        u64::try_from(new)
+            .unwrap_or(u64::MAX)
+            .max(pow.difficulty_floor())
     }
 
     /// Checks that need only the header, the parent's index entry and the transactions:
@@ -972,6 +975,57 @@ mod tests {
         let a = Chain::open(cfg.clone(), store(), Modules::builtin()).unwrap();
         assert_eq!(a.head(), b.head());
         assert_eq!(a.state(), b.state());
+    }
+
+    #[test]
+    fn an_idle_chain_retargets_down_to_the_floor_and_no_further() {
+        let cfg = Arc::new(
+            NetworkConfig::from_toml_str(
+                r#"
+                name = "tfloor"
+                network_id = 78
+                nodes = 1
+                block_interval_ms = 100
+                [consensus]
+                type = "pow"
+                initial_difficulty = 64
+                min_difficulty = 8
+                retarget_window = 4
+                "#,
+            )
+            .unwrap(),
+        );
+        let mut c = open(&cfg);
+        let k = Keypair::dev("m");
+        // a block every 10 s against a 100 ms target (nodes down between them): each window
+        // may quarter the difficulty, 64 -> 16 -> 8, and the floor holds it there
+        let mut seen = Vec::new();
+        for i in 1..=16u64 {
+            let b = mine(&c, vec![], &k, i * 10_000);
+            seen.push(b.header.difficulty);
+            c.import(b).unwrap();
+        }
+        assert_eq!(seen.first(), Some(&64));
+        assert_eq!(seen.last(), Some(&8), "{seen:?}");
+        assert!(seen.iter().all(|d| *d >= 8), "{seen:?}");
+        // below the floor is refused, like any wrong difficulty
+        let mut b = mine(&c, vec![], &k, 200_000);
+        b.header.difficulty = 4;
+        b.resign(c.head_algo(), c.network(), &k);
+        assert!(matches!(
+            c.import(b),
+            Err(BlockError::WrongDifficulty { .. })
+        ));
+        // and a floor above the initial difficulty is a config error
+        let bad = NetworkConfig::from_toml_str(
+            "name = \"x\"\nnetwork_id = 79\nnodes = 1\n[consensus]\ntype = \"pow\"\n\
+             initial_difficulty = 64\nmin_difficulty = 65\n",
+        );
+        assert!(
+            bad.as_ref()
+                .is_err_and(|e| e.to_string().contains("min_difficulty 65")),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -169,9 +169,24 @@ pub struct PowConfig {
     /// Number of blocks over which the difficulty is retargeted.
     #[serde(default = "d_pow_window")]
     pub retarget_window: u64,
+    /// The lowest difficulty retargeting may reach (default a sixteenth of
+    /// `initial_difficulty`). Consensus and light clients share it: a chain left idle (its
+    /// nodes down, so a window spans the outage) cannot retarget below what a light client
+    /// counts as work.
+    #[serde(default)]
+    pub min_difficulty: Option<u64>,
     /// Mining threads; defaults to the node's `cpu_cores`.
     #[serde(default)]
     pub threads: Option<u32>,
+}
+
+impl PowConfig {
+    /// The difficulty floor in force: `min_difficulty`, or a sixteenth of the initial one.
+    pub fn difficulty_floor(&self) -> u64 {
+        self.min_difficulty
+            .unwrap_or(self.initial_difficulty / 16)
+            .max(1)
+    }
 }
 
 fn d_pow_diff() -> u64 {
@@ -551,6 +566,16 @@ impl NetworkConfig {
             ConsensusConfig::Pow(pow) => {
                 if pow.initial_difficulty == 0 {
                     p.push("consensus.initial_difficulty must be at least 1".to_owned());
+                }
+                if pow
+                    .min_difficulty
+                    .is_some_and(|m| m == 0 || m > pow.initial_difficulty)
+                {
+                    p.push(format!(
+                        "consensus.min_difficulty {} must be between 1 and initial_difficulty {}",
+                        pow.min_difficulty.unwrap_or(0),
+                        pow.initial_difficulty
+                    ));
                 }
                 if pow.retarget_window < 2 {
                     p.push(format!(
