@@ -397,24 +397,9 @@ impl PacketIngress {
 
     /// Serve relayer connections from `endpoint` until `shutdown` resolves.
     pub async fn serve(self: Arc<Self>, endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => {
-                    conns.shutdown().await;
-                    return;
-                }
-                c = endpoint.accept() => match c {
-                    Some(conn) => {
-                        let me = self.clone();
-                        conns.spawn(async move { me.serve_conn(conn).await });
-                    }
-                    None => return,
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
+        endpoint
+            .serve_each(shutdown, |conn| self.clone().serve_conn(conn))
+            .await;
     }
 
     async fn serve_conn(self: Arc<Self>, mut conn: Connection) {

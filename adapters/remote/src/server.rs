@@ -72,23 +72,13 @@ pub async fn serve_adapter(
     endpoint: Endpoint,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
     let limits = endpoint.config().limits;
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            c = endpoint.accept() => match c {
-                Some(conn) => {
-                    tracing::info!(hub = %conn.remote_id(), addr = %conn.remote_addr(), "hub connected");
-                    conns.spawn(serve_connection(adapter.clone(), control.clone(), conn, limits));
-                }
-                None => break,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    conns.abort_all();
+    endpoint
+        .serve_each(shutdown, |conn| {
+            tracing::info!(hub = %conn.remote_id(), addr = %conn.remote_addr(), "hub connected");
+            serve_connection(adapter.clone(), control.clone(), conn, limits)
+        })
+        .await;
     endpoint.shutdown().await;
 }
 

@@ -164,6 +164,34 @@ impl Endpoint {
         }
     }
 
+    /// Accept connections until `shutdown` resolves or the endpoint shuts down, serving
+    /// each on its own task with `serve`; the connections' tasks are cancelled and awaited
+    /// before this returns.
+    pub async fn serve_each<F, Fut>(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut serve: F,
+    ) where
+        F: FnMut(Connection) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        tokio::pin!(shutdown);
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                c = self.accept() => match c {
+                    Some(conn) => {
+                        conns.spawn(serve(conn));
+                    }
+                    None => break,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.shutdown().await;
+    }
+
     /// Stop accepting, close every connection gracefully, and wait (bounded) for the
     /// endpoint's tasks to finish.
     pub async fn shutdown(&self) {
