@@ -441,10 +441,10 @@ async fn erc20_anvil_to_native_is_delivered_exactly_once_across_a_relayer_restar
     drop(relayer);
     println!(
         "flow 3 erc20 anvil->native across a relayer restart (SIGKILL between lock and \
-         finality, down {:.2}s): request->completion {:.2}s; evidence ingress: {applied} \
+         finality, down {:.2}s): {}; evidence ingress: {applied} \
          applied, {dups} duplicate, {ignored} ignored, {rejected} refused",
         secs(down),
-        secs(total),
+        split_text(total, reactions(&r.hub, &t, 1)),
     );
     r.hub.shutdown().await;
 }
@@ -483,9 +483,9 @@ async fn two_relayers_on_one_link_deliver_the_erc20_transfer_once() {
     assert_eq!(s.applied.load(Ordering::Relaxed), 2, "{s:?}");
     assert_eq!(s.rejected.load(Ordering::Relaxed), 0, "{s:?}");
     println!(
-        "flow 3 erc20 anvil->native through two relayers: request->completion {:.2}s; \
+        "flow 3 erc20 anvil->native through two relayers: {}; \
          evidence ingress: {} applied, {} duplicate, {} ignored",
-        secs(t.end - start),
+        split_text(t.end - start, reactions(&r.hub, &t, 1)),
         s.applied.load(Ordering::Relaxed),
         s.duplicates.load(Ordering::Relaxed),
         s.ignored.load(Ordering::Relaxed),

@@ -417,10 +417,56 @@ impl Default for Timeline {
 
 impl Timeline {
     fn at(&self, leg: usize, state: &str) -> Instant {
-        *self
-            .first
-            .get(&(leg, state.to_owned()))
+        self.seen(leg, state)
             .unwrap_or_else(|| panic!("leg {leg} never showed `{state}`: {}", self.last))
+    }
+
+    fn seen(&self, leg: usize, state: &str) -> Option<Instant> {
+        self.first.get(&(leg, state.to_owned())).copied()
+    }
+}
+
+/// The hub's reactions in a completed two-phase transfer between the native network (leg
+/// `native_leg`) and anvil: each from the block that let the hub act (a lock's final
+/// block, the last release's final block) to the API showing the result, in the order lock
+/// seen native / eth, release seen native / eth. `None` when the poller never saw one of
+/// those states (e.g. it started after a restart).
+pub(crate) fn reactions(
+    hub: &TwoPhaseHub,
+    t: &Timeline,
+    native_leg: usize,
+) -> Option<[Duration; 4]> {
+    let eth_leg = 1 - native_leg;
+    let step = |net: NetworkId, leg: usize, state: &str| {
+        let at = t.seen(leg, state)?;
+        Some(at - hub.last_block_before(net, at))
+    };
+    Some([
+        step(NATIVE, native_leg, "locked")?,
+        step(ETH, eth_leg, "locked")?,
+        step(NATIVE, native_leg, "released")?,
+        step(ETH, eth_leg, "released")?,
+    ])
+}
+
+/// `request->completion …s = confirmation waiting …s + hub overhead …s (… block intervals
+/// of anvil)`, or the total alone when the reactions are unknown.
+pub(crate) fn split_text(total: Duration, steps: Option<[Duration; 4]>) -> String {
+    match steps {
+        Some(steps) => {
+            let overhead: Duration = steps.iter().sum();
+            format!(
+                "request->completion {:.2}s = confirmation waiting {:.2}s + hub overhead \
+                 {:.2}s ({:.2} anvil block intervals; lock seen native/eth, release seen \
+                 native/eth: {:?})",
+                secs(total),
+                secs(total.saturating_sub(overhead)),
+                secs(overhead),
+                secs(overhead) / secs(ETH_BLOCK),
+                steps.map(secs),
+            )
+        }
+        None => format!("request->completion {:.2}s", secs(total)),
     }
 }
 
@@ -535,14 +581,7 @@ async fn transfer_completes(dir: Direction) {
     };
     let locked_native = t.at(native_leg, "locked");
     let locked_eth = t.at(eth_leg, "locked");
-    let released_native = t.at(native_leg, "released");
-    let released_eth = t.at(eth_leg, "released");
-    let steps = [
-        locked_native - hub.last_block_before(NATIVE, locked_native),
-        locked_eth - hub.last_block_before(ETH, locked_eth),
-        released_native - hub.last_block_before(NATIVE, released_native),
-        released_eth - hub.last_block_before(ETH, released_eth),
-    ];
+    let steps = reactions(&hub, &t, native_leg).expect("the API showed every leg state");
     let overhead: Duration = steps.iter().sum();
     let waiting = total.saturating_sub(overhead);
     println!(
@@ -718,9 +757,9 @@ async fn erc20_anvil_to_native_is_delivered_exactly_once_across_a_hub_restart() 
     assert_eq!(tokens(escrow).await, 0, "the EVM escrow holds no token");
     assert_eq!(hub.escrowed().await, (0, 0), "both escrows are empty");
     println!(
-        "flow 3 erc20 anvil->native across a hub restart: request->completion {:.2}s \
+        "flow 3 erc20 anvil->native across a hub restart: {} \
          (hub down and up again in {:.2}s, stopped at state {} / legs {} {}); released both",
-        secs(total),
+        split_text(total, reactions(&hub, &t, 1)),
         secs(restarted),
         state_at_stop["state"],
         state_at_stop["legs"][0]["state"],
