@@ -115,9 +115,24 @@ impl ChainView {
         self.confirmations
     }
 
-    /// Report inclusions (and reversions) of `tx` from now on.
+    /// Report inclusions (and reversions) of `tx` from now on. A transaction is tracked
+    /// after it was sent, so a block carrying it may already be in the view (the node mined
+    /// it and a sync applied it in between): that inclusion is reported now.
     pub fn track(&mut self, tx: Hash32) {
-        self.tracked.insert(tx);
+        if !self.tracked.insert(tx) {
+            return;
+        }
+        let seen = self
+            .blocks
+            .values()
+            .find(|b| b.txs.contains(&tx))
+            .map(Self::block_ref);
+        if let Some(block) = seen {
+            self.push(EventKind::TxIncluded {
+                tx: tx_id(&tx),
+                block,
+            });
+        }
     }
 
     fn push(&mut self, kind: EventKind) {
@@ -396,6 +411,27 @@ mod tests {
             owner: Address("0xa".into()),
             timeout: 100,
         }
+    }
+
+    #[test]
+    fn a_tx_tracked_after_its_block_was_applied_is_reported_once() {
+        let mut v = ChainView::new(2, 4);
+        v.apply(block(1, 1, 1), vec![]).unwrap();
+        v.apply(block(2, 1, 1), vec![]).unwrap();
+        let tx = h(2, 0xaa ^ 1);
+        v.track(tx);
+        v.track(tx);
+        v.apply(block(3, 1, 1), vec![]).unwrap();
+        let included: Vec<_> = v
+            .events_since(Checkpoint(0), 100)
+            .events
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::TxIncluded { tx, block } => Some((tx, block.height)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(included, vec![(tx_id(&tx), 2)]);
     }
 
     #[test]
