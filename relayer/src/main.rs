@@ -112,8 +112,10 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .with_context(|| {
                             format!(
+                                // The network's id, not its RPC URL: a URL may carry
+                                // credentials, and secrets are never printed.
                                 "link {}: cannot open evm network {}",
-                                link.name, src.evm.rpc_url
+                                link.name, src.evm.network
                             )
                         })?;
                     let outbox = Outbox::open_kind(db.clone(), OUTBOX_KIND, &link.name)?;
