@@ -244,6 +244,16 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// A lock's spend: its release, refund or claim (what settles a leg).
+    pub fn is_spend(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Released { .. } | EventKind::Refunded { .. } | EventKind::Claimed { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainEvent {
     pub checkpoint: Checkpoint,

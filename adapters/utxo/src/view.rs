@@ -583,14 +583,7 @@ mod tests {
             .events
             .into_iter()
             .map(|e| e.kind)
-            .filter(|k| {
-                matches!(
-                    k,
-                    EventKind::Released { .. }
-                        | EventKind::Refunded { .. }
-                        | EventKind::Claimed { .. }
-                )
-            })
+            .filter(EventKind::is_spend)
             .collect()
     }
 
