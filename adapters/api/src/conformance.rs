@@ -66,6 +66,8 @@ pub type Factory<'a> =
 pub struct CheckResult {
     pub name: &'static str,
     pub outcome: Result<(), String>,
+    /// Wall time of the check, its fixture's creation included.
+    pub elapsed: std::time::Duration,
 }
 
 /// The outcome of the whole suite.
@@ -165,11 +167,13 @@ impl<F: Fixture> Fixture for Rewrapped<F> {
     }
 }
 
-/// Run every check, each on a fresh fixture.
+/// Run every check, each on a fresh fixture. Each outcome is printed to stderr as it ends
+/// (the test harness shows it for a failing or hanging test).
 pub async fn run(factory: Factory<'_>) -> Report {
     let mut results = Vec::new();
     let mut platform = String::new();
     for (name, check) in CHECKS {
+        let started = std::time::Instant::now();
         let outcome = match factory().await {
             Ok(fixture) => {
                 platform = fixture.adapter().descriptor().name.clone();
@@ -177,7 +181,13 @@ pub async fn run(factory: Factory<'_>) -> Report {
             }
             Err(e) => Err(format!("fixture could not be created: {e}")),
         };
-        results.push(CheckResult { name, outcome });
+        let elapsed = started.elapsed();
+        eprintln!("conformance {name}: {outcome:?} ({elapsed:.1?})");
+        results.push(CheckResult {
+            name,
+            outcome,
+            elapsed,
+        });
     }
     Report { platform, results }
 }

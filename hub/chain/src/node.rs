@@ -294,6 +294,15 @@ struct PowDriver {
     mined_tx: mpsc::Sender<(u64, Block)>,
 }
 
+impl Drop for PowDriver {
+    /// A node task dropped (runtime shut down, task aborted) still ends its search threads.
+    fn drop(&mut self) {
+        self.ctl
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[derive(Default)]
 struct SyncState {
     inflight: Option<(NodeId, Instant, u64)>,
@@ -546,7 +555,12 @@ impl Node {
             Request::SetMining(on) => {
                 if let Some(p) = &mut self.pow {
                     p.enabled = on;
-                    p.ctl.pause(!on);
+                    // Off ends the search threads (on starts a new search below); a paused
+                    // thread would outlive a node whose task is dropped without running its
+                    // shutdown, and a runtime waits for its blocking threads when dropped.
+                    if !on {
+                        p.ctl.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                 }
                 if on {
                     self.restart_mining();

@@ -117,9 +117,6 @@ async fn run(make: fn() -> NetworkConfig) {
         Box::pin(async move { Ok(Box::new(NativeFixture::new(make()).await) as Box<dyn Fixture>) })
     };
     let report = conformance::run(&factory).await;
-    for r in &report.results {
-        eprintln!("{}: {:?}", r.name, r.outcome);
-    }
     assert_eq!(report.results.len(), conformance::CHECKS.len());
     report.assert_passed();
 }
