@@ -1,7 +1,7 @@
 //! One relayer link: outbox → hub, in pages, at least once, with backoff and jitter.
 
 use crate::outbox::Outbox;
-use crate::proto::{LinkMsg, Outcome, RelayedPacket};
+use crate::proto::{LinkMsg, Outcome};
 use isthmus_core::NodeId;
 use isthmus_transport::{Connection, Endpoint};
 use rand::Rng;
@@ -84,18 +84,49 @@ impl Flight {
     }
 }
 
-/// An upper bound on the bytes `p` takes inside an encoded [`LinkMsg::Deliver`] (named
-/// msgpack): every field name and header at its largest, plus the variable parts.
-pub(crate) fn encoded_len_bound(p: &RelayedPacket) -> usize {
-    // Field names and map/int/bin headers of the packet and its channel, at most.
-    const FIXED: usize = 200;
-    // "signer" + bin32 and "signature" + bin64, with headers.
-    const PER_ATTESTATION: usize = 130;
-    FIXED
-        + p.packet.sender.0.len()
-        + p.packet.receiver.0.len()
-        + p.packet.payload.len()
-        + PER_ATTESTATION * p.attestations.len()
+/// The wire body (version byte + named msgpack) of `LinkMsg::Deliver { batch, packets }`,
+/// built from each packet's own named encoding: the same bytes `codec::encode_body` writes
+/// for that message, without encoding the packets again.
+pub(crate) fn deliver_body(batch: u64, packets: &[&[u8]]) -> Vec<u8> {
+    let len: usize = packets.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(DELIVER_HEADER_MAX + len);
+    out.push(isthmus_core::codec::WIRE_VERSION);
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_map_len(&mut out, 3);
+    let _ = rmp::encode::write_str(&mut out, "msg");
+    let _ = rmp::encode::write_str(&mut out, "deliver");
+    let _ = rmp::encode::write_str(&mut out, "batch");
+    let _ = rmp::encode::write_uint(&mut out, batch);
+    let _ = rmp::encode::write_str(&mut out, "packets");
+    let _ = rmp::encode::write_array_len(&mut out, packets.len() as u32);
+    for p in packets {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The most bytes [`deliver_body`] adds around the packets.
+const DELIVER_HEADER_MAX: usize = 64;
+
+/// Cut `page` into runs whose [`deliver_body`] fits `max` bytes (a packet larger than that
+/// alone goes in a run of its own, and the transport refuses it with a clear error).
+fn chunks(page: Vec<(u64, Vec<u8>)>, max: usize) -> Vec<Vec<(u64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut size = DELIVER_HEADER_MAX;
+    for item in page {
+        let s = item.1.len();
+        if !cur.is_empty() && size + s > max {
+            out.push(std::mem::take(&mut cur));
+            size = DELIVER_HEADER_MAX;
+        }
+        size += s;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 impl Relayer {
@@ -116,27 +147,6 @@ impl Relayer {
         }
     }
 
-    /// Split `page` into chunks whose encoded size fits one transport message (sized by
-    /// [`encoded_len_bound`], so nothing is encoded twice).
-    fn chunks(page: Vec<(u64, RelayedPacket)>, max: usize) -> Vec<Vec<(u64, RelayedPacket)>> {
-        let mut out = Vec::new();
-        let mut cur: Vec<(u64, RelayedPacket)> = Vec::new();
-        let mut size = 64usize;
-        for item in page {
-            let s = encoded_len_bound(&item.1) + 8;
-            if !cur.is_empty() && size + s > max {
-                out.push(std::mem::take(&mut cur));
-                size = 64;
-            }
-            size += s;
-            cur.push(item);
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-        out
-    }
-
     /// One step of a connection: top the window of unanswered packets up to `page` from the
     /// outbox (sent as pipelined batches), then take the hub's receipts for the oldest batch
     /// in flight. The hub therefore always has the next batches queued while it records
@@ -150,7 +160,7 @@ impl Relayer {
         if flight.packets < self.link.page {
             let page = self
                 .outbox
-                .page_after(flight.cursor, self.link.page - flight.packets)
+                .page_encoded_after(flight.cursor, self.link.page - flight.packets)
                 .map_err(|e| e.to_string())?;
             if flight.gauges_due() {
                 metrics::gauge!("relayer_backlog", "link" => self.link.name.clone())
@@ -162,12 +172,12 @@ impl Relayer {
                 flight.cursor = Some(*id);
             }
             let max = conn.max_message().min(self.link.chunk_bytes);
-            for chunk in Self::chunks(page, max) {
+            for chunk in chunks(page, max) {
                 *batch_no += 1;
                 let batch = *batch_no;
                 let ids: Vec<u64> = chunk.iter().map(|(id, _)| *id).collect();
-                let packets: Vec<RelayedPacket> = chunk.into_iter().map(|(_, p)| p).collect();
-                conn.send_msg(&LinkMsg::Deliver { batch, packets })
+                let packets: Vec<&[u8]> = chunk.iter().map(|(_, p)| p.as_slice()).collect();
+                conn.send(deliver_body(batch, &packets).into())
                     .await
                     .map_err(|e| e.to_string())?;
                 flight.packets += ids.len();
@@ -291,14 +301,16 @@ impl Relayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::RelayedPacket;
     use isthmus_core::{Keypair, NetworkId};
     use isthmus_lock_contracts::packet::{ChannelId, Packet};
     use isthmus_lock_contracts::Address;
 
     #[test]
-    fn size_bound_covers_the_encoding_and_chunks_fit() {
+    fn deliver_bodies_equal_the_codec_encoding_and_chunks_fit() {
         let keys: Vec<Keypair> = (0..5).map(|i| Keypair::dev(&format!("v{i}"))).collect();
         let mut page = Vec::new();
+        let mut packets = Vec::new();
         for (i, (payload, name, signers)) in [
             (0usize, 0usize, 0usize),
             (1, 1, 1),
@@ -323,23 +335,34 @@ mod tests {
                 },
                 &keys[..signers],
             );
-            let alone = rmp_serde::to_vec_named(&LinkMsg::Deliver {
-                batch: u64::MAX,
-                packets: vec![p.clone()],
-            })
-            .unwrap()
-            .len();
-            assert!(encoded_len_bound(&p) + 64 >= alone, "packet {i}: {alone}");
-            page.push((i as u64, p));
+            page.push((i as u64, rmp_serde::to_vec_named(&p).unwrap()));
+            packets.push(p);
+        }
+        let limits = isthmus_core::codec::WireLimits::default();
+        for batch in [0, 1, 200, u64::MAX] {
+            let raw: Vec<&[u8]> = page.iter().map(|(_, b)| b.as_slice()).collect();
+            let msg = LinkMsg::Deliver {
+                batch,
+                packets: packets.clone(),
+            };
+            let body = deliver_body(batch, &raw);
+            assert_eq!(
+                body,
+                isthmus_core::codec::encode_body(&msg, &limits)
+                    .unwrap()
+                    .to_vec()
+            );
+            let back: LinkMsg = isthmus_core::codec::decode_body(&body, &limits).unwrap();
+            assert_eq!(back, msg);
         }
         let max = 80_000;
-        for chunk in Relayer::chunks(page, max) {
-            let msg = LinkMsg::Deliver {
-                batch: u64::MAX,
-                packets: chunk.into_iter().map(|(_, p)| p).collect(),
-            };
-            let len = rmp_serde::to_vec_named(&msg).unwrap().len();
+        let mut seen = 0;
+        for chunk in chunks(page, max) {
+            let raw: Vec<&[u8]> = chunk.iter().map(|(_, b)| b.as_slice()).collect();
+            let len = deliver_body(u64::MAX, &raw).len();
             assert!(len <= max, "chunk of {len} bytes");
+            seen += chunk.len();
         }
+        assert_eq!(seen, 5);
     }
 }

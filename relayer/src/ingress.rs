@@ -113,11 +113,18 @@ pub struct PacketIngress {
     db: sled::Db,
     receipts: sled::Tree,
     cfg: IngressConfig,
-    /// Serialises the receipt phase so two relayers cannot both deliver one sequence.
-    receipt_lock: Mutex<()>,
+    /// Serialises the receipt phase so two relayers cannot both deliver one sequence. It
+    /// holds, per channel (key prefix), the highest sequence with a durable receipt, read
+    /// from sled on the channel's first packet: a packet above it has no receipt, and is
+    /// decided without a read.
+    receipt_lock: Mutex<HashMap<[u8; 16], Option<u64>>>,
     forward: mpsc::Sender<Packet>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     proof_counts: BTreeMap<NetworkId, ProofCounts>,
+    /// One permit per verify thread: pipelined batches are each checked whole on one thread
+    /// (a batch verification gains from its size), at most this many at once across every
+    /// connection, so the verifiers never outnumber the cores they were given.
+    verifiers: Arc<tokio::sync::Semaphore>,
     /// Makes this many next groups fail just before their write, as a crash there would.
     #[cfg(test)]
     fail_commit: std::sync::atomic::AtomicUsize,
@@ -154,8 +161,9 @@ impl PacketIngress {
                 .keys()
                 .map(|n| (*n, ProofCounts::default()))
                 .collect(),
+            verifiers: Arc::new(tokio::sync::Semaphore::new(cfg.verify_threads.max(1))),
             cfg,
-            receipt_lock: Mutex::new(()),
+            receipt_lock: Mutex::new(HashMap::new()),
             forward,
             clock,
             #[cfg(test)]
@@ -200,7 +208,11 @@ impl PacketIngress {
 
     /// The proof check of every packet of a proof-checked network (`None` for the others),
     /// split over the verify threads like signatures are.
-    fn check_proofs(&self, packets: &[RelayedPacket]) -> Vec<Option<Result<(), Outcome>>> {
+    fn check_proofs(
+        &self,
+        packets: &[RelayedPacket],
+        threads: usize,
+    ) -> Vec<Option<Result<(), Outcome>>> {
         const MIN_PER_THREAD: usize = 32;
         let one = |p: &RelayedPacket| {
             self.cfg
@@ -213,7 +225,7 @@ impl PacketIngress {
         }
         in_parallel(
             packets,
-            self.cfg.verify_threads,
+            threads,
             MIN_PER_THREAD,
             |c| c.iter().map(one).collect(),
             |p| {
@@ -226,9 +238,9 @@ impl PacketIngress {
     }
 
     /// Which packets pass their source network's policy: a valid light-client proof, or
-    /// enough valid attestations by trusted keys.
-    fn attested(&self, packets: &[RelayedPacket]) -> Vec<Result<(), Outcome>> {
-        let mut proven = self.check_proofs(packets).into_iter();
+    /// enough valid attestations by trusted keys. Checked on up to `threads` threads.
+    fn attested(&self, packets: &[RelayedPacket], threads: usize) -> Vec<Result<(), Outcome>> {
+        let mut proven = self.check_proofs(packets, threads).into_iter();
         let commitments: Vec<_> = packets.iter().map(|p| p.packet.commitment()).collect();
         let mut items = Vec::new();
         let mut owner = Vec::new();
@@ -246,7 +258,7 @@ impl PacketIngress {
                 }
             }
         }
-        let results = verify_parallel(&items, self.cfg.verify_threads);
+        let results = verify_parallel(&items, threads);
         let mut signers: Vec<BTreeSet<NodeId>> = vec![BTreeSet::new(); packets.len()];
         for ((i, item), r) in owner.iter().zip(&items).zip(results) {
             if r.is_ok() {
@@ -287,7 +299,7 @@ impl PacketIngress {
         &self,
         packets: &[RelayedPacket],
     ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
-        let checks = self.attested(packets);
+        let checks = self.attested(packets, self.cfg.verify_threads);
         let mut recorded = self.record_group(&[(packets, &checks)])?;
         let (receipts, fresh) = recorded.pop().unwrap_or_default();
         let delivered = fresh
@@ -305,7 +317,9 @@ impl PacketIngress {
     /// succeeded.
     fn record_group(&self, group: &[CheckedBatch<'_>]) -> Result<Vec<Recorded>, IngressError> {
         let now = (self.clock)();
-        let _g = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut highest = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Highest sequences this group adds, applied to `highest` once they are durable.
+        let mut raised: HashMap<[u8; 16], u64> = HashMap::new();
         let mut batch = sled::Batch::default();
         let mut fresh: HashMap<[u8; 24], Receipt> = HashMap::new();
         let mut out = Vec::with_capacity(group.len());
@@ -319,8 +333,19 @@ impl PacketIngress {
                     Err(o) => o.clone(),
                     Ok(()) => {
                         let key = receipt_key(&pk.channel, pk.sequence);
+                        let mut prefix = [0u8; 16];
+                        prefix.copy_from_slice(&key[..16]);
+                        let top = match highest.get(&prefix) {
+                            Some(t) => *t,
+                            None => {
+                                let t = self.highest_stored(&prefix)?;
+                                highest.insert(prefix, t);
+                                t
+                            }
+                        };
                         let existing = match fresh.remove(&key) {
                             Some(r) => Some(r),
+                            None if top.is_none_or(|t| pk.sequence > t) => None,
                             None => match self.receipts.get(key)? {
                                 Some(b) => {
                                     Some(rmp_serde::from_slice::<Receipt>(&b).map_err(|e| {
@@ -343,7 +368,10 @@ impl PacketIngress {
                         let outcome = match decided {
                             Ok(Delivery::New(_)) => {
                                 if let Some(r) = view.receipts.get(&pk.sequence) {
-                                    let bytes = rmp_serde::to_vec_named(r).map_err(|e| {
+                                    // Compact (positional) encoding: a receipt is read
+                                    // back only by this store, and half the bytes are
+                                    // half the tree work per packet.
+                                    let bytes = rmp_serde::to_vec(r).map_err(|e| {
                                         IngressError::Corrupt(
                                             pk.channel,
                                             pk.sequence,
@@ -351,6 +379,8 @@ impl PacketIngress {
                                         )
                                     })?;
                                     batch.insert(&key, bytes);
+                                    let up = raised.entry(prefix).or_insert(pk.sequence);
+                                    *up = (*up).max(pk.sequence);
                                 }
                                 delivered.push(i);
                                 any_new = true;
@@ -391,8 +421,24 @@ impl PacketIngress {
             }
             self.receipts.apply_batch(batch)?;
             self.db.flush()?;
+            for (prefix, seq) in raised {
+                let top = highest.entry(prefix).or_insert(None);
+                *top = Some(top.map_or(seq, |t| t.max(seq)));
+            }
         }
         Ok(out)
+    }
+
+    /// The highest sequence with a stored receipt on the channel of key prefix `prefix`.
+    fn highest_stored(&self, prefix: &[u8; 16]) -> Result<Option<u64>, IngressError> {
+        let Some(last) = self.receipts.scan_prefix(prefix).next_back() else {
+            return Ok(None);
+        };
+        let (key, _) = last?;
+        Ok(key
+            .get(16..24)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes))
     }
 
     /// Serve relayer connections from `endpoint` until `shutdown` resolves.
@@ -502,7 +548,15 @@ impl PacketIngress {
                     let packets = Arc::new(packets);
                     let me = self.clone();
                     let p = packets.clone();
-                    let verifying = tokio::task::spawn_blocking(move || me.attested(&p));
+                    let verifying = tokio::spawn(async move {
+                        let permit = me.verifiers.clone().acquire_owned().await.ok()?;
+                        let checked = tokio::task::spawn_blocking(move || {
+                            let checks = me.attested(&p, 1);
+                            drop(permit);
+                            checks
+                        });
+                        checked.await.ok()
+                    });
                     Staged::Verifying(batch, packets, verifying)
                 };
                 if tx.send(staged).await.is_err() {
@@ -530,10 +584,11 @@ const GROUP_PACKETS: usize = 4_096;
 /// A batch on its way through a connection's pipeline.
 enum Staged {
     Refused(u64, Vec<ReceiptMsg>),
+    /// `None` from the task: its check died, and the batch is left unanswered.
     Verifying(
         u64,
         Arc<Vec<RelayedPacket>>,
-        tokio::task::JoinHandle<Vec<Result<(), Outcome>>>,
+        tokio::task::JoinHandle<Option<Vec<Result<(), Outcome>>>>,
     ),
 }
 
@@ -557,7 +612,11 @@ impl Staged {
         match self {
             Staged::Refused(b, r) => Ready::Refused(b, r),
             Staged::Verifying(b, p, h) => match h.await {
-                Ok(checks) => Ready::Checked(b, p, checks),
+                Ok(Some(checks)) => Ready::Checked(b, p, checks),
+                Ok(None) => {
+                    tracing::error!(batch = b, "packet verification task failed");
+                    Ready::Lost
+                }
                 Err(e) => {
                     tracing::error!(%e, "packet verification task failed");
                     Ready::Lost
@@ -704,7 +763,7 @@ mod tests {
         let group: Vec<Ready> = batches
             .iter()
             .enumerate()
-            .map(|(i, b)| Ready::Checked(i as u64, Arc::new(b.clone()), ing.attested(b)))
+            .map(|(i, b)| Ready::Checked(i as u64, Arc::new(b.clone()), ing.attested(b, 2)))
             .collect();
         let answered = ing.commit_group(group).unwrap();
         let (d, dup) = (Outcome::Delivered, Outcome::Duplicate);

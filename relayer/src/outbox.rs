@@ -125,6 +125,44 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
         Ok(out)
     }
 
+    /// Like [`page_after`](Self::page_after), but each item comes as its own named msgpack
+    /// encoding, cut out of the stored entry without decoding it: a relayer forwards
+    /// packets as they were queued, so it need not decode and encode each one again.
+    pub fn page_encoded_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, OutboxError> {
+        let mut out = Vec::with_capacity(limit.min(4_096));
+        let entries = match after {
+            None => self.pending.iter(),
+            Some(a) => match a.checked_add(1) {
+                Some(from) => self.pending.range(from.to_be_bytes()..),
+                None => return Ok(out),
+            },
+        };
+        for item in entries.take(limit) {
+            let (k, v) = item?;
+            let id = k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| OutboxError::Corrupt(0, "key is not 8 bytes".into()))?;
+            let item = match entry_item_bytes(&v) {
+                Some(bytes) => bytes.to_vec(),
+                // Not laid out as this version writes entries: decode and encode it.
+                None => {
+                    let e: Entry<T> = rmp_serde::from_slice(&v)
+                        .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
+                    rmp_serde::to_vec_named(&e.packet)
+                        .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?
+                }
+            };
+            out.push((id, item));
+        }
+        Ok(out)
+    }
+
     /// The hub answered for these entries: drop them (keeping refused ones, with the
     /// reason, in the failed list) and flush.
     pub fn complete(&self, done: &[(u64, Outcome)]) -> Result<(), OutboxError> {
@@ -174,5 +212,61 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
                 .unwrap_or(0),
             _ => 0,
         }
+    }
+}
+
+/// The item's bytes inside a stored entry, as [`Outbox::push_all`] writes it: a named map of
+/// exactly `queued_at` (an integer) then `packet` (the item, to the end). `None` for any
+/// other layout.
+fn entry_item_bytes(entry: &[u8]) -> Option<&[u8]> {
+    let mut rd = entry;
+    if rmp::decode::read_map_len(&mut rd).ok()? != 2 {
+        return None;
+    }
+    let key = |rd: &mut &[u8], want: &str| -> Option<()> {
+        let len = rmp::decode::read_str_len(rd).ok()? as usize;
+        let (name, rest) = (rd.get(..len)?, rd.get(len..)?);
+        *rd = rest;
+        (name == want.as_bytes()).then_some(())
+    };
+    key(&mut rd, "queued_at")?;
+    let _: u64 = rmp::decode::read_int(&mut rd).ok()?;
+    key(&mut rd, "packet")?;
+    (!rd.is_empty()).then_some(rd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_pages_carry_each_item_exactly_as_serde_encodes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox: Outbox<Vec<String>> =
+            Outbox::open_kind(sled::open(dir.path()).unwrap(), "t", "l").unwrap();
+        let items: Vec<Vec<String>> = (0..5).map(|i| vec!["x".repeat(i * 40); i]).collect();
+        outbox.push_all(&items).unwrap();
+        // An entry written in another layout (positional) is re-encoded, not refused.
+        let odd = rmp_serde::to_vec(&Entry {
+            queued_at: u64::MAX,
+            packet: vec!["odd".to_owned()],
+        })
+        .unwrap();
+        assert!(entry_item_bytes(&odd).is_none());
+        outbox.pending.insert(u64::MAX.to_be_bytes(), odd).unwrap();
+        let page = outbox.page_encoded_after(None, 100).unwrap();
+        let want: Vec<Vec<u8>> = items
+            .iter()
+            .chain([&vec!["odd".to_owned()]])
+            .map(|i| rmp_serde::to_vec_named(i).unwrap())
+            .collect();
+        assert_eq!(
+            page.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            want
+        );
+        let first = page[0].0;
+        let rest = outbox.page_encoded_after(Some(first), 100).unwrap();
+        assert_eq!(rest.len(), page.len() - 1);
+        assert!(entry_item_bytes(&[0x82, 0xa1, b'q']).is_none());
     }
 }

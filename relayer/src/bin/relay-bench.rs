@@ -156,6 +156,7 @@ async fn relay(
         stats: Arc::default(),
     };
     let start = Instant::now();
+    let cpu_start = process_cpu_secs();
     let (stop_rel, rel_rx) = tokio::sync::oneshot::channel::<()>();
     let rel_task = tokio::spawn(relayer.run(async {
         let _ = rel_rx.await;
@@ -171,7 +172,11 @@ async fn relay(
             anyhow::bail!("{kind:?}: over the time bound");
         }
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    let rate = n as f64 / wall;
+    if let (Some(a), Some(b)) = (cpu_start, process_cpu_secs()) {
+        eprintln!("  {kind:?}: {:.2} cores busy on average", (b - a) / wall);
+    }
     let _ = stop_rel.send(());
     let _ = stop_hub.send(());
     let _ = rel_task.await;
@@ -179,6 +184,16 @@ async fn relay(
     let _ = std::fs::remove_dir_all(&hub_dir);
     let _ = std::fs::remove_dir_all(&rel_dir);
     Ok(rate)
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after its `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn tempfile_dir(tag: &str) -> anyhow::Result<std::path::PathBuf> {
