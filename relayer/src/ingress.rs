@@ -1,7 +1,9 @@
 //! The hub's packet ingress: each packet is checked under its source network's policy
 //! (strict batch verification of attestations, or a light-client proof through that
 //! network's [`ProofVerifier`]), then gets an exactly-once receipt per (channel, sequence),
-//! flushed before the packet is forwarded or any relayer is answered.
+//! flushed before the packet is forwarded or any relayer is answered. The hand-off to the
+//! forward sink is journalled in that same flush and cleared when the sink calls
+//! [`Forwarded::done`], so a hub that dies in between hands the packet over again on restart.
 
 use crate::proof::ProofVerifier;
 use crate::proto::{LinkMsg, Outcome, ReceiptMsg, RelayedPacket};
@@ -109,16 +111,56 @@ impl From<sled::Error> for IngressError {
     }
 }
 
+/// A packet delivered for the first time, handed to the forward sink. Its hand-off was
+/// journalled in the flush that made its receipt durable; the sink calls [`done`](Self::done)
+/// once it has acted on the packet durably, and until every packet of its journal entry is
+/// done, a restarted ingress hands them over again. A sink must therefore be idempotent per
+/// (channel, sequence); dropping a `Forwarded` without `done` leaves it to that replay.
+#[derive(Debug)]
+pub struct Forwarded {
+    pub packet: Packet,
+    ticket: Arc<ForwardTicket>,
+}
+
+/// One journal entry of forwards and how many of its packets are not done yet.
+#[derive(Debug)]
+struct ForwardTicket {
+    journal: sled::Tree,
+    key: [u8; 8],
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl Forwarded {
+    /// The sink has acted on this packet. The last one of a journal entry removes it
+    /// (unflushed: a removal lost in a crash only brings an idempotent replay).
+    pub fn done(self) {
+        let t = &self.ticket;
+        if t.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            if let Err(e) = t.journal.remove(t.key) {
+                tracing::warn!(%e, "forward journal entry not removed; it is replayed on restart");
+            }
+        }
+    }
+}
+
+/// Forwards journalled per sled value (one value per this many packets of a group).
+const FORWARD_CHUNK: usize = 256;
+
 pub struct PacketIngress {
     db: sled::Db,
     receipts: sled::Tree,
+    /// Forwards whose sink has not called `done` yet, by journal id: each value is a run of
+    /// packets, written in their receipts' flush.
+    forwarding: sled::Tree,
+    /// Set once the journal has been replayed into the sink (on the first `serve`).
+    replayed: std::sync::atomic::AtomicBool,
     cfg: IngressConfig,
     /// Serialises the receipt phase so two relayers cannot both deliver one sequence. It
     /// holds, per channel (key prefix), the highest sequence with a durable receipt, read
     /// from sled on the channel's first packet: a packet above it has no receipt, and is
     /// decided without a read.
     receipt_lock: Mutex<HashMap<[u8; 16], Option<u64>>>,
-    forward: mpsc::Sender<Packet>,
+    forward: mpsc::Sender<Forwarded>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     proof_counts: BTreeMap<NetworkId, ProofCounts>,
     /// One permit per verify thread: pipelined batches are each checked whole on one thread
@@ -146,15 +188,18 @@ fn rejected(code: &str, reason: String) -> Outcome {
 }
 
 impl PacketIngress {
-    /// `forward` receives each packet once, after its receipt is durable.
+    /// `forward` receives each packet delivered through [`serve`](Self::serve) after its
+    /// receipt is durable, and again after a restart until its [`Forwarded::done`].
     pub fn open(
         db: sled::Db,
         cfg: IngressConfig,
-        forward: mpsc::Sender<Packet>,
+        forward: mpsc::Sender<Forwarded>,
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<Self, IngressError> {
         Ok(PacketIngress {
             receipts: db.open_tree("relay.receipts")?,
+            forwarding: db.open_tree("relay.forwarding")?,
+            replayed: std::sync::atomic::AtomicBool::new(false),
             db,
             proof_counts: cfg
                 .proofs
@@ -294,13 +339,14 @@ impl PacketIngress {
     }
 
     /// Verify, record (durably) and return one receipt per packet, in order, plus the
-    /// packets delivered for the first time (to be forwarded).
+    /// packets delivered for the first time, which the caller hands on itself (no forward
+    /// journal: the caller holds them when this returns).
     pub fn process(
         &self,
         packets: &[RelayedPacket],
     ) -> Result<(Vec<ReceiptMsg>, Vec<Packet>), IngressError> {
         let checks = self.attested(packets, self.cfg.verify_threads);
-        let mut recorded = self.record_group(&[(packets, &checks)])?;
+        let (mut recorded, _) = self.record_group(&[(packets, &checks)], false)?;
         let (receipts, fresh) = recorded.pop().unwrap_or_default();
         let delivered = fresh
             .into_iter()
@@ -314,8 +360,14 @@ impl PacketIngress {
     /// write all new receipts in one sled batch and flush once (group commit). Returns, per
     /// batch, its receipts and the indices of its packets delivered for the first time.
     /// Nothing is returned, so nothing can be acknowledged or forwarded, unless the flush
-    /// succeeded.
-    fn record_group(&self, group: &[CheckedBatch<'_>]) -> Result<Vec<Recorded>, IngressError> {
+    /// succeeded. With `journal`, the packets delivered for the first time are also written,
+    /// in the same flush, to the forward journal in runs of [`FORWARD_CHUNK`] (in group
+    /// order); the runs' journal keys and lengths are returned.
+    fn record_group(
+        &self,
+        group: &[CheckedBatch<'_>],
+        journal: bool,
+    ) -> Result<(Vec<Recorded>, Vec<JournalRun>), IngressError> {
         let now = (self.clock)();
         let mut highest = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Highest sequences this group adds, applied to `highest` once they are durable.
@@ -404,6 +456,25 @@ impl PacketIngress {
             }
             out.push((receipts, delivered));
         }
+        let mut runs = Vec::new();
+        let mut forwards = sled::Batch::default();
+        if journal && any_new {
+            let fresh: Vec<&Packet> = out
+                .iter()
+                .zip(group)
+                .flat_map(|((_, delivered), (packets, _))| {
+                    delivered.iter().map(|&i| &packets[i].packet)
+                })
+                .collect();
+            for run in fresh.chunks(FORWARD_CHUNK) {
+                let key = self.db.generate_id()?.to_be_bytes();
+                let bytes = rmp_serde::to_vec(run).map_err(|e| {
+                    IngressError::Store(format!("forward journal entry not encoded: {e}"))
+                })?;
+                forwards.insert(&key, bytes);
+                runs.push((key, run.len()));
+            }
+        }
         if any_new {
             #[cfg(test)]
             if self
@@ -419,14 +490,73 @@ impl PacketIngress {
                     "injected crash before the flush".into(),
                 ));
             }
+            // One flush covers both trees: a receipt never exists without its hand-off.
             self.receipts.apply_batch(batch)?;
+            self.forwarding.apply_batch(forwards)?;
             self.db.flush()?;
             for (prefix, seq) in raised {
                 let top = highest.entry(prefix).or_insert(None);
                 *top = Some(top.map_or(seq, |t| t.max(seq)));
             }
         }
-        Ok(out)
+        Ok((out, runs))
+    }
+
+    /// Forwards journalled and not yet done (runs of packets).
+    pub fn pending_forwards(&self) -> Result<usize, IngressError> {
+        let mut n = 0;
+        for entry in self.forwarding.iter() {
+            let (_, v) = entry?;
+            n += rmp_serde::from_slice::<Vec<Packet>>(&v).map_or(0, |run| run.len());
+        }
+        Ok(n)
+    }
+
+    /// Hand every journalled forward to the sink again (once per ingress: a previous run
+    /// stopped before its sink was done with them).
+    async fn replay_forwards(&self) {
+        if self
+            .replayed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let mut replayed = 0usize;
+        for entry in self.forwarding.iter() {
+            let (k, v) = match entry {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::error!(%e, "forward journal unreadable");
+                    return;
+                }
+            };
+            let (Ok(key), Ok(run)) = (
+                <[u8; 8]>::try_from(k.as_ref()),
+                rmp_serde::from_slice::<Vec<Packet>>(&v),
+            ) else {
+                tracing::error!(key = ?k, "forward journal entry is corrupt; left in place");
+                continue;
+            };
+            let ticket = Arc::new(ForwardTicket {
+                journal: self.forwarding.clone(),
+                key,
+                left: std::sync::atomic::AtomicUsize::new(run.len()),
+            });
+            for packet in run {
+                replayed += 1;
+                let f = Forwarded {
+                    packet,
+                    ticket: ticket.clone(),
+                };
+                if self.forward.send(f).await.is_err() {
+                    tracing::warn!("packet forwarder stopped");
+                    return;
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, "journalled forwards handed to the sink again");
+        }
     }
 
     /// The highest sequence with a stored receipt on the channel of key prefix `prefix`.
@@ -441,8 +571,10 @@ impl PacketIngress {
             .map(u64::from_be_bytes))
     }
 
-    /// Serve relayer connections from `endpoint` until `shutdown` resolves.
+    /// Serve relayer connections from `endpoint` until `shutdown` resolves. The first call
+    /// first hands the sink every journalled forward it was not done with.
     pub async fn serve(self: Arc<Self>, endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
+        self.replay_forwards().await;
         endpoint
             .serve_each(shutdown, |conn| self.clone().serve_conn(conn))
             .await;
@@ -570,10 +702,12 @@ impl PacketIngress {
 
 /// A batch's packets with each one's attestation check.
 type CheckedBatch<'a> = (&'a [RelayedPacket], &'a [Result<(), Outcome>]);
+/// A forward journal entry written with a group: its key and how many packets it holds.
+type JournalRun = ([u8; 8], usize);
 /// A recorded batch: its receipts and the indices of its first-time deliveries.
 type Recorded = (Vec<ReceiptMsg>, Vec<usize>);
 /// A committed batch: its number, receipts and the packets to forward.
-type Answered = (u64, Vec<ReceiptMsg>, Vec<Packet>);
+type Answered = (u64, Vec<ReceiptMsg>, Vec<Forwarded>);
 
 /// Batches verified ahead of the group being recorded, per connection.
 const VERIFY_AHEAD: usize = 16;
@@ -647,8 +781,18 @@ impl PacketIngress {
                 _ => None,
             })
             .collect();
-        let mut recorded = self.record_group(&checked)?.into_iter();
+        let (recorded, runs) = self.record_group(&checked, true)?;
+        let mut recorded = recorded.into_iter();
         drop(checked);
+        // Tickets in group order, one per journalled run, each shared by its packets.
+        let mut tickets = runs.into_iter().flat_map(|(key, len)| {
+            let t = Arc::new(ForwardTicket {
+                journal: self.forwarding.clone(),
+                key,
+                left: std::sync::atomic::AtomicUsize::new(len),
+            });
+            std::iter::repeat_n(t, len)
+        });
         let mut out = Vec::with_capacity(group.len());
         for r in group {
             match r {
@@ -659,7 +803,16 @@ impl PacketIngress {
                         Ok(owned) => take_indices(owned, &fresh),
                         Err(shared) => fresh.iter().map(|&i| shared[i].packet.clone()).collect(),
                     };
-                    out.push((b, receipts, delivered));
+                    let mut forwards = Vec::with_capacity(delivered.len());
+                    for packet in delivered {
+                        let Some(ticket) = tickets.next() else {
+                            return Err(IngressError::Store(
+                                "forward journal runs do not cover the group".into(),
+                            ));
+                        };
+                        forwards.push(Forwarded { packet, ticket });
+                    }
+                    out.push((b, receipts, forwards));
                 }
                 Ready::Lost => {}
             }
@@ -733,7 +886,7 @@ mod tests {
         )
     }
 
-    fn open(dir: &std::path::Path) -> (Arc<PacketIngress>, mpsc::Receiver<Packet>) {
+    fn open(dir: &std::path::Path) -> (Arc<PacketIngress>, mpsc::Receiver<Forwarded>) {
         let (tx, rx) = mpsc::channel(1_000);
         let mut trusted = BTreeMap::new();
         trusted.insert(SRC, (BTreeSet::from([source_key().id()]), 1));
@@ -777,7 +930,7 @@ mod tests {
         {
             assert_eq!(*batch, i as u64);
             assert_eq!(&outcomes(receipts), o, "batch {i}");
-            let got: Vec<u64> = fwd.iter().map(|p| p.sequence).collect();
+            let got: Vec<u64> = fwd.iter().map(|f| f.packet.sequence).collect();
             assert_eq!(&got, seqs, "batch {i} forwards");
         }
         // The group's receipts are durable: reopened, every packet is a duplicate.
@@ -840,11 +993,90 @@ mod tests {
         assert_eq!(outcomes(&receipts), vec![Outcome::Delivered; 5]);
         // Forwarded before the answer, each once.
         let seqs: Vec<u64> = std::iter::from_fn(|| forwarded.try_recv().ok())
-            .map(|p| p.sequence)
+            .map(|f| f.packet.sequence)
             .collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
         let _ = stop.send(());
         hub.await.unwrap();
+    }
+
+    /// Serve `ing` on a fresh TCP endpoint, deliver `packets` as one batch and wait for
+    /// their receipts; returns the outcomes.
+    async fn deliver_once(ing: &Arc<PacketIngress>, packets: Vec<RelayedPacket>) -> Vec<Outcome> {
+        let hub_key = Keypair::dev("journal-hub");
+        let cfg = TransportConfig {
+            kind: TransportKind::Tcp,
+            network: HUB,
+            ..TransportConfig::default()
+        };
+        let ep = Endpoint::bind(cfg.clone(), hub_key.clone()).await.unwrap();
+        let addr = ep.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let hub = tokio::spawn(ing.clone().serve(ep, async {
+            let _ = stopped.await;
+        }));
+        let client = Endpoint::bind(cfg, Keypair::dev("journal-relayer"))
+            .await
+            .unwrap();
+        let mut conn = client.connect(addr, Some(hub_key.id())).await.unwrap();
+        conn.send_msg(&LinkMsg::Deliver { batch: 1, packets })
+            .await
+            .unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(20), conn.recv_msg::<LinkMsg>())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let LinkMsg::Receipts { receipts, .. } = msg else {
+            panic!("unexpected {msg:?}");
+        };
+        let _ = stop.send(());
+        hub.await.unwrap();
+        outcomes(&receipts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hand_off_the_sink_never_finished_is_replayed_after_a_restart_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        // More packets than one journal run, so tickets shared by a run are covered.
+        let n = FORWARD_CHUNK as u64 + 44;
+        let packets: Vec<RelayedPacket> = (1..=n).map(signed).collect();
+        {
+            let (ing, mut sink) = open(dir.path());
+            let got = deliver_once(&ing, packets.clone()).await;
+            assert_eq!(got, vec![Outcome::Delivered; n as usize]);
+            // The sink takes every packet but finishes only the first 10, then the hub dies.
+            let taken: Vec<Forwarded> = std::iter::from_fn(|| sink.try_recv().ok()).collect();
+            assert_eq!(taken.len(), n as usize);
+            for f in taken.into_iter().take(10) {
+                f.done();
+            }
+            assert_eq!(
+                ing.pending_forwards().unwrap(),
+                n as usize,
+                "a run goes only when all of it is done"
+            );
+        }
+        let (ing, mut sink) = open(dir.path());
+        // A relayer resending the batch gets `duplicate` (nothing delivered twice) ...
+        let again = deliver_once(&ing, packets.clone()).await;
+        assert_eq!(again, vec![Outcome::Duplicate; n as usize]);
+        // ... and the sink gets every packet of the unfinished runs again, once.
+        let replayed: Vec<Forwarded> = std::iter::from_fn(|| sink.try_recv().ok()).collect();
+        let seqs: Vec<u64> = replayed.iter().map(|f| f.packet.sequence).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        for f in replayed {
+            f.done();
+        }
+        assert_eq!(ing.pending_forwards().unwrap(), 0);
+        drop(ing);
+        let (ing, mut sink) = open(dir.path());
+        let third = deliver_once(&ing, packets).await;
+        assert_eq!(third, vec![Outcome::Duplicate; n as usize]);
+        assert!(
+            sink.try_recv().is_err(),
+            "nothing replayed once the sink was done"
+        );
     }
 
     #[test]

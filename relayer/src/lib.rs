@@ -28,7 +28,7 @@ pub use daemon::{Relayer, RelayerStats};
 pub use evidence::{
     EvidenceCarrier, EvidenceMsg, EvidenceOutcome, EvidenceSource, RelayedEvidence,
 };
-pub use ingress::{IngressConfig, IngressError, PacketIngress};
+pub use ingress::{Forwarded, IngressConfig, IngressError, PacketIngress};
 pub use outbox::Outbox;
 pub use proof::{NativeProofVerifier, NativeProver, ProofError, ProofVerifier};
 pub use proto::{

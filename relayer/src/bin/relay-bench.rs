@@ -165,7 +165,10 @@ async fn relay(
     let deadline = Instant::now() + Duration::from_secs(120);
     while n < packets.len() {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some(_)) => n += 1,
+            Ok(Some(f)) => {
+                f.done();
+                n += 1;
+            }
             _ => anyhow::bail!("{kind:?}: stalled after {n} packets"),
         }
         if Instant::now() > deadline {

@@ -59,7 +59,7 @@ fn ingress_cfg() -> IngressConfig {
     }
 }
 
-fn ingress(dir: &std::path::Path) -> (Arc<PacketIngress>, mpsc::Receiver<Packet>) {
+fn ingress(dir: &std::path::Path) -> (Arc<PacketIngress>, mpsc::Receiver<Forwarded>) {
     let (tx, rx) = mpsc::channel(100_000);
     let ing = PacketIngress::open(
         sled::open(dir).unwrap(),
@@ -187,8 +187,11 @@ async fn start_hub(kind: TransportKind) -> HubSide {
     let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
     let f2 = forwarded.clone();
     tokio::spawn(async move {
-        while let Some(p) = fwd.recv().await {
-            f2.lock().unwrap().push((p.channel, p.sequence));
+        while let Some(f) = fwd.recv().await {
+            f2.lock()
+                .unwrap()
+                .push((f.packet.channel, f.packet.sequence));
+            f.done();
         }
     });
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -285,8 +285,10 @@ async fn a_message_crosses_two_native_networks_once_with_ack_and_timeout() {
         delivered, 1,
         "one relayer delivers, the other gets `duplicate`"
     );
-    let at_hub = forwarded.recv().await.unwrap();
-    assert_eq!(at_hub, p1);
+    let handed = forwarded.recv().await.unwrap();
+    assert_eq!(handed.packet, p1);
+    let at_hub = handed.packet.clone();
+    handed.done();
     assert!(forwarded.try_recv().is_err(), "forwarded once");
 
     // Delivered on beta once, under a threshold of hub attestations.

@@ -207,7 +207,7 @@ async fn proven_packets(net: &Net, user: &Keypair) -> Vec<RelayedPacket> {
 fn ingress(
     net: &Net,
     verifier: Arc<NativeProofVerifier>,
-) -> (PacketIngress, tokio::sync::mpsc::Receiver<Packet>) {
+) -> (PacketIngress, tokio::sync::mpsc::Receiver<Forwarded>) {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let mut proofs: BTreeMap<NetworkId, Arc<dyn ProofVerifier>> = BTreeMap::new();
     proofs.insert(net.id, verifier);

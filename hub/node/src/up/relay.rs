@@ -23,11 +23,10 @@ use isthmus_chain::node::NodeHandle;
 use isthmus_core::{NetworkId, NodeId};
 use isthmus_interop::messages::{MessageError, PortError};
 use isthmus_interop::MessageRelay;
-use isthmus_lock_contracts::packet::Packet;
 use isthmus_relayer::daemon::LinkSettings;
 use isthmus_relayer::{
-    AdapterSource, IngressConfig, NativeProofVerifier, NativeProver, Outbox, PacketIngress,
-    ProofVerifier, Relayer, RelayerStats,
+    AdapterSource, Forwarded, IngressConfig, NativeProofVerifier, NativeProver, Outbox,
+    PacketIngress, ProofVerifier, Relayer, RelayerStats,
 };
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -286,21 +285,25 @@ fn render(
 }
 
 /// Hand every packet the ingress verified to the message relay for delivery, until `stop`.
+/// A packet delivered, already delivered or refused by its destination is done with; one
+/// still failing after the attempts is not, so a restart hands it over again (the hub's own
+/// delivery may take it over meanwhile: delivery is idempotent).
 async fn forward(
-    mut rx: mpsc::Receiver<Packet>,
+    mut rx: mpsc::Receiver<Forwarded>,
     relay: Arc<MessageRelay>,
     names: BTreeMap<NetworkId, String>,
     stop: CancellationToken,
 ) {
     let name = |n: NetworkId| names.get(&n).cloned().unwrap_or_else(|| n.to_string());
     loop {
-        let packet = tokio::select! {
+        let forwarded = tokio::select! {
             _ = stop.cancelled() => return,
             p = rx.recv() => match p {
                 Some(p) => p,
                 None => return,
             },
         };
+        let packet = &forwarded.packet;
         let (src, dst) = (
             name(packet.channel.source),
             name(packet.channel.destination),
@@ -310,17 +313,22 @@ async fn forward(
         loop {
             let r = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = relay.deliver_relayed(&packet) => r,
+                r = relay.deliver_relayed(packet) => r,
             };
             match r {
                 Ok(true) => {
                     metrics::counter!("hub_relayed_deliveries_total", "source" => src.clone(), "destination" => dst.clone())
                         .increment(1);
+                    forwarded.done();
                     break;
                 }
-                Ok(false) => break,
+                Ok(false) => {
+                    forwarded.done();
+                    break;
+                }
                 Err(MessageError::Port(PortError::Refused(e))) => {
                     tracing::warn!(%src, %dst, seq = packet.sequence, %e, "destination refused a relayed packet");
+                    forwarded.done();
                     break;
                 }
                 Err(e) => {
