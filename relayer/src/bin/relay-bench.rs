@@ -97,11 +97,49 @@ fn attesting(key: &Keypair, threads: usize) -> IngressConfig {
     }
 }
 
+/// What sends the packets to the hub's ingress.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// The relayer daemon, from its sled outbox (as in production).
+    Relayer,
+    /// A bare client sending `Deliver` bodies encoded before the clock starts, keeping a
+    /// page of batches in flight: the hub's pipeline with as little else on the cores.
+    Memory,
+}
+
+/// Send `bodies` on one connection, at most `window` unanswered at once, until every one
+/// is answered.
+async fn feed_from_memory(
+    endpoint: Endpoint,
+    addr: std::net::SocketAddr,
+    hub: isthmus_core::NodeId,
+    bodies: Vec<bytes::Bytes>,
+    window: usize,
+) -> anyhow::Result<()> {
+    let mut conn = endpoint.connect(addr, Some(hub)).await?;
+    let (mut next, mut unanswered) = (0, 0);
+    while next < bodies.len() || unanswered > 0 {
+        while unanswered < window && next < bodies.len() {
+            conn.send(bodies[next].clone()).await?;
+            next += 1;
+            unanswered += 1;
+        }
+        match conn.recv_msg::<LinkMsg>().await {
+            Some(Ok(LinkMsg::Receipts { .. })) => unanswered -= 1,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => anyhow::bail!("link failed: {e}"),
+            None => anyhow::bail!("the hub closed the link"),
+        }
+    }
+    Ok(())
+}
+
 async fn relay(
     kind: TransportKind,
     packets: &[RelayedPacket],
     cfg: IngressConfig,
     page: usize,
+    feed: Feed,
 ) -> anyhow::Result<f64> {
     let hub_dir = tempfile_dir("hub")?;
     let rel_dir = tempfile_dir("relayer")?;
@@ -129,7 +167,26 @@ async fn relay(
     }));
     let db = sled::open(&rel_dir)?;
     let outbox = Outbox::open(db, "bench")?;
-    outbox.push_all(packets)?;
+    if feed == Feed::Relayer {
+        outbox.push_all(packets)?;
+    }
+    const BATCH: usize = 500;
+    let bodies = match feed {
+        Feed::Relayer => Vec::new(),
+        Feed::Memory => packets
+            .chunks(BATCH)
+            .enumerate()
+            .map(|(i, c)| {
+                isthmus_core::codec::encode_body(
+                    &LinkMsg::Deliver {
+                        batch: i as u64 + 1,
+                        packets: c.to_vec(),
+                    },
+                    &isthmus_core::codec::WireLimits::default(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let endpoint = Endpoint::bind(
         TransportConfig {
             kind,
@@ -158,9 +215,25 @@ async fn relay(
     let start = Instant::now();
     let cpu_start = process_cpu_secs();
     let (stop_rel, rel_rx) = tokio::sync::oneshot::channel::<()>();
-    let rel_task = tokio::spawn(relayer.run(async {
-        let _ = rel_rx.await;
-    }));
+    let rel_task = match feed {
+        Feed::Relayer => tokio::spawn(async move {
+            relayer
+                .run(async {
+                    let _ = rel_rx.await;
+                })
+                .await;
+        }),
+        Feed::Memory => {
+            let (endpoint, hub) = (relayer.endpoint, hub_key.id());
+            let window = page.div_ceil(BATCH).max(1);
+            tokio::spawn(async move {
+                if let Err(e) = feed_from_memory(endpoint, addr, hub, bodies, window).await {
+                    eprintln!("  feeder: {e}");
+                }
+                let _ = rel_rx.await;
+            })
+        }
+    };
     let mut n = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while n < packets.len() {
@@ -178,7 +251,14 @@ async fn relay(
     let wall = start.elapsed().as_secs_f64();
     let rate = n as f64 / wall;
     if let (Some(a), Some(b)) = (cpu_start, process_cpu_secs()) {
-        eprintln!("  {kind:?}: {:.2} cores busy on average", (b - a) / wall);
+        let by = match feed {
+            Feed::Relayer => "relayer daemon",
+            Feed::Memory => "memory feed",
+        };
+        eprintln!(
+            "  {kind:?}, {by}: {:.2} cores busy on average",
+            (b - a) / wall
+        );
     }
     let _ = stop_rel.send(());
     let _ = stop_hub.send(());
@@ -240,23 +320,37 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         for kind in [TransportKind::Tcp, TransportKind::Quic] {
-            // The ceiling is measured right before and right after each relay run and the
-            // two averaged, so load that comes and goes on a shared machine weighs on the
-            // baseline as it weighs on the run it is compared with.
+            // The ceiling is measured right before and right after each pair of relay runs
+            // and the two averaged, so load that comes and goes on a shared machine weighs
+            // on the baseline as it weighs on the runs it is compared with.
             let before = ceiling(&packets, threads);
-            let rate = relay(kind, &packets, attesting(&key, threads), page).await?;
+            let fed = relay(kind, &packets, attesting(&key, threads), page, Feed::Memory).await?;
+            let relayed = relay(
+                kind,
+                &packets,
+                attesting(&key, threads),
+                page,
+                Feed::Relayer,
+            )
+            .await?;
             let after = ceiling(&packets, threads);
             let ceil = (before + after) / 2.0;
             println!(
-                "trial {trial}: {:<44} {:>10.0} sig/s  1.00x  (before {before:.0}, after {after:.0})",
+                "trial {trial}: {:<52} {:>10.0} sig/s  1.00x  (before {before:.0}, after {after:.0})",
                 format!("ed25519 strict batch verify ceiling ({threads} thr)"),
                 ceil
             );
             println!(
-                "trial {trial}: {:<44} {:>10.0} pkt/s  {:.2}x",
-                format!("relay e2e over {kind:?} (verify+flush+fwd)"),
-                rate,
-                rate / ceil
+                "trial {trial}: {:<52} {:>10.0} pkt/s  {:.2}x",
+                format!("hub relay over {kind:?} (in→verify→flush→fwd)"),
+                fed,
+                fed / ceil
+            );
+            println!(
+                "trial {trial}: {:<52} {:>10.0} pkt/s  {:.2}x",
+                format!("relayer daemon → hub relay over {kind:?}"),
+                relayed,
+                relayed / ceil
             );
         }
     }
@@ -276,6 +370,7 @@ async fn main() -> anyhow::Result<()> {
                 &attested,
                 attesting(&key, threads),
                 page,
+                Feed::Relayer,
             )
             .await?;
             let by_proof = relay(
@@ -283,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
                 &proving.packets,
                 proving.ingress_cfg(threads),
                 page,
+                Feed::Relayer,
             )
             .await?;
             println!(
