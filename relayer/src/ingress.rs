@@ -7,15 +7,16 @@
 
 use crate::proof::ProofVerifier;
 use crate::proto::{LinkMsg, Outcome, ReceiptMsg, RelayedPacket};
+use crate::receipts::ReceiptStore;
 use isthmus_core::sign::verify_batch;
 use isthmus_core::{NetworkId, NodeId};
 use isthmus_lock_contracts::packet::{
-    AckResult, ChannelId, Delivery, Packet, PacketRejection, Receipt, RecvChannel,
+    AckResult, ChannelId, Delivery, Packet, PacketRejection, RecvChannel,
 };
 use isthmus_transport::{Connection, Endpoint};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Each source network's policy: which keys attest its packets and how many must sign
@@ -105,6 +106,12 @@ pub enum IngressError {
     Corrupt(ChannelId, u64, String),
 }
 
+impl From<crate::receipts::ReceiptError> for IngressError {
+    fn from(e: crate::receipts::ReceiptError) -> Self {
+        IngressError::Store(e.to_string())
+    }
+}
+
 impl From<sled::Error> for IngressError {
     fn from(e: sled::Error) -> Self {
         IngressError::Store(e.to_string())
@@ -148,18 +155,15 @@ const FORWARD_CHUNK: usize = 256;
 
 pub struct PacketIngress {
     db: sled::Db,
-    receipts: sled::Tree,
     /// Forwards whose sink has not called `done` yet, by journal id: each value is a run of
     /// packets, written in their receipts' flush.
     forwarding: sled::Tree,
     /// Set once the journal has been replayed into the sink (on the first `serve`).
     replayed: std::sync::atomic::AtomicBool,
     cfg: IngressConfig,
-    /// Serialises the receipt phase so two relayers cannot both deliver one sequence. It
-    /// holds, per channel (key prefix), the highest sequence with a durable receipt, read
-    /// from sled on the channel's first packet: a packet above it has no receipt, and is
-    /// decided without a read.
-    receipt_lock: Mutex<HashMap<[u8; 16], Option<u64>>>,
+    /// Its lock serialises the receipt phase, so two relayers cannot both deliver one
+    /// sequence.
+    store: ReceiptStore,
     forward: mpsc::Sender<Forwarded>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     proof_counts: BTreeMap<NetworkId, ProofCounts>,
@@ -170,14 +174,6 @@ pub struct PacketIngress {
     /// Makes this many next groups fail just before their write, as a crash there would.
     #[cfg(test)]
     fail_commit: std::sync::atomic::AtomicUsize,
-}
-
-fn receipt_key(c: &ChannelId, seq: u64) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&c.source.0.to_be_bytes());
-    k[8..16].copy_from_slice(&c.destination.0.to_be_bytes());
-    k[16..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn rejected(code: &str, reason: String) -> Outcome {
@@ -197,9 +193,9 @@ impl PacketIngress {
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<Self, IngressError> {
         Ok(PacketIngress {
-            receipts: db.open_tree("relay.receipts")?,
             forwarding: db.open_tree("relay.forwarding")?,
             replayed: std::sync::atomic::AtomicBool::new(false),
+            store: ReceiptStore::open(&db)?,
             db,
             proof_counts: cfg
                 .proofs
@@ -208,7 +204,6 @@ impl PacketIngress {
                 .collect(),
             verifiers: Arc::new(tokio::sync::Semaphore::new(cfg.verify_threads.max(1))),
             cfg,
-            receipt_lock: Mutex::new(HashMap::new()),
             forward,
             clock,
             #[cfg(test)]
@@ -369,13 +364,8 @@ impl PacketIngress {
         journal: bool,
     ) -> Result<(Vec<Recorded>, Vec<JournalRun>), IngressError> {
         let now = (self.clock)();
-        let mut highest = self.receipt_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Highest sequences this group adds, applied to `highest` once they are durable.
-        let mut raised: HashMap<[u8; 16], u64> = HashMap::new();
-        let mut batch = sled::Batch::default();
-        let mut fresh: HashMap<[u8; 24], Receipt> = HashMap::new();
+        let mut receipts_of = self.store.lock();
         let mut out = Vec::with_capacity(group.len());
-        let mut any_new = false;
         for (packets, checks) in group {
             let mut receipts = Vec::with_capacity(packets.len());
             let mut delivered = Vec::new();
@@ -384,68 +374,22 @@ impl PacketIngress {
                 let outcome = match check {
                     Err(o) => o.clone(),
                     Ok(()) => {
-                        let key = receipt_key(&pk.channel, pk.sequence);
-                        let mut prefix = [0u8; 16];
-                        prefix.copy_from_slice(&key[..16]);
-                        let top = match highest.get(&prefix) {
-                            Some(t) => *t,
-                            None => {
-                                let t = self.highest_stored(&prefix)?;
-                                highest.insert(prefix, t);
-                                t
-                            }
-                        };
-                        let existing = match fresh.remove(&key) {
-                            Some(r) => Some(r),
-                            None if top.is_none_or(|t| pk.sequence > t) => None,
-                            None => match self.receipts.get(key)? {
-                                Some(b) => {
-                                    Some(rmp_serde::from_slice::<Receipt>(&b).map_err(|e| {
-                                        IngressError::Corrupt(
-                                            pk.channel,
-                                            pk.sequence,
-                                            e.to_string(),
-                                        )
-                                    })?)
-                                }
-                                None => None,
-                            },
-                        };
+                        // Earlier packets of the group are staged, and found the same way.
+                        let existing = receipts_of.get(&pk.channel, pk.sequence)?;
                         // The pure channel machine decides, on a view holding just this receipt.
                         let mut view = RecvChannel::new(pk.channel);
                         if let Some(r) = existing {
                             view.receipts.insert(pk.sequence, r);
                         }
-                        let decided = view.receive(pk, now, |_| AckResult::Ok { data: Vec::new() });
-                        let outcome = match decided {
-                            Ok(Delivery::New(_)) => {
-                                if let Some(r) = view.receipts.get(&pk.sequence) {
-                                    // Compact (positional) encoding: a receipt is read
-                                    // back only by this store, and half the bytes are
-                                    // half the tree work per packet.
-                                    let bytes = rmp_serde::to_vec(r).map_err(|e| {
-                                        IngressError::Corrupt(
-                                            pk.channel,
-                                            pk.sequence,
-                                            e.to_string(),
-                                        )
-                                    })?;
-                                    batch.insert(&key, bytes);
-                                    let up = raised.entry(prefix).or_insert(pk.sequence);
-                                    *up = (*up).max(pk.sequence);
-                                }
+                        match view.receive(pk, now, |_| AckResult::Ok { data: Vec::new() }) {
+                            Ok(Delivery::New(ack)) => {
+                                receipts_of.stage(pk.channel, pk.sequence, ack.commitment);
                                 delivered.push(i);
-                                any_new = true;
                                 Outcome::Delivered
                             }
                             Ok(Delivery::Duplicate(_)) => Outcome::Duplicate,
                             Err(e) => rejected(rejection_code(&e), e.to_string()),
-                        };
-                        // Later packets of the group see this receipt without reading sled.
-                        if let Some(r) = view.receipts.remove(&pk.sequence) {
-                            fresh.insert(key, r);
                         }
-                        outcome
                     }
                 };
                 receipts.push(ReceiptMsg {
@@ -456,6 +400,7 @@ impl PacketIngress {
             }
             out.push((receipts, delivered));
         }
+        let any_new = !receipts_of.is_empty();
         let mut runs = Vec::new();
         let mut forwards = sled::Batch::default();
         if journal && any_new {
@@ -490,14 +435,13 @@ impl PacketIngress {
                     "injected crash before the flush".into(),
                 ));
             }
+            let mut batch = sled::Batch::default();
+            let written = receipts_of.write(&mut batch)?;
             // One flush covers both trees: a receipt never exists without its hand-off.
-            self.receipts.apply_batch(batch)?;
+            self.store.apply(batch)?;
             self.forwarding.apply_batch(forwards)?;
             self.db.flush()?;
-            for (prefix, seq) in raised {
-                let top = highest.entry(prefix).or_insert(None);
-                *top = Some(top.map_or(seq, |t| t.max(seq)));
-            }
+            receipts_of.committed(written);
         }
         Ok((out, runs))
     }
@@ -557,18 +501,6 @@ impl PacketIngress {
         if replayed > 0 {
             tracing::info!(replayed, "journalled forwards handed to the sink again");
         }
-    }
-
-    /// The highest sequence with a stored receipt on the channel of key prefix `prefix`.
-    fn highest_stored(&self, prefix: &[u8; 16]) -> Result<Option<u64>, IngressError> {
-        let Some(last) = self.receipts.scan_prefix(prefix).next_back() else {
-            return Ok(None);
-        };
-        let (key, _) = last?;
-        Ok(key
-            .get(16..24)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes))
     }
 
     /// Serve relayer connections from `endpoint` until `shutdown` resolves. The first call

@@ -21,6 +21,7 @@ pub mod ingress;
 pub mod outbox;
 pub mod proof;
 pub mod proto;
+mod receipts;
 pub mod source;
 
 pub use config::RelayerConfig;
