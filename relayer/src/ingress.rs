@@ -879,22 +879,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ing, mut forwarded) = open(dir.path());
         ing.fail_commit.store(1, Ordering::SeqCst);
-        let hub_key = Keypair::dev("group-hub");
-        let cfg = TransportConfig {
-            kind: TransportKind::Tcp,
-            network: HUB,
-            ..TransportConfig::default()
-        };
-        let ep = Endpoint::bind(cfg.clone(), hub_key.clone()).await.unwrap();
-        let addr = ep.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let hub = tokio::spawn(ing.clone().serve(ep, async {
-            let _ = stopped.await;
-        }));
-        let client = Endpoint::bind(cfg, Keypair::dev("group-relayer"))
-            .await
-            .unwrap();
-        let mut conn = client.connect(addr, Some(hub_key.id())).await.unwrap();
+        let ((_client, mut conn), stop, hub) = serve_on_tcp(&ing).await;
         let packets: Vec<RelayedPacket> = (1..=5).map(signed).collect();
         conn.send_msg(&LinkMsg::Deliver {
             batch: 1,
@@ -913,14 +898,7 @@ mod tests {
             .await
             .unwrap();
         // Receipts leave in batch order, so batch 1's would come first if it had any.
-        let msg = tokio::time::timeout(Duration::from_secs(20), conn.recv_msg::<LinkMsg>())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let LinkMsg::Receipts { batch, receipts } = msg else {
-            panic!("unexpected {msg:?}");
-        };
+        let (batch, receipts) = next_receipts(&mut conn).await;
         assert_eq!(batch, 2);
         assert_eq!(outcomes(&receipts), vec![Outcome::Delivered; 5]);
         // Forwarded before the answer, each once.
@@ -932,10 +910,16 @@ mod tests {
         hub.await.unwrap();
     }
 
-    /// Serve `ing` on a fresh TCP endpoint, deliver `packets` as one batch and wait for
-    /// their receipts; returns the outcomes.
-    async fn deliver_once(ing: &Arc<PacketIngress>, packets: Vec<RelayedPacket>) -> Vec<Outcome> {
-        let hub_key = Keypair::dev("journal-hub");
+    /// Serve `ing` on a fresh TCP endpoint: a relayer's connection to it (with the
+    /// relayer's endpoint, which must outlive it), the switch that stops it and its task.
+    async fn serve_on_tcp(
+        ing: &Arc<PacketIngress>,
+    ) -> (
+        (Endpoint, Connection),
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let hub_key = Keypair::dev("test-hub");
         let cfg = TransportConfig {
             kind: TransportKind::Tcp,
             network: HUB,
@@ -947,21 +931,34 @@ mod tests {
         let hub = tokio::spawn(ing.clone().serve(ep, async {
             let _ = stopped.await;
         }));
-        let client = Endpoint::bind(cfg, Keypair::dev("journal-relayer"))
+        let client = Endpoint::bind(cfg, Keypair::dev("test-relayer"))
             .await
             .unwrap();
-        let mut conn = client.connect(addr, Some(hub_key.id())).await.unwrap();
-        conn.send_msg(&LinkMsg::Deliver { batch: 1, packets })
-            .await
-            .unwrap();
+        let conn = client.connect(addr, Some(hub_key.id())).await.unwrap();
+        ((client, conn), stop, hub)
+    }
+
+    /// The next receipts message on `conn` (bounded wait): its batch and receipts.
+    async fn next_receipts(conn: &mut Connection) -> (u64, Vec<ReceiptMsg>) {
         let msg = tokio::time::timeout(Duration::from_secs(20), conn.recv_msg::<LinkMsg>())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        let LinkMsg::Receipts { receipts, .. } = msg else {
+        let LinkMsg::Receipts { batch, receipts } = msg else {
             panic!("unexpected {msg:?}");
         };
+        (batch, receipts)
+    }
+
+    /// Serve `ing`, deliver `packets` as one batch and wait for their receipts; returns
+    /// the outcomes.
+    async fn deliver_once(ing: &Arc<PacketIngress>, packets: Vec<RelayedPacket>) -> Vec<Outcome> {
+        let ((_client, mut conn), stop, hub) = serve_on_tcp(ing).await;
+        conn.send_msg(&LinkMsg::Deliver { batch: 1, packets })
+            .await
+            .unwrap();
+        let (_, receipts) = next_receipts(&mut conn).await;
         let _ = stop.send(());
         hub.await.unwrap();
         outcomes(&receipts)

@@ -103,6 +103,20 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, T)>, OutboxError> {
+        self.entries_after(after, limit, |id, v| {
+            let e: Entry<T> =
+                rmp_serde::from_slice(v).map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
+            Ok(e.packet)
+        })
+    }
+
+    /// The oldest `limit` entries above `after`, each read by `read` (given its id and bytes).
+    fn entries_after<R>(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        read: impl Fn(u64, &[u8]) -> Result<R, OutboxError>,
+    ) -> Result<Vec<(u64, R)>, OutboxError> {
         let mut out = Vec::with_capacity(limit.min(4_096));
         let entries = match after {
             None => self.pending.iter(),
@@ -118,9 +132,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .map_err(|_| OutboxError::Corrupt(0, "key is not 8 bytes".into()))?;
-            let e: Entry<T> =
-                rmp_serde::from_slice(&v).map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
-            out.push((id, e.packet));
+            out.push((id, read(id, &v)?));
         }
         Ok(out)
     }
@@ -133,34 +145,16 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, OutboxError> {
-        let mut out = Vec::with_capacity(limit.min(4_096));
-        let entries = match after {
-            None => self.pending.iter(),
-            Some(a) => match a.checked_add(1) {
-                Some(from) => self.pending.range(from.to_be_bytes()..),
-                None => return Ok(out),
-            },
-        };
-        for item in entries.take(limit) {
-            let (k, v) = item?;
-            let id = k
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| OutboxError::Corrupt(0, "key is not 8 bytes".into()))?;
-            let item = match entry_item_bytes(&v) {
-                Some(bytes) => bytes.to_vec(),
-                // Not laid out as this version writes entries: decode and encode it.
-                None => {
-                    let e: Entry<T> = rmp_serde::from_slice(&v)
-                        .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
-                    rmp_serde::to_vec_named(&e.packet)
-                        .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?
-                }
-            };
-            out.push((id, item));
-        }
-        Ok(out)
+        self.entries_after(after, limit, |id, v| match entry_item_bytes(v) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            // Not laid out as this version writes entries: decode and encode it.
+            None => {
+                let e: Entry<T> = rmp_serde::from_slice(v)
+                    .map_err(|er| OutboxError::Corrupt(id, er.to_string()))?;
+                rmp_serde::to_vec_named(&e.packet)
+                    .map_err(|er| OutboxError::Corrupt(id, er.to_string()))
+            }
+        })
     }
 
     /// The hub answered for these entries: drop them (keeping refused ones, with the
