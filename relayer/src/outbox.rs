@@ -33,8 +33,14 @@ pub struct Outbox<T = RelayedPacket> {
     db: sled::Db,
     pending: sled::Tree,
     failed: sled::Tree,
+    /// How many entries `pending` holds, under [`COUNT_KEY`], kept by every push and
+    /// settle (atomically, so outboxes opened twice on one tree agree) and recounted on
+    /// open: the backlog gauge without a scan of the tree.
+    count: sled::Tree,
     item: std::marker::PhantomData<fn() -> T>,
 }
+
+const COUNT_KEY: &[u8] = b"pending";
 
 impl<T> Clone for Outbox<T> {
     fn clone(&self) -> Self {
@@ -42,6 +48,7 @@ impl<T> Clone for Outbox<T> {
             db: self.db.clone(),
             pending: self.pending.clone(),
             failed: self.failed.clone(),
+            count: self.count.clone(),
             item: std::marker::PhantomData,
         }
     }
@@ -65,12 +72,28 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
     /// The outbox of link `link` in `db` under the tree prefix `kind`, so that outboxes of
     /// different item types never share a tree.
     pub fn open_kind(db: sled::Db, kind: &str, link: &str) -> Result<Self, OutboxError> {
+        let pending = db.open_tree(format!("{kind}.outbox.{link}"))?;
+        let count = db.open_tree(format!("{kind}.count.{link}"))?;
+        // A crash between an entry write and its count update leaves the count off: the
+        // one scan of the tree is here.
+        count.insert(COUNT_KEY, &(pending.len() as u64).to_be_bytes())?;
         Ok(Outbox {
-            pending: db.open_tree(format!("{kind}.outbox.{link}"))?,
+            pending,
             failed: db.open_tree(format!("{kind}.failed.{link}"))?,
+            count,
             db,
             item: std::marker::PhantomData,
         })
+    }
+
+    fn add_to_count(&self, delta: i64) -> Result<(), OutboxError> {
+        self.count.fetch_and_update(COUNT_KEY, |old| {
+            let n = old
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(n.saturating_add_signed(delta).to_be_bytes().to_vec())
+        })?;
+        Ok(())
     }
 
     /// Queue packets durably (flushed before returning).
@@ -87,6 +110,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
             batch.insert(&id.to_be_bytes(), bytes);
         }
         self.pending.apply_batch(batch)?;
+        self.add_to_count(packets.len() as i64)?;
         self.db.flush()?;
         Ok(())
     }
@@ -170,7 +194,6 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
     /// a removal lost in a crash only brings a resend that the hub answers `duplicate` (or
     /// refuses again). sled writes it out within its own flush interval.
     pub fn settle(&self, done: &[(u64, Outcome)]) -> Result<(), OutboxError> {
-        let mut remove = sled::Batch::default();
         let mut failed = sled::Batch::default();
         for (id, outcome) in done {
             let key = id.to_be_bytes();
@@ -179,15 +202,26 @@ impl<T: Serialize + DeserializeOwned + Clone> Outbox<T> {
                     failed.insert(&key, v);
                 }
             }
-            remove.remove(&key);
         }
         self.failed.apply_batch(failed)?;
-        self.pending.apply_batch(remove)?;
-        Ok(())
+        // One by one, so the count drops by exactly what was there.
+        let mut removed = 0i64;
+        for (id, _) in done {
+            if self.pending.remove(id.to_be_bytes())?.is_some() {
+                removed += 1;
+            }
+        }
+        self.add_to_count(-removed)
     }
 
+    /// Pending entries (a kept count: no scan).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.count
+            .get(COUNT_KEY)
+            .ok()
+            .flatten()
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map_or(0, |b: [u8; 8]| u64::from_be_bytes(b) as usize)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,6 +295,15 @@ mod tests {
         let first = page[0].0;
         let rest = outbox.page_encoded_after(Some(first), 100).unwrap();
         assert_eq!(rest.len(), page.len() - 1);
+        // The kept count follows pushes and settles (a settled id twice counts once), and
+        // a reopened outbox recounts (the entry inserted behind its back is counted).
+        assert_eq!(outbox.len(), 5);
+        let again = Outbox::<Vec<String>>::open_kind(outbox.db.clone(), "t", "l").unwrap();
+        assert_eq!(again.len(), 6);
+        let done = [(first, Outcome::Delivered), (first, Outcome::Delivered)];
+        again.settle(&done).unwrap();
+        assert_eq!((outbox.len(), again.len()), (5, 5));
+        assert_eq!(outbox.len(), outbox.pending.len());
         assert!(entry_item_bytes(&[0x82, 0xa1, b'q']).is_none());
     }
 }
