@@ -46,16 +46,99 @@ pub struct Relayer {
     pub stats: Arc<RelayerStats>,
 }
 
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+/// Exponential backoff from `base` (doubling per attempt) with ±50% jitter, capped at `max`.
+pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.min(16));
     exp.min(max)
         .mul_f64(rand::thread_rng().gen_range(0.5..1.5))
         .min(max)
 }
 
-enum Round {
+/// What one round of a link came to.
+pub(crate) enum Round {
+    /// Nothing to send: poll again after `idle_poll`.
     Idle,
+    /// Sent and answered: go on at once.
     Sent,
+    /// The hub asked for some items again later: back off.
+    Deferred,
+}
+
+/// A link carried over one connection to the hub at a time, round after round: the
+/// relayer's packet link and the evidence link share [`drive`].
+pub(crate) trait Link: Send {
+    fn settings(&self) -> &LinkSettings;
+    fn endpoint(&self) -> &Endpoint;
+    /// What the link carries, for logs ("packet", "evidence").
+    fn carries(&self) -> &'static str;
+    /// One round on `conn`; an error drops the connection.
+    fn round<'a>(
+        &'a mut self,
+        conn: &'a mut Connection,
+    ) -> impl Future<Output = Result<Round, String>> + Send + 'a;
+    /// The connection was dropped: whatever was in flight on it is resent on the next.
+    fn reset(&mut self);
+    /// Count a failed round in the link's own statistics.
+    fn count_retry(&self);
+}
+
+/// Run `link` until `shutdown` resolves: connect (with backoff and jitter), run rounds,
+/// reconnect after a failed one.
+pub(crate) async fn drive(mut link: impl Link, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut conn: Option<Connection> = None;
+    let mut attempt = 0u32;
+    loop {
+        let s = link.settings().clone();
+        let wait = match conn.as_mut() {
+            None => match link.endpoint().connect(s.hub_addr, Some(s.hub_id)).await {
+                Ok(c) => {
+                    tracing::info!(link = %s.name, hub = %s.hub_id, carries = link.carries(), "connected to the hub");
+                    conn = Some(c);
+                    attempt = 0;
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(link = %s.name, %e, attempt, carries = link.carries(), "cannot reach the hub");
+                    backoff(s.retry_base, s.retry_max, attempt)
+                }
+            },
+            Some(c) => match link.round(c).await {
+                Ok(Round::Sent) => {
+                    attempt = 0;
+                    Duration::ZERO
+                }
+                Ok(Round::Idle) => s.idle_poll,
+                Ok(Round::Deferred) => {
+                    attempt += 1;
+                    backoff(s.retry_base, s.retry_max, attempt)
+                }
+                Err(e) => {
+                    attempt += 1;
+                    link.count_retry();
+                    metrics::counter!("relayer_retries_total", "link" => s.name.clone())
+                        .increment(1);
+                    tracing::warn!(link = %s.name, %e, attempt, carries = link.carries(), "round failed; reconnecting");
+                    if let Some(c) = conn.take() {
+                        c.close("relayer retrying").await;
+                    }
+                    link.reset();
+                    backoff(s.retry_base, s.retry_max, attempt)
+                }
+            },
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                if let Some(c) = conn.take() {
+                    c.close("relayer shutting down").await;
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// The batches one connection has sent and the hub has not yet answered, oldest first.
@@ -130,23 +213,6 @@ fn chunks(page: Vec<(u64, Vec<u8>)>, max: usize) -> Vec<Vec<(u64, Vec<u8>)>> {
 }
 
 impl Relayer {
-    async fn connect(&self) -> Option<Connection> {
-        match self
-            .endpoint
-            .connect(self.link.hub_addr, Some(self.link.hub_id))
-            .await
-        {
-            Ok(c) => {
-                tracing::info!(link = %self.link.name, hub = %self.link.hub_id, "connected to the hub");
-                Some(c)
-            }
-            Err(e) => {
-                tracing::warn!(link = %self.link.name, %e, "cannot reach the hub");
-                None
-            }
-        }
-    }
-
     /// One step of a connection: top the window of unanswered packets up to `page` from the
     /// outbox (sent as pipelined batches), then take the hub's receipts for the oldest batch
     /// in flight. The hub therefore always has the next batches queued while it records
@@ -246,55 +312,44 @@ impl Relayer {
 
     /// Relay until `shutdown` resolves. Resumes from the durable outbox.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut conn: Option<Connection> = None;
-        let mut attempt = 0u32;
-        let mut batch_no = 0u64;
-        let mut flight = Flight::default();
-        loop {
-            let wait = match conn.as_mut() {
-                None => match self.connect().await {
-                    Some(c) => {
-                        conn = Some(c);
-                        attempt = 0;
-                        Duration::ZERO
-                    }
-                    None => {
-                        attempt += 1;
-                        backoff(self.link.retry_base, self.link.retry_max, attempt)
-                    }
-                },
-                Some(c) => match self.round(c, &mut batch_no, &mut flight).await {
-                    Ok(Round::Sent) => {
-                        attempt = 0;
-                        Duration::ZERO
-                    }
-                    Ok(Round::Idle) => self.link.idle_poll,
-                    Err(e) => {
-                        attempt += 1;
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("relayer_retries_total", "link" => self.link.name.clone()).increment(1);
-                        tracing::warn!(link = %self.link.name, %e, attempt, "relay round failed; reconnecting");
-                        if let Some(c) = conn.take() {
-                            c.close("relayer retrying").await;
-                        }
-                        // Whatever was unanswered is resent on the next connection.
-                        flight = Flight::default();
-                        backoff(self.link.retry_base, self.link.retry_max, attempt)
-                    }
-                },
-            };
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => {
-                    if let Some(c) = conn.take() {
-                        c.close("relayer shutting down").await;
-                    }
-                    return;
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+        let link = PacketLink {
+            relayer: self,
+            batch_no: 0,
+            flight: Flight::default(),
+        };
+        drive(link, shutdown).await;
+    }
+}
+
+/// A [`Relayer`] with its connection's state.
+struct PacketLink {
+    relayer: Relayer,
+    batch_no: u64,
+    flight: Flight,
+}
+
+impl Link for PacketLink {
+    fn settings(&self) -> &LinkSettings {
+        &self.relayer.link
+    }
+    fn endpoint(&self) -> &Endpoint {
+        &self.relayer.endpoint
+    }
+    fn carries(&self) -> &'static str {
+        "packets"
+    }
+    fn round<'a>(
+        &'a mut self,
+        conn: &'a mut Connection,
+    ) -> impl Future<Output = Result<Round, String>> + Send + 'a {
+        self.relayer
+            .round(conn, &mut self.batch_no, &mut self.flight)
+    }
+    fn reset(&mut self) {
+        self.flight = Flight::default();
+    }
+    fn count_retry(&self) {
+        self.relayer.stats.retries.fetch_add(1, Ordering::Relaxed);
     }
 }
 

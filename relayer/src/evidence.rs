@@ -8,7 +8,7 @@
 //! a relayer can only delay lock evidence, never forge it. The outbox keeps an item until
 //! the hub has answered for it; the hub's journal makes a second delivery a `duplicate`.
 
-use crate::daemon::LinkSettings;
+use crate::daemon::{backoff, drive, Link, LinkSettings, Round};
 use crate::outbox::{Outbox, OutboxError};
 use crate::proto::Outcome;
 use isthmus_adapter_api::types::{Checkpoint, EventKind};
@@ -268,14 +268,6 @@ impl EvidenceSource {
     }
 }
 
-/// Exponential backoff from `base` (doubling per attempt) with ±50% jitter, capped at `max`.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(16));
-    exp.min(max)
-        .mul_f64(rand::thread_rng().gen_range(0.5..1.5))
-        .min(max)
-}
-
 /// Counters of an evidence link.
 #[derive(Debug, Default)]
 pub struct CarrierStats {
@@ -294,13 +286,6 @@ pub struct EvidenceCarrier {
     pub endpoint: Endpoint,
     pub outbox: Outbox<RelayedEvidence>,
     pub stats: Arc<CarrierStats>,
-}
-
-enum Round {
-    Idle,
-    Sent,
-    /// The hub asked for some items again later.
-    Deferred,
 }
 
 impl EvidenceCarrier {
@@ -402,61 +387,42 @@ impl EvidenceCarrier {
 
     /// Carry until `shutdown` resolves. Resumes from the durable outbox.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut conn: Option<Connection> = None;
-        let mut attempt = 0u32;
-        let mut batch_no = 0u64;
-        loop {
-            let wait = match conn.as_mut() {
-                None => match self
-                    .endpoint
-                    .connect(self.link.hub_addr, Some(self.link.hub_id))
-                    .await
-                {
-                    Ok(c) => {
-                        tracing::info!(link = %self.link.name, hub = %self.link.hub_id, "evidence link connected");
-                        conn = Some(c);
-                        Duration::ZERO
-                    }
-                    Err(e) => {
-                        attempt += 1;
-                        tracing::warn!(link = %self.link.name, %e, attempt, "cannot reach the hub's evidence ingress");
-                        backoff(self.link.retry_base, self.link.retry_max, attempt)
-                    }
-                },
-                Some(c) => match self.round(c, &mut batch_no).await {
-                    Ok(Round::Sent) => {
-                        attempt = 0;
-                        Duration::ZERO
-                    }
-                    Ok(Round::Idle) => self.link.idle_poll,
-                    Ok(Round::Deferred) => {
-                        attempt += 1;
-                        backoff(self.link.retry_base, self.link.retry_max, attempt)
-                    }
-                    Err(e) => {
-                        attempt += 1;
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("relayer_retries_total", "link" => self.link.name.clone()).increment(1);
-                        tracing::warn!(link = %self.link.name, %e, attempt, "evidence round failed; reconnecting");
-                        if let Some(c) = conn.take() {
-                            c.close("relayer retrying").await;
-                        }
-                        backoff(self.link.retry_base, self.link.retry_max, attempt)
-                    }
-                },
-            };
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => {
-                    if let Some(c) = conn.take() {
-                        c.close("relayer shutting down").await;
-                    }
-                    return;
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+        drive(
+            EvidenceLink {
+                carrier: self,
+                batch_no: 0,
+            },
+            shutdown,
+        )
+        .await;
+    }
+}
+
+/// An [`EvidenceCarrier`] with its batch numbering.
+struct EvidenceLink {
+    carrier: EvidenceCarrier,
+    batch_no: u64,
+}
+
+impl Link for EvidenceLink {
+    fn settings(&self) -> &LinkSettings {
+        &self.carrier.link
+    }
+    fn endpoint(&self) -> &Endpoint {
+        &self.carrier.endpoint
+    }
+    fn carries(&self) -> &'static str {
+        "lock evidence"
+    }
+    fn round<'a>(
+        &'a mut self,
+        conn: &'a mut Connection,
+    ) -> impl Future<Output = Result<Round, String>> + Send + 'a {
+        self.carrier.round(conn, &mut self.batch_no)
+    }
+    fn reset(&mut self) {}
+    fn count_retry(&self) {
+        self.carrier.stats.retries.fetch_add(1, Ordering::Relaxed);
     }
 }
 
