@@ -438,9 +438,17 @@ impl PacketIngress {
             let mut batch = sled::Batch::default();
             let written = receipts_of.write(&mut batch)?;
             // One flush covers both trees: a receipt never exists without its hand-off.
-            self.store.apply(batch)?;
-            self.forwarding.apply_batch(forwards)?;
-            self.db.flush()?;
+            let stored = self
+                .store
+                .apply(batch)
+                .map_err(IngressError::from)
+                .and_then(|()| Ok(self.forwarding.apply_batch(forwards)?))
+                .and_then(|()| Ok(self.db.flush().map(|_| ())?));
+            if let Err(e) = stored {
+                // What reached the trees is unknown: read the index again from them.
+                receipts_of.forget();
+                return Err(e);
+            }
             receipts_of.committed(written);
         }
         Ok((out, runs))
@@ -504,9 +512,10 @@ impl PacketIngress {
     }
 
     /// Serve relayer connections from `endpoint` until `shutdown` resolves. The first call
-    /// first hands the sink every journalled forward it was not done with.
+    /// also hands the sink, alongside, every journalled forward it was not done with.
     pub async fn serve(self: Arc<Self>, endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
-        self.replay_forwards().await;
+        let me = self.clone();
+        tokio::spawn(async move { me.replay_forwards().await });
         endpoint
             .serve_each(shutdown, |conn| self.clone().serve_conn(conn))
             .await;
@@ -991,7 +1000,15 @@ mod tests {
         let again = deliver_once(&ing, packets.clone()).await;
         assert_eq!(again, vec![Outcome::Duplicate; n as usize]);
         // ... and the sink gets every packet of the unfinished runs again, once.
-        let replayed: Vec<Forwarded> = std::iter::from_fn(|| sink.try_recv().ok()).collect();
+        let mut replayed = Vec::new();
+        while replayed.len() < n as usize {
+            let f = tokio::time::timeout(Duration::from_secs(20), sink.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            replayed.push(f);
+        }
+        assert!(sink.try_recv().is_err(), "replayed once");
         let seqs: Vec<u64> = replayed.iter().map(|f| f.packet.sequence).collect();
         assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
         for f in replayed {
@@ -1002,6 +1019,9 @@ mod tests {
         let (ing, mut sink) = open(dir.path());
         let third = deliver_once(&ing, packets).await;
         assert_eq!(third, vec![Outcome::Duplicate; n as usize]);
+        // The replay task has run (the flag is set first) and found an empty journal.
+        assert!(ing.replayed.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             sink.try_recv().is_err(),
             "nothing replayed once the sink was done"

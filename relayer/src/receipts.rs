@@ -286,6 +286,13 @@ impl ReceiptGroup<'_> {
         Ok(written)
     }
 
+    /// Writing failed part-way: drop what is known in memory (it is loaded from the trees
+    /// again) and what was staged.
+    pub fn forget(&mut self) {
+        self.channels.clear();
+        self.staged.clear();
+    }
+
     /// The runs `written` are durable: index them.
     pub fn committed(&mut self, written: Vec<(ChannelId, u64, u64)>) {
         for (channel, first, last) in written {
