@@ -69,7 +69,7 @@ pub(crate) enum Round {
 pub(crate) trait Link: Send {
     fn settings(&self) -> &LinkSettings;
     fn endpoint(&self) -> &Endpoint;
-    /// What the link carries, for logs ("packet", "evidence").
+    /// What the link carries, for logs ("packets", "lock evidence").
     fn carries(&self) -> &'static str;
     /// One round on `conn`; an error drops the connection.
     fn round<'a>(
