@@ -329,19 +329,30 @@ impl QuicEndpoint {
                 None => client_failure(addr, &e),
             })?;
             let remote = peer_id(&conn).ok_or_else(|| fail("no peer certificate".into()))?;
+            // Under TLS 1.3 the server judges our certificate after our side of the
+            // handshake is done: a refusal may surface at any step below, as whatever the
+            // stream saw ("connection lost"). The connection's close reason names it.
+            let closed = |fallback: TransportError| match conn.close_reason() {
+                Some(reason) => client_failure(addr, &reason),
+                None => fallback,
+            };
             let (send, recv) = conn.open_bi().await.map_err(|e| client_failure(addr, &e))?;
             let mut writer = QuicWriter::new(conn.clone(), send);
             let mut reader = QuicReader::new(recv, cfg.limits);
-            writer.write(&[Frame::Ping]).await?;
+            writer.write(&[Frame::Ping]).await.map_err(closed)?;
             match reader.next().await {
                 Some(Ok(raw)) if Frame::decode(raw.clone()).ok() == Some(Frame::Ping) => {}
                 Some(Ok(_)) => return Err(fail("peer sent data before confirming".into())),
                 Some(Err(e)) => {
-                    return Err(fail(format!(
+                    return Err(closed(fail(format!(
                         "{remote} did not confirm the connection (refused by its allowlist?): {e}"
-                    )))
+                    ))))
                 }
-                None => return Err(fail(format!("{remote} closed instead of confirming"))),
+                None => {
+                    return Err(closed(fail(format!(
+                        "{remote} closed instead of confirming"
+                    ))))
+                }
             }
             Ok((remote, reader, writer))
         };
