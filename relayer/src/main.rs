@@ -138,10 +138,19 @@ async fn main() -> anyhow::Result<()> {
                     tasks.spawn(carrier.run(stop(stop_rx.clone())));
                     continue;
                 }
+                let outbox = Outbox::open(db.clone(), &link.name)?;
+                // This binary has no packet source of its own: a packet link carries what an
+                // embedding process (`AdapterSource` of the library, as `hub up` runs it)
+                // queued in this outbox. Say so, rather than idle in silence.
+                tracing::info!(
+                    link = %link.name,
+                    backlog = outbox.len(),
+                    "packet link: relaying the packets queued in its outbox (no [link.source];                      queued by a process embedding the relayer library)"
+                );
                 let relayer = Relayer {
                     link: settings,
                     endpoint,
-                    outbox: Outbox::open(db.clone(), &link.name)?,
+                    outbox,
                     stats: Arc::default(),
                 };
                 tasks.spawn(relayer.run(stop(stop_rx.clone())));
