@@ -1,8 +1,8 @@
 //! One relayer link: outbox → hub, in pages, at least once, with backoff and jitter.
 
 use crate::outbox::Outbox;
-use crate::proto::{LinkMsg, Outcome};
 use isthmus_core::NodeId;
+use isthmus_relay_protocol::{LinkMsg, Outcome};
 use isthmus_transport::{Connection, Endpoint};
 use rand::Rng;
 use std::future::Future;
@@ -149,7 +149,7 @@ struct Flight {
     /// Highest outbox id sent on this connection and not yet drained.
     cursor: Option<u64>,
     /// Receipts that arrived ahead of their turn.
-    answers: std::collections::HashMap<u64, Vec<crate::proto::ReceiptMsg>>,
+    answers: std::collections::HashMap<u64, Vec<isthmus_relay_protocol::ReceiptMsg>>,
     gauges_at: Option<std::time::Instant>,
 }
 
@@ -356,10 +356,10 @@ impl Link for PacketLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::RelayedPacket;
     use isthmus_core::{Keypair, NetworkId};
     use isthmus_lock_contracts::packet::{ChannelId, Packet};
     use isthmus_lock_contracts::Address;
+    use isthmus_relay_protocol::RelayedPacket;
 
     #[test]
     fn deliver_bodies_equal_the_codec_encoding_and_chunks_fit() {

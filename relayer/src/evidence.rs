@@ -10,11 +10,11 @@
 
 use crate::daemon::{backoff, drive, Link, LinkSettings, Round};
 use crate::outbox::{Outbox, OutboxError};
-use crate::proto::Outcome;
 use isthmus_adapter_api::types::{Checkpoint, EventKind};
 use isthmus_adapter_api::{Adapter, AdapterError};
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::TxId;
+use isthmus_relay_protocol::Outcome;
 use isthmus_transport::{Connection, Endpoint};
 use rand::Rng;
 use std::collections::HashSet;
@@ -26,7 +26,9 @@ use std::time::Duration;
 /// The tree prefix of evidence outboxes (packet outboxes use `relayer`).
 pub const OUTBOX_KIND: &str = "relayer.evidence";
 
-pub use isthmus_adapter_api::relayed::{lock_event, EvidenceMsg, EvidenceOutcome, RelayedEvidence};
+pub use isthmus_relay_protocol::evidence::{
+    lock_event, EvidenceMsg, EvidenceOutcome, RelayedEvidence,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {

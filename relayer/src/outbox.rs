@@ -2,7 +2,7 @@
 //! it only when the hub has answered for them, so a relayer killed at any point resends
 //! what might not have arrived (the hub answers `duplicate` for what did).
 
-use crate::proto::{Outcome, RelayedPacket};
+use isthmus_relay_protocol::{Outcome, RelayedPacket};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

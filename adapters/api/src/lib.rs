@@ -18,7 +18,6 @@ pub mod error;
 pub mod evidence;
 pub mod handle;
 pub mod metered;
-pub mod relayed;
 pub mod subscribe;
 pub mod types;
 pub mod wallet;

@@ -22,6 +22,7 @@ pub mod light;
 mod packets;
 #[cfg(feature = "ledger")]
 mod packets_port;
+mod prover;
 
 pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
 #[cfg(feature = "ledger")]
@@ -30,3 +31,4 @@ pub use anchor::ChainTransitionLog;
 pub use ledger::ChainLedger;
 #[cfg(feature = "ledger")]
 pub use packets_port::NativePacketPort;
+pub use prover::NativeProver;

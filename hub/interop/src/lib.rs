@@ -19,7 +19,6 @@ pub mod executor;
 pub mod journal;
 pub mod messages;
 pub mod registry;
-pub mod relayed;
 pub mod watcher;
 
 pub use anchor::{AnchorError, Anchorer, TransitionAnchor, TransitionLog};
@@ -33,5 +32,4 @@ pub use messages::{MessageBackend, MessageRelay, PacketPort};
 pub use registry::{
     AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegistryHooks,
 };
-pub use relayed::{EvidenceIngress, EvidenceStats};
 pub use watcher::Watcher;

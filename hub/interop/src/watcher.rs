@@ -41,7 +41,8 @@ pub struct Watcher {
     pub idle_poll: Duration,
 }
 
-pub(crate) struct Target {
+/// An unfinished instance's leg that a lock event of a network may concern.
+pub struct Target {
     id: InstanceId,
     leg: LegId,
     two_phase: bool,
@@ -85,7 +86,7 @@ impl Watcher {
     }
 
     /// Lock ids of every unfinished instance with a leg on `network`.
-    pub(crate) fn targets_on(driver: &Driver, network: NetworkId) -> HashMap<LockId, Target> {
+    pub fn targets_on(driver: &Driver, network: NetworkId) -> HashMap<LockId, Target> {
         let mut out = HashMap::new();
         let Ok(all) = driver.journal().all() else {
             return out;
@@ -130,7 +131,7 @@ impl Watcher {
 
     /// The contract events one chain event produces (the relayed-evidence ingress uses the
     /// same translation, with evidence it has verified already).
-    pub(crate) async fn translate(
+    pub async fn translate(
         kind: &EventKind,
         targets: &HashMap<LockId, Target>,
         finality: &dyn FinalityEvidence,
@@ -407,7 +408,7 @@ impl Watcher {
 /// verified through the adapter (the watcher), or relayed and verified already (the
 /// relayed-evidence ingress). Either way it is stored and referenced by digest.
 #[async_trait::async_trait]
-pub(crate) trait FinalityEvidence: Send + Sync {
+pub trait FinalityEvidence: Send + Sync {
     async fn evidence_ref(
         &self,
         lock: &LockObservation,
@@ -425,7 +426,7 @@ impl FinalityEvidence for Watcher {
 }
 
 /// Keep verified evidence in the hub store, under its digest.
-pub(crate) fn store_evidence(
+pub fn store_evidence(
     db: &sled::Db,
     evidence: &isthmus_adapter_api::Evidence,
 ) -> isthmus_lock_contracts::EvidenceRef {

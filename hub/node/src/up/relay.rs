@@ -19,15 +19,16 @@
 use super::datadir::{DataDir, Secrets};
 use anyhow::Context as _;
 use isthmus_adapter_api::Adapter;
+use isthmus_adapter_native::NativeProver;
 use isthmus_chain::node::NodeHandle;
 use isthmus_core::{NetworkId, NodeId};
+use isthmus_hub_ingress::{
+    Forwarded, IngressConfig, NativeProofVerifier, PacketIngress, ProofVerifier,
+};
 use isthmus_interop::messages::{MessageError, PortError};
 use isthmus_interop::MessageRelay;
 use isthmus_relayer::daemon::LinkSettings;
-use isthmus_relayer::{
-    AdapterSource, Forwarded, IngressConfig, NativeProofVerifier, NativeProver, Outbox,
-    PacketIngress, ProofVerifier, Relayer, RelayerStats,
-};
+use isthmus_relayer::{AdapterSource, Outbox, Relayer, RelayerStats};
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,7 +2,7 @@ use isthmus_chain::config::{ConfigError, NetworkConfig};
 use std::path::PathBuf;
 
 fn configs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
 }
 
 #[test]

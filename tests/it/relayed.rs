@@ -11,7 +11,7 @@
 
 use super::*;
 use crate::hub::now_secs;
-use isthmus_interop::EvidenceIngress;
+use isthmus_hub_ingress::EvidenceIngress;
 use isthmus_relayer::evidence::{EvidenceOutcome, RelayedEvidence};
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};
 use std::path::{Path, PathBuf};
@@ -54,14 +54,14 @@ fn relayer_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("target profile dir")
             .join("relayer");
-        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../relayer/src");
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relayer/src");
         let fresh = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
             .is_ok_and(|built| built >= newest_source(&sources));
         if fresh {
             return bin;
         }
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         // What cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...) must not

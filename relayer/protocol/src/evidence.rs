@@ -3,8 +3,8 @@
 //! Pure data: nothing here verifies anything (the hub checks every item against its own
 //! adapter for the network before acting).
 
-use crate::evidence::Evidence;
-use crate::types::EventKind;
+use isthmus_adapter_api::types::EventKind;
+use isthmus_adapter_api::Evidence;
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::{LockId, TxId};
 use serde::{Deserialize, Serialize};

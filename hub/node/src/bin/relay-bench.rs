@@ -12,8 +12,10 @@
 //! `cargo run --release -p isthmus-relayer --bin relay-bench [-- --packets N --trials T --page P --proof-packets M]`
 #![allow(clippy::print_stdout)] // a benchmark report goes to stdout
 
+use isthmus_adapter_native::NativeProver;
 use isthmus_core::sign::{verify_batch, BatchItem};
 use isthmus_core::{Domain, Hash32, Keypair, NetworkId};
+use isthmus_hub_ingress::*;
 use isthmus_lock_contracts::packet::{ChannelId, Packet};
 use isthmus_lock_contracts::Address;
 use isthmus_relayer::daemon::LinkSettings;

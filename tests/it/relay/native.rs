@@ -16,6 +16,7 @@ use isthmus_chain::packets::{
 };
 use isthmus_chain::Transaction;
 use isthmus_core::{Hash32, Keypair, NetworkId};
+use isthmus_hub_ingress::*;
 use isthmus_lock_contracts::packet::{Packet, Receipt, SourceOutcome};
 use isthmus_relayer::daemon::LinkSettings;
 use isthmus_relayer::*;

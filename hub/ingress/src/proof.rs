@@ -10,27 +10,24 @@
 //! with exactly the packet's destination, receiver, payload and timeout, and that the
 //! packet (with its sequence) is the entry that transaction wrote in the state right after
 //! its block (a Merkle path to that block's state root). A refused `send` is included in
-//! its block but writes no entry, so no path exists for it. [`NativeProver`] builds such
+//! its block but writes no entry, so no path exists for it. `isthmus_adapter_native::NativeProver` builds such
 //! proofs for a relayer's source.
 //!
 //! A block's light-client check (the certificate's signatures, or the header chain's work)
 //! runs once per block: verified headers are cached by hash (bounded, oldest dropped
 //! first), and every later packet of that block only has its two Merkle paths checked.
 
-use crate::proto::{PacketProof, StatePath};
-use crate::source::Prover;
-use async_trait::async_trait;
-use isthmus_adapter_api::{Adapter, AdapterError, Checkpoint, Evidence, MerkleProof, TxStatus};
+use isthmus_adapter_api::{Adapter, Evidence, MerkleProof};
 use isthmus_chain::block::BlockHeader;
 use isthmus_chain::config::NetworkConfig;
 use isthmus_chain::merkle::MerkleProof as ChainProof;
-use isthmus_chain::node::NodeHandle;
 use isthmus_chain::packets::{self, committed_packet_key, PacketCall};
 use isthmus_chain::state::entry_leaf;
 use isthmus_chain::{Transaction, TxKind};
 use isthmus_core::{Hash32, NetworkId};
 use isthmus_lock_contracts::packet::Packet;
 use isthmus_lock_contracts::TxId;
+use isthmus_relay_protocol::PacketProof;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -331,119 +328,5 @@ impl ProofVerifier for NativeProofVerifier {
             height: header.number,
             reason: e.to_string(),
         })
-    }
-}
-
-/// Builds [`PacketProof`]s for a native source: the send transaction found in the event's
-/// block, its evidence from the adapter (once final), and its state entry's path from the
-/// node (the adapter API has no state proofs).
-pub struct NativeProver {
-    pub adapter: Arc<dyn Adapter>,
-    pub node: NodeHandle,
-}
-
-impl NativeProver {
-    fn unavailable(&self, e: impl std::fmt::Display) -> AdapterError {
-        AdapterError::Unavailable {
-            network: self.node.config().network(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-#[async_trait]
-impl Prover for NativeProver {
-    async fn prove(&self, at: Checkpoint, packet: &Packet) -> Result<PacketProof, AdapterError> {
-        let mut one = self.prove_all(&[(at, packet.clone())]).await?;
-        one.pop().ok_or_else(|| self.unavailable("no proof built"))
-    }
-
-    /// One block read and one state-path request per block, whatever its packet count.
-    async fn prove_all(
-        &self,
-        items: &[(Checkpoint, Packet)],
-    ) -> Result<Vec<PacketProof>, AdapterError> {
-        let mut out = Vec::with_capacity(items.len());
-        let mut i = 0;
-        while i < items.len() {
-            // Native checkpoints are `height << 24 | i` (see the native adapter's events).
-            let height = items[i].0 .0 >> 24;
-            let n = items[i..]
-                .iter()
-                .take_while(|(cp, _)| cp.0 >> 24 == height)
-                .count();
-            out.extend(self.prove_block(height, &items[i..i + n]).await?);
-            i += n;
-        }
-        Ok(out)
-    }
-}
-
-impl NativeProver {
-    async fn prove_block(
-        &self,
-        height: u64,
-        items: &[(Checkpoint, Packet)],
-    ) -> Result<Vec<PacketProof>, AdapterError> {
-        let net = self.node.config().network();
-        let not_found = |what: String| AdapterError::NotFound { network: net, what };
-        let block = self
-            .node
-            .block_at(height)
-            .await
-            .map_err(|e| self.unavailable(e))?
-            .ok_or_else(|| not_found(format!("block {height}")))?;
-        let algo = self.node.config().rules_at(height).hash;
-        // Every send in the block; the state entries decide which committed which packet.
-        let sends: Vec<(Hash32, &Transaction)> = block
-            .txs
-            .iter()
-            .filter(|t| {
-                matches!(&t.body.kind, TxKind::ModuleCall { module, method, .. }
-                    if module == packets::MODULE && method == packets::method::SEND)
-            })
-            .map(|t| (t.id(algo), t))
-            .collect();
-        let keys = sends
-            .iter()
-            .map(|(id, _)| committed_packet_key(id))
-            .collect();
-        let (_, entries) = self
-            .node
-            .state_proofs_at(height, keys)
-            .await
-            .map_err(|e| self.unavailable(e))?
-            .ok_or_else(|| not_found(format!("state of block {height}")))?;
-        let mut by_value: HashMap<Vec<u8>, (Hash32, &Transaction, ChainProof)> = HashMap::new();
-        for ((id, t), e) in sends.into_iter().zip(entries) {
-            if let Some((value, path)) = e {
-                by_value.insert(value, (id, t, path));
-            }
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for (_, packet) in items {
-            let want = rmp_serde::to_vec(packet).unwrap_or_default();
-            let (id, t, path) = by_value.get(&want).ok_or_else(|| {
-                not_found(format!(
-                    "the send of packet {} in block {height}",
-                    packet.sequence
-                ))
-            })?;
-            let tx = TxId(id.to_hex());
-            if !matches!(self.adapter.tx_status(&tx).await?, TxStatus::Final { .. }) {
-                return Err(not_found(format!("final transaction {}", tx.0)));
-            }
-            out.push(PacketProof {
-                evidence: self.adapter.evidence(&tx).await?,
-                tx,
-                body: rmp_serde::to_vec(t).map_err(|e| self.unavailable(e))?,
-                state: StatePath {
-                    index: path.index,
-                    leaf_count: path.leaf_count,
-                    siblings: path.siblings.clone(),
-                },
-            });
-        }
-        Ok(out)
     }
 }

@@ -1,6 +1,9 @@
 //! `relayer`: the relayer daemon. `relayer start --config FILE` relays every configured
 //! link until Ctrl-C; `relayer check --config FILE` lists every config problem.
 //! It never prints or logs its key.
+//!
+//! The only place that names concrete adapters: the config's closed set of source kinds
+//! ([`SourceConfig`]) is mapped to them here, in one `match`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -43,7 +46,17 @@ fn load(path: &PathBuf) -> anyhow::Result<RelayerConfig> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let cfg =
         RelayerConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let problems = cfg.validate();
+    let mut problems = cfg.validate();
+    for link in &cfg.links {
+        if let Some(source) = &link.source {
+            if let Err(p) = platform(source) {
+                problems.extend(
+                    p.into_iter()
+                        .map(|e| format!("link `{}`: source: {e}", link.name)),
+                );
+            }
+        }
+    }
     if !problems.is_empty() {
         bail!(
             "{} has {} problem(s):\n  - {}",
@@ -53,6 +66,35 @@ fn load(path: &PathBuf) -> anyhow::Result<RelayerConfig> {
         );
     }
     Ok(cfg)
+}
+
+/// A source's platform config, read and checked by its adapter's own type.
+enum Platform {
+    Evm(isthmus_adapter_evm::EvmConfig),
+}
+
+fn platform(source: &SourceConfig) -> Result<Platform, Vec<String>> {
+    match source {
+        SourceConfig::Evm(s) => {
+            let evm: isthmus_adapter_evm::EvmConfig = toml::Value::Table(s.evm.clone())
+                .try_into()
+                .map_err(|e| vec![format!("evm: {e}")])?;
+            let mut p = evm.validate();
+            let named = evm.escrow.is_some() && evm.htlc.is_some();
+            if !named && evm.contracts_record.is_none() {
+                p.push(
+                    "evm.escrow and evm.htlc, or an evm.contracts_record naming them, are \
+                     required: the relayer watches the lock contracts, it never deploys them"
+                        .into(),
+                );
+            }
+            if p.is_empty() {
+                Ok(Platform::Evm(evm))
+            } else {
+                Err(p)
+            }
+        }
+    }
 }
 
 #[tokio::main]
@@ -105,17 +147,21 @@ async fn main() -> anyhow::Result<()> {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 let settings = link.settings().map_err(anyhow::Error::msg)?;
-                if let Some(SourceConfig::Evm(src)) = &link.source {
+                if let Some(source @ SourceConfig::Evm(src)) = &link.source {
+                    let Ok(Platform::Evm(evm)) = platform(source) else {
+                        bail!("link {}: invalid source (see `relayer check`)", link.name);
+                    };
+                    let network = evm.network;
                     // The relayer only reads the chain: its wallet holds no key.
                     let wallet = Arc::new(isthmus_adapter_api::MemoryWallet::new());
-                    let adapter = isthmus_adapter_evm::EvmAdapter::open(src.evm.clone(), wallet)
+                    let adapter = isthmus_adapter_evm::EvmAdapter::open(evm, wallet)
                         .await
                         .with_context(|| {
                             format!(
                                 // The network's id, not its RPC URL: a URL may carry
                                 // credentials, and secrets are never printed.
-                                "link {}: cannot open evm network {}",
-                                link.name, src.evm.network
+                                "link {}: cannot open evm network {network}",
+                                link.name
                             )
                         })?;
                     let outbox = Outbox::open_kind(db.clone(), OUTBOX_KIND, &link.name)?;
@@ -127,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
                     )?;
                     source.page = src.page;
                     source.idle_poll = std::time::Duration::from_millis(src.poll_ms);
-                    tracing::info!(link = %link.name, network = %src.evm.network, backlog = outbox.len(), "carrying lock evidence");
+                    tracing::info!(link = %link.name, %network, backlog = outbox.len(), "carrying lock evidence");
                     tasks.spawn(source.run(stop(stop_rx.clone())));
                     let carrier = EvidenceCarrier {
                         link: settings,
@@ -164,5 +210,74 @@ async fn main() -> anyhow::Result<()> {
             db.flush()?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        key_file = "k"
+        data_dir = "d"
+        [[link]]
+        name = "anvil"
+        transport = "tcp"
+        network = 1
+        hub_addr = "127.0.0.1:1"
+        hub_id = "isth_H6qBrwuboFWzx9C796NJDb1a7Z87qU1YCxA4Jy79YCiB"
+        [link.source]
+        kind = "evm"
+        [link.source.evm]
+        network = 7
+        name = "anvil"
+        rpc_url = "http://127.0.0.1:8545"
+        chain_id = 31337
+        attesters = ["0x70997970C51812dc3A04C0fe94E3A4F4a4Ad6355"]
+        threshold = 1
+        relayer = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+    "#;
+
+    fn source(extra: &str, threshold: u32) -> SourceConfig {
+        let text = format!(
+            "{}\n{extra}",
+            BASE.replace("threshold = 1", &format!("threshold = {threshold}"))
+        );
+        let cfg = RelayerConfig::parse(&text).unwrap();
+        cfg.links[0].source.clone().unwrap()
+    }
+
+    #[test]
+    fn the_evm_table_is_read_by_the_adapter_type_and_every_problem_is_listed() {
+        let Ok(Platform::Evm(evm)) = platform(&source("contracts_record = \"r.json\"", 1)) else {
+            panic!("a valid evm source was refused");
+        };
+        assert_eq!(evm.confirmations, 12, "the evm config's own default");
+
+        // No contracts named and a bad threshold: both listed.
+        let Err(p) = platform(&source("", 3)) else {
+            panic!("an invalid evm source was accepted");
+        };
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|e| e.contains("never deploys")), "{p:?}");
+        assert!(p.iter().any(|e| e.contains("threshold 3")), "{p:?}");
+
+        let Err(p) = platform(&source("bogus_key = 1", 1)) else {
+            panic!("an unknown evm key was accepted");
+        };
+        assert!(p[0].contains("bogus_key"), "{p:?}");
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/relayer.toml");
+        let cfg = load(&PathBuf::from(path)).unwrap();
+        assert_eq!(cfg.links.len(), 2);
+        let s = cfg.links[0].settings().unwrap();
+        assert_eq!(s.page, 500);
+        // The second link carries lock evidence from an EVM chain, read by the EVM adapter.
+        assert!(cfg.links[0].source.is_none());
+        let source = cfg.links[1].source.as_ref().unwrap();
+        assert!(matches!(platform(source), Ok(Platform::Evm(_))));
     }
 }

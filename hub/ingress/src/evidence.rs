@@ -18,14 +18,14 @@
 //! only gets `duplicate`. Bad evidence, a wrong network or a forged event gets a typed
 //! refusal and changes nothing.
 //!
-//! [`Watcher`]: crate::Watcher
+//! [`Watcher`]: isthmus_interop::Watcher
 
-use crate::driver::{Driver, DriverError};
-use crate::watcher::{store_evidence, FinalityEvidence, Watcher};
-use isthmus_adapter_api::relayed::{EvidenceMsg, EvidenceOutcome, RelayedEvidence};
 use isthmus_adapter_api::{Adapter, AdapterError, EventKind, Evidence, LockStatus, OnChainLock};
 use isthmus_core::NetworkId;
+use isthmus_interop::driver::{Driver, DriverError};
+use isthmus_interop::watcher::{store_evidence, FinalityEvidence, Watcher};
 use isthmus_lock_contracts::{EvidenceRef, LockObservation};
+use isthmus_relay_protocol::evidence::{EvidenceMsg, EvidenceOutcome, RelayedEvidence};
 use isthmus_transport::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::future::Future;

@@ -6,13 +6,13 @@
 //! [`Forwarded::done`], so a hub that dies in between hands the packet over again on restart.
 
 use crate::proof::ProofVerifier;
-use crate::proto::{LinkMsg, Outcome, ReceiptMsg, RelayedPacket};
 use crate::receipts::ReceiptStore;
 use isthmus_core::sign::verify_batch;
 use isthmus_core::{NetworkId, NodeId};
 use isthmus_lock_contracts::packet::{
     AckResult, ChannelId, Delivery, Packet, PacketRejection, RecvChannel,
 };
+use isthmus_relay_protocol::{LinkMsg, Outcome, ReceiptMsg, RelayedPacket};
 use isthmus_transport::{Connection, Endpoint};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -8,11 +8,12 @@ mod faults;
 mod hub;
 // The litecoind regtest fixture is the UTXO adapter's own; one copy of node-starting code.
 #[allow(dead_code)]
-#[path = "../../../../adapters/utxo/tests/it/node.rs"]
+#[path = "../../adapters/utxo/tests/it/node.rs"]
 mod ltc_node;
 // The native networks are the native adapter's in-process test nodes; one copy of that code.
 #[allow(dead_code)]
-#[path = "../../../../adapters/native/tests/it/net.rs"]
+#[path = "../../adapters/native/tests/it/net.rs"]
 mod native_net;
+mod relay;
 mod swap;
 mod twophase;

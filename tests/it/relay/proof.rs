@@ -5,12 +5,13 @@
 //! code, writing no receipt (the genuine packet is still delivered afterwards).
 
 use isthmus_adapter_api::{Adapter, CommitVote, Evidence, MemoryWallet, TxStatus};
-use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
+use isthmus_adapter_native::{NativeAdapter, NativeNetwork, NativeProver};
 use isthmus_chain::config::NetworkConfig;
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_chain::packets::{PacketCall, SendArgs};
 use isthmus_chain::Transaction;
 use isthmus_core::{Hash32, Keypair, NetworkId};
+use isthmus_hub_ingress::*;
 use isthmus_lock_contracts::packet::Packet;
 use isthmus_lock_contracts::TxId;
 use isthmus_relayer::*;
