@@ -6,6 +6,7 @@
 
 mod faults;
 mod hub;
+mod layering;
 // The litecoind regtest fixture is the UTXO adapter's own; one copy of node-starting code.
 #[allow(dead_code)]
 #[path = "../../adapters/utxo/tests/it/node.rs"]

@@ -447,4 +447,28 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("reason"), "{e}");
     }
+
+    proptest::proptest! {
+        /// The stable-toolchain twin of the `link_msg` fuzz target: arbitrary bytes, and
+        /// valid messages with arbitrary bytes spliced in, never panic the hand-written
+        /// decoders, and whatever decodes round-trips.
+        #[test]
+        fn any_bytes_decode_or_fail_without_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            at in 0usize..4096,
+        ) {
+            let deliver = LinkMsg::Deliver { batch: 1, packets: vec![packet(1), packet(2)] };
+            let mut spliced = rmp_serde::to_vec_named(&deliver).unwrap();
+            let at = at % (spliced.len() + 1);
+            spliced.splice(at..at, noise.iter().copied());
+            for bytes in [&noise[..], &spliced[..]] {
+                if let Ok(m) = rmp_serde::from_slice::<LinkMsg>(bytes) {
+                    proptest::prop_assert_eq!(roundtrip(&m), m);
+                }
+                if let Ok(m) = rmp_serde::from_slice::<crate::EvidenceMsg>(bytes) {
+                    proptest::prop_assert_eq!(roundtrip(&m), m);
+                }
+            }
+        }
+    }
 }
