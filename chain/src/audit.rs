@@ -10,6 +10,7 @@
 //! after a crash are safe) and a different digest for an anchored sequence is refused, so a
 //! recorded history cannot be rewritten.
 
+use crate::module_error::ModuleError;
 use crate::state::{CallCtx, Module, ModuleStore};
 use serde::{Deserialize, Serialize};
 
@@ -51,17 +52,17 @@ impl Module for AuditModule {
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         if method != "anchor" {
-            return Err(format!("audit has no method `{method}`"));
+            return Err(ModuleError::unknown_method(MODULE, method));
         }
         let anchors: Vec<Anchor> =
-            rmp_serde::from_slice(args).map_err(|e| format!("bad anchor args: {e}"))?;
+            rmp_serde::from_slice(args).map_err(|e| ModuleError::bad_args(method, e))?;
         if anchors.is_empty() || anchors.len() > MAX_ANCHORS_PER_CALL {
-            return Err(format!(
-                "an anchor call carries 1 to {MAX_ANCHORS_PER_CALL} anchors, got {}",
-                anchors.len()
-            ));
+            return Err(ModuleError::BadAnchorCount {
+                got: anchors.len(),
+                max: MAX_ANCHORS_PER_CALL,
+            });
         }
         let signer = ctx.sender.0;
         for a in &anchors {
@@ -69,11 +70,10 @@ impl Module for AuditModule {
             match store.get(&key) {
                 Some(existing) if existing.as_slice() == a.digest.as_slice() => continue,
                 Some(_) => {
-                    return Err(format!(
-                        "instance {} seq {} is already anchored with another digest",
-                        hex::encode(a.instance),
-                        a.seq
-                    ))
+                    return Err(ModuleError::AnchorConflict {
+                        instance: a.instance,
+                        seq: a.seq,
+                    })
                 }
                 None => {}
             }
@@ -82,12 +82,10 @@ impl Module for AuditModule {
                     .get(&anchor_key(&signer, &a.instance, a.seq - 1))
                     .is_none()
             {
-                return Err(format!(
-                    "instance {} seq {} skips seq {}",
-                    hex::encode(a.instance),
-                    a.seq,
-                    a.seq - 1
-                ));
+                return Err(ModuleError::AnchorGap {
+                    instance: a.instance,
+                    seq: a.seq,
+                });
             }
             store.put(&key, a.digest.to_vec());
         }
@@ -146,13 +144,20 @@ mod tests {
             call(&hub, 4, &[]),                 // empty: refused
         ];
         let (diff, receipts) = s.execute(&txs, &[], 1, 0, &rules, &m).unwrap();
-        let errs: Vec<_> = receipts.iter().map(|r| r.error.clone()).collect();
-        assert_eq!(errs[0], None);
-        assert_eq!(errs[1], None);
-        assert!(
-            errs[2].as_deref().unwrap().contains("another digest"),
-            "{errs:?}"
+        let codes: Vec<_> = receipts.iter().map(|r| r.code.as_deref()).collect();
+        assert_eq!(
+            codes,
+            [
+                None,
+                None,
+                Some("anchor_conflict"),
+                Some("anchor_gap"),
+                Some("anchor_gap"),
+                Some("bad_anchor_count")
+            ],
+            "{receipts:?}"
         );
+        let errs: Vec<_> = receipts.iter().map(|r| r.error.clone()).collect();
         assert!(
             errs[3].as_deref().unwrap().contains("skips seq 4"),
             "{errs:?}"
@@ -161,7 +166,6 @@ mod tests {
             errs[4].as_deref().unwrap().contains("skips seq 0"),
             "{errs:?}"
         );
-        assert!(errs[5].as_deref().unwrap().contains("1 to"), "{errs:?}");
         let mut s2 = s.clone();
         s2.apply(&diff);
         let stored = |signer: &Keypair, seq| {

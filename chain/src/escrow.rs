@@ -24,6 +24,7 @@
 //! target network's id, so an attestation for one network or lock is void on any other.
 
 use crate::config::NetworkConfig;
+use crate::module_error::ModuleError;
 use crate::state::{CallCtx, Module, ModuleStore};
 use crate::tx::{encode_canonical, TxKind};
 use isthmus_core::{sign, Domain, Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
@@ -112,28 +113,27 @@ impl Attestation {
         decision: AttestedDecision,
         attesters: &[NodeId],
         threshold: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         if self.network != network {
-            return Err(format!(
-                "attestation is for network {}, this is network {network}",
-                self.network
-            ));
+            return Err(ModuleError::AttestationWrongNetwork {
+                attested: self.network,
+                here: network,
+            });
         }
         if &self.lock_id != lock_id {
-            return Err(format!(
-                "attestation is for lock {}, not {}",
-                self.lock_id.to_hex(),
-                lock_id.to_hex()
-            ));
+            return Err(ModuleError::AttestationWrongLock {
+                attested: self.lock_id,
+                lock: *lock_id,
+            });
         }
         if self.decision != decision {
-            return Err(format!(
-                "attestation says {:?}, {decision:?} is required",
-                self.decision
-            ));
+            return Err(ModuleError::AttestationWrongDecision {
+                attested: self.decision,
+                required: decision,
+            });
         }
         if threshold == 0 || attesters.is_empty() {
-            return Err("this network trusts no hub attesters".to_owned());
+            return Err(ModuleError::NoAttesters);
         }
         let payload = self.payload();
         let mut counted: Vec<NodeId> = Vec::new();
@@ -146,10 +146,11 @@ impl Attestation {
             }
         }
         if counted.len() < threshold {
-            return Err(format!(
-                "attestation carries {} valid signature(s) of trusted hub attesters, {threshold} required",
-                counted.len()
-            ));
+            return Err(ModuleError::ThresholdNotMet {
+                subject: "attestation".to_owned(),
+                valid: counted.len(),
+                required: threshold,
+            });
         }
         Ok(())
     }
@@ -236,21 +237,21 @@ impl EscrowCall {
     }
 
     /// Decode a call of this module from its method and args.
-    pub fn decode(method: &str, args: &[u8]) -> Result<EscrowCall, String> {
-        fn de<T: serde::de::DeserializeOwned>(m: &str, b: &[u8]) -> Result<T, String> {
-            rmp_serde::from_slice(b).map_err(|e| format!("bad `{m}` args: {e}"))
+    pub fn decode(method: &str, args: &[u8]) -> Result<EscrowCall, ModuleError> {
+        fn de<T: serde::de::DeserializeOwned>(m: &str, b: &[u8]) -> Result<T, ModuleError> {
+            rmp_serde::from_slice(b).map_err(|e| ModuleError::bad_args(m, e))
         }
         Ok(match method {
             "lock" => EscrowCall::Lock(de(method, args)?),
             "release" => EscrowCall::Release(de(method, args)?),
             "refund" => EscrowCall::Refund(de(method, args)?),
             "claim" => EscrowCall::Claim(de(method, args)?),
-            other => return Err(format!("escrow has no method `{other}`")),
+            other => return Err(ModuleError::unknown_method(MODULE, other)),
         })
     }
 
     /// The escrow call a transaction kind makes, if it is one.
-    pub fn from_kind(kind: &TxKind) -> Option<Result<EscrowCall, String>> {
+    pub fn from_kind(kind: &TxKind) -> Option<Result<EscrowCall, ModuleError>> {
         match kind {
             TxKind::ModuleCall {
                 module,
@@ -286,8 +287,8 @@ pub struct EscrowLock {
 }
 
 impl EscrowLock {
-    pub fn decode(bytes: &[u8]) -> Result<EscrowLock, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| format!("corrupt escrow record: {e}"))
+    pub fn decode(bytes: &[u8]) -> Result<EscrowLock, ModuleError> {
+        rmp_serde::from_slice(bytes).map_err(|e| ModuleError::corrupt("escrow record", e))
     }
 }
 
@@ -324,21 +325,20 @@ impl EscrowModule {
         Self::new(cfg.network(), cfg.escrow.attesters(), cfg.escrow.threshold)
     }
 
-    fn load(store: &ModuleStore<'_>, lock_id: &Hash32) -> Result<EscrowLock, String> {
+    fn load(store: &ModuleStore<'_>, lock_id: &Hash32) -> Result<EscrowLock, ModuleError> {
         let bytes = store
             .get(&lock_key(lock_id))
-            .ok_or_else(|| format!("no escrow with lock id {}", lock_id.to_hex()))?;
+            .ok_or(ModuleError::LockNotFound(*lock_id))?;
         EscrowLock::decode(&bytes)
     }
 
-    fn locked(store: &ModuleStore<'_>, lock_id: &Hash32) -> Result<EscrowLock, String> {
+    fn locked(store: &ModuleStore<'_>, lock_id: &Hash32) -> Result<EscrowLock, ModuleError> {
         let l = Self::load(store, lock_id)?;
         if l.status != EscrowStatus::Locked {
-            return Err(format!(
-                "escrow {} is already {:?}",
-                lock_id.to_hex(),
-                l.status
-            ));
+            return Err(ModuleError::LockSettled {
+                lock_id: *lock_id,
+                status: l.status,
+            });
         }
         Ok(l)
     }
@@ -349,25 +349,30 @@ impl EscrowModule {
         mut l: EscrowLock,
         to: NodeId,
         status: EscrowStatus,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         store.pay_out(to, l.amount)?;
         l.status = status;
         store.put(&lock_key(lock_id), encode_canonical(&l));
         Ok(())
     }
 
-    fn lock(&self, ctx: &CallCtx, store: &mut ModuleStore<'_>, a: LockArgs) -> Result<(), String> {
+    fn lock(
+        &self,
+        ctx: &CallCtx,
+        store: &mut ModuleStore<'_>,
+        a: LockArgs,
+    ) -> Result<(), ModuleError> {
         if a.amount == 0 {
-            return Err("escrow amount must be above 0".to_owned());
+            return Err(ModuleError::ZeroAmount);
         }
         if store.get(&lock_key(&a.lock_id)).is_some() {
-            return Err(format!("lock id {} is already used", a.lock_id.to_hex()));
+            return Err(ModuleError::LockExists(a.lock_id));
         }
         if a.timeout_ms <= ctx.timestamp_ms {
-            return Err(format!(
-                "timeout {} ms is not after the block time {} ms",
-                a.timeout_ms, ctx.timestamp_ms
-            ));
+            return Err(ModuleError::TimeoutInPast {
+                timeout_ms: a.timeout_ms,
+                block_ms: ctx.timestamp_ms,
+            });
         }
         store.take_from_sender(a.amount)?;
         let l = EscrowLock {
@@ -389,10 +394,12 @@ impl EscrowModule {
         ctx: &CallCtx,
         store: &mut ModuleStore<'_>,
         a: ReleaseArgs,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         let l = Self::locked(store, &a.lock_id)?;
         if l.terms != EscrowTerms::TwoPhase {
-            return Err("an htlc is claimed with its preimage, not released".to_owned());
+            return Err(ModuleError::WrongTerms(
+                "an htlc is claimed with its preimage, not released",
+            ));
         }
         a.attestation.verify(
             self.network,
@@ -416,11 +423,13 @@ impl EscrowModule {
         ctx: &CallCtx,
         store: &mut ModuleStore<'_>,
         a: RefundArgs,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         let l = Self::locked(store, &a.lock_id)?;
         match (&a.attestation, l.terms) {
             (Some(_), EscrowTerms::Htlc { .. }) => {
-                return Err("an htlc is refunded by its timeout only".to_owned())
+                return Err(ModuleError::WrongTerms(
+                    "an htlc is refunded by its timeout only",
+                ))
             }
             (Some(att), EscrowTerms::TwoPhase) => att.verify(
                 self.network,
@@ -431,10 +440,10 @@ impl EscrowModule {
             )?,
             (None, _) => {
                 if ctx.timestamp_ms < l.timeout_ms {
-                    return Err(format!(
-                        "timeout {} ms not reached: block time is {} ms",
-                        l.timeout_ms, ctx.timestamp_ms
-                    ));
+                    return Err(ModuleError::DeadlineNotReached {
+                        timeout_ms: l.timeout_ms,
+                        block_ms: ctx.timestamp_ms,
+                    });
                 }
             }
         }
@@ -453,25 +462,29 @@ impl EscrowModule {
         ctx: &CallCtx,
         store: &mut ModuleStore<'_>,
         a: ClaimArgs,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         let l = Self::locked(store, &a.lock_id)?;
         let EscrowTerms::Htlc { hashlock } = l.terms else {
-            return Err("a two-phase escrow is released by the hub, not claimed".to_owned());
+            return Err(ModuleError::WrongTerms(
+                "a two-phase escrow is released by the hub, not claimed",
+            ));
         };
-        let preimage: [u8; PREIMAGE_LEN] = a.preimage.as_slice().try_into().map_err(|_| {
-            format!(
-                "preimage is {} bytes, exactly {PREIMAGE_LEN} are required",
-                a.preimage.len()
-            )
-        })?;
+        let preimage: [u8; PREIMAGE_LEN] =
+            a.preimage
+                .as_slice()
+                .try_into()
+                .map_err(|_| ModuleError::BadPreimageLength {
+                    len: a.preimage.len(),
+                    required: PREIMAGE_LEN,
+                })?;
         if HashAlgo::Sha256.digest(&preimage) != hashlock {
-            return Err("preimage does not hash to the hashlock".to_owned());
+            return Err(ModuleError::BadPreimage);
         }
         if ctx.timestamp_ms >= l.timeout_ms {
-            return Err(format!(
-                "htlc timed out at {} ms (block time {} ms)",
-                l.timeout_ms, ctx.timestamp_ms
-            ));
+            return Err(ModuleError::DeadlinePassed {
+                timeout_ms: l.timeout_ms,
+                block_ms: ctx.timestamp_ms,
+            });
         }
         let to = l.beneficiary;
         Self::settle(
@@ -494,7 +507,7 @@ impl Module for EscrowModule {
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         match EscrowCall::decode(method, args)? {
             EscrowCall::Lock(a) => self.lock(ctx, store, a),
             EscrowCall::Release(a) => self.release(ctx, store, a),
@@ -544,24 +557,23 @@ impl Module for DecisionModule {
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         if method != "record" {
-            return Err(format!("{DECISIONS_MODULE} has no method `{method}`"));
+            return Err(ModuleError::unknown_method(DECISIONS_MODULE, method));
         }
         let a: RecordArgs =
-            rmp_serde::from_slice(args).map_err(|e| format!("bad `record` args: {e}"))?;
+            rmp_serde::from_slice(args).map_err(|e| ModuleError::bad_args(method, e))?;
         let mut key = b"d/".to_vec();
         key.extend_from_slice(&ctx.sender.0);
         key.extend_from_slice(&a.instance.0);
         if let Some(old) = store.get(&key) {
-            let old: DecisionRecord =
-                rmp_serde::from_slice(&old).map_err(|e| format!("corrupt decision record: {e}"))?;
+            let old: DecisionRecord = rmp_serde::from_slice(&old)
+                .map_err(|e| ModuleError::corrupt("decision record", e))?;
             if old.decision != a.decision {
-                return Err(format!(
-                    "instance {} is already recorded as {:?}",
-                    a.instance.to_hex(),
-                    old.decision
-                ));
+                return Err(ModuleError::DecisionConflict {
+                    instance: a.instance,
+                    recorded: old.decision,
+                });
             }
             return Ok(());
         }
@@ -631,8 +643,14 @@ mod tests {
             }
         }
 
-        /// Run one call at `time_ms`; returns the module's error, if any.
-        fn call(&mut self, who: &Keypair, call: EscrowCall, time_ms: u64) -> Option<String> {
+        /// Run one call at `time_ms`; returns the module's refusal, if any, as its receipt
+        /// records it: `(code, message)`.
+        fn call(
+            &mut self,
+            who: &Keypair,
+            call: EscrowCall,
+            time_ms: u64,
+        ) -> Option<(String, String)> {
             let nonce = self.nonces.entry(who.id()).or_default();
             let tx = Transaction::sign(who, NET, *nonce, call.to_kind());
             *nonce += 1;
@@ -642,16 +660,27 @@ mod tests {
                 .execute(&[tx], &[id], 1, time_ms, &RULES, &self.modules)
                 .unwrap();
             self.state.apply(&diff);
-            receipts[0].error.clone()
+            let r = &receipts[0];
+            assert_eq!(r.code.is_some(), r.error.is_some(), "{r:?}");
+            r.code.clone().zip(r.error.clone())
         }
 
-        /// A call that must be refused, leaving balances and the escrow record unchanged.
-        fn refused(&mut self, who: &Keypair, call: EscrowCall, time_ms: u64, needle: &str) {
+        /// A call that must be refused with `code`, its message naming `needle`, leaving
+        /// balances and the escrow record unchanged.
+        fn refused(
+            &mut self,
+            who: &Keypair,
+            call: EscrowCall,
+            time_ms: u64,
+            code: &str,
+            needle: &str,
+        ) {
             let lock = lock_state_key(&call.lock_id());
             let before = (self.balances(), self.state.get(&lock));
-            let err = self.call(who, call, time_ms);
-            let err = err.unwrap_or_else(|| panic!("expected a refusal containing `{needle}`"));
-            assert!(err.contains(needle), "`{err}` does not mention `{needle}`");
+            let refusal = self.call(who, call, time_ms);
+            let (got, msg) = refusal.unwrap_or_else(|| panic!("expected a `{code}` refusal"));
+            assert_eq!(got, code, "refused as `{got}` ({msg}), not `{code}`");
+            assert!(msg.contains(needle), "`{msg}` does not mention `{needle}`");
             assert_eq!(before, (self.balances(), self.state.get(&lock)));
         }
 
@@ -719,16 +748,29 @@ mod tests {
                 terms: EscrowTerms::TwoPhase,
             })
         };
-        w.refused(&alice, mk(id(1), 0, 5_000), 1_000, "above 0");
-        w.refused(&alice, mk(id(1), 5_000, 5_000), 1_000, "insufficient");
+        w.refused(&alice, mk(id(1), 0, 5_000), 1_000, "zero_amount", "above 0");
+        w.refused(
+            &alice,
+            mk(id(1), 5_000, 5_000),
+            1_000,
+            "insufficient_funds",
+            "insufficient",
+        );
         w.refused(
             &alice,
             mk(id(1), 10, 1_000),
             1_000,
+            "timeout_in_past",
             "not after the block time",
         );
         w.lock(id(1), EscrowTerms::TwoPhase, 5_000);
-        w.refused(&alice, mk(id(1), 10, 5_000), 1_000, "already used");
+        w.refused(
+            &alice,
+            mk(id(1), 10, 5_000),
+            1_000,
+            "lock_exists",
+            "already used",
+        );
         let r = w.record(&id(1));
         assert_eq!((r.owner, r.beneficiary, r.amount), (alice.id(), bob, 100));
         assert_eq!(r.status, EscrowStatus::Locked);
@@ -741,10 +783,22 @@ mod tests {
         w.lock(id(1), EscrowTerms::TwoPhase, 5_000);
         let v = AttestedDecision::Validated;
         let too_few = w.attest(id(1), v, &[0]);
-        w.refused(&bob, release(id(1), too_few), 1_000, "1 valid signature(s)");
+        w.refused(
+            &bob,
+            release(id(1), too_few),
+            1_000,
+            "threshold_not_met",
+            "1 valid signature(s)",
+        );
         let mut dup = w.attest(id(1), v, &[0]);
         dup.signatures.push(dup.signatures[0]);
-        w.refused(&bob, release(id(1), dup), 1_000, "1 valid signature(s)");
+        w.refused(
+            &bob,
+            release(id(1), dup),
+            1_000,
+            "threshold_not_met",
+            "1 valid signature(s)",
+        );
         let outsiders = [Keypair::dev("x1"), Keypair::dev("x2")];
         let untrusted = Attestation::sign(
             &[&outsiders[0], &outsiders[1]],
@@ -758,11 +812,18 @@ mod tests {
             &bob,
             release(id(1), untrusted),
             1_000,
+            "threshold_not_met",
             "0 valid signature(s)",
         );
         let mut other_net = w.attest(id(1), v, &[0, 1]);
         other_net.network = NetworkId(6);
-        w.refused(&bob, release(id(1), other_net.clone()), 1_000, "network 6");
+        w.refused(
+            &bob,
+            release(id(1), other_net.clone()),
+            1_000,
+            "attestation_wrong_network",
+            "network 6",
+        );
         // Relabelled back to this network, the signatures (made for network 6) do not count.
         let keys: Vec<&Keypair> = w.hub.iter().take(2).collect();
         let mut signed_elsewhere =
@@ -772,15 +833,23 @@ mod tests {
             &bob,
             release(id(1), signed_elsewhere),
             1_000,
+            "threshold_not_met",
             "0 valid signature(s)",
         );
         let other_lock = w.attest(id(2), v, &[0, 1]);
-        w.refused(&bob, release(id(1), other_lock), 1_000, "is for lock");
+        w.refused(
+            &bob,
+            release(id(1), other_lock),
+            1_000,
+            "attestation_wrong_lock",
+            "is for lock",
+        );
         let aborted = w.attest(id(1), AttestedDecision::Aborted, &[0, 1]);
         w.refused(
             &bob,
             release(id(1), aborted),
             1_000,
+            "attestation_wrong_decision",
             "Validated is required",
         );
         let mut tampered = w.attest(id(1), v, &[0, 1]);
@@ -789,6 +858,7 @@ mod tests {
             &bob,
             release(id(1), tampered),
             1_000,
+            "threshold_not_met",
             "0 valid signature(s)",
         );
         let good = w.attest(id(1), v, &[0, 2]);
@@ -798,10 +868,28 @@ mod tests {
             w.record(&id(1)).status,
             EscrowStatus::Released { .. }
         ));
-        w.refused(&bob, release(id(1), good), 1_000, "already Released");
+        w.refused(
+            &bob,
+            release(id(1), good),
+            1_000,
+            "lock_settled",
+            "already Released",
+        );
         let abort = w.attest(id(1), AttestedDecision::Aborted, &[0, 1]);
-        w.refused(&bob, refund(id(1), Some(abort)), 9_000, "already Released");
-        w.refused(&bob, refund(id(1), None), 9_000, "already Released");
+        w.refused(
+            &bob,
+            refund(id(1), Some(abort)),
+            9_000,
+            "lock_settled",
+            "already Released",
+        );
+        w.refused(
+            &bob,
+            refund(id(1), None),
+            9_000,
+            "lock_settled",
+            "already Released",
+        );
     }
 
     #[test]
@@ -813,6 +901,7 @@ mod tests {
             &bob,
             refund(id(1), None),
             4_999,
+            "deadline_not_reached",
             "timeout 5000 ms not reached",
         );
         let validated = w.attest(id(1), AttestedDecision::Validated, &[0, 1]);
@@ -820,6 +909,7 @@ mod tests {
             &bob,
             refund(id(1), Some(validated)),
             1_000,
+            "attestation_wrong_decision",
             "Aborted is required",
         );
         let weak = w.attest(id(1), AttestedDecision::Aborted, &[1]);
@@ -827,6 +917,7 @@ mod tests {
             &bob,
             refund(id(1), Some(weak)),
             1_000,
+            "threshold_not_met",
             "1 valid signature(s)",
         );
         let abort = w.attest(id(1), AttestedDecision::Aborted, &[1, 2]);
@@ -836,14 +927,32 @@ mod tests {
             None
         );
         assert_eq!(w.balances(), [1_000, 10, 0]);
-        w.refused(&bob, refund(id(1), Some(abort)), 1_000, "already Refunded");
+        w.refused(
+            &bob,
+            refund(id(1), Some(abort)),
+            1_000,
+            "lock_settled",
+            "already Refunded",
+        );
         let validated = w.attest(id(1), AttestedDecision::Validated, &[0, 1]);
-        w.refused(&bob, release(id(1), validated), 1_000, "already Refunded");
+        w.refused(
+            &bob,
+            release(id(1), validated),
+            1_000,
+            "lock_settled",
+            "already Refunded",
+        );
 
         w.lock(id(2), EscrowTerms::TwoPhase, 5_000);
         assert_eq!(w.call(&bob, refund(id(2), None), 5_000), None);
         assert_eq!(w.balances(), [1_000, 10, 0]);
-        w.refused(&bob, refund(id(3), None), 9_000, "no escrow");
+        w.refused(
+            &bob,
+            refund(id(3), None),
+            9_000,
+            "lock_not_found",
+            "no escrow",
+        );
     }
 
     #[test]
@@ -860,15 +969,45 @@ mod tests {
         };
         let mut long = SECRET.to_vec();
         long.push(0);
-        w.refused(&bob, claim(&long), 1_000, "33 bytes");
-        w.refused(&bob, claim(&SECRET[..31]), 1_000, "31 bytes");
-        w.refused(&bob, claim(&[8; 32]), 1_000, "does not hash");
-        w.refused(&bob, claim(&SECRET), 5_000, "timed out");
+        w.refused(&bob, claim(&long), 1_000, "bad_preimage_length", "33 bytes");
+        w.refused(
+            &bob,
+            claim(&SECRET[..31]),
+            1_000,
+            "bad_preimage_length",
+            "31 bytes",
+        );
+        w.refused(
+            &bob,
+            claim(&[8; 32]),
+            1_000,
+            "bad_preimage",
+            "does not hash",
+        );
+        w.refused(&bob, claim(&SECRET), 5_000, "deadline_passed", "timed out");
         let v = w.attest(id(1), AttestedDecision::Validated, &[0, 1]);
-        w.refused(&bob, release(id(1), v), 1_000, "claimed with its preimage");
+        w.refused(
+            &bob,
+            release(id(1), v),
+            1_000,
+            "wrong_terms",
+            "claimed with its preimage",
+        );
         let abort = w.attest(id(1), AttestedDecision::Aborted, &[0, 1]);
-        w.refused(&bob, refund(id(1), Some(abort)), 1_000, "timeout only");
-        w.refused(&bob, refund(id(1), None), 4_000, "not reached");
+        w.refused(
+            &bob,
+            refund(id(1), Some(abort)),
+            1_000,
+            "wrong_terms",
+            "timeout only",
+        );
+        w.refused(
+            &bob,
+            refund(id(1), None),
+            4_000,
+            "deadline_not_reached",
+            "not reached",
+        );
         assert_eq!(w.call(&bob, claim(&SECRET), 4_999), None);
         assert_eq!(w.balances(), [900, 110, 0]);
         assert_eq!(
@@ -881,8 +1020,20 @@ mod tests {
                 preimage: Hash32(SECRET)
             }
         );
-        w.refused(&bob, claim(&SECRET), 1_000, "already Claimed");
-        w.refused(&bob, refund(id(1), None), 9_000, "already Claimed");
+        w.refused(
+            &bob,
+            claim(&SECRET),
+            1_000,
+            "lock_settled",
+            "already Claimed",
+        );
+        w.refused(
+            &bob,
+            refund(id(1), None),
+            9_000,
+            "lock_settled",
+            "already Claimed",
+        );
     }
 
     #[test]
@@ -897,7 +1048,7 @@ mod tests {
             lock_id: id(1),
             preimage: serde_bytes::ByteBuf::from(SECRET.to_vec()),
         });
-        w.refused(&bob, claim, 1_000, "already Refunded");
+        w.refused(&bob, claim, 1_000, "lock_settled", "already Refunded");
     }
 
     #[test]
@@ -911,16 +1062,17 @@ mod tests {
             1,
             "r".into(),
         );
-        assert!(att
+        let err = att
             .verify(
                 NET,
                 &id(1),
                 AttestedDecision::Validated,
                 &m.attesters,
-                m.threshold
+                m.threshold,
             )
-            .unwrap_err()
-            .contains("trusts no hub attesters"));
+            .unwrap_err();
+        assert_eq!(err, ModuleError::NoAttesters);
+        assert_eq!(err.code(), "no_attesters");
     }
 
     #[test]
@@ -957,7 +1109,7 @@ mod tests {
             state.apply(&diff);
             (
                 txid,
-                r[0].error.clone(),
+                r[0].code.clone().zip(r[0].error.clone()),
                 state.get(&decision_state_key(&k.id(), &id(1))),
             )
         };
@@ -974,7 +1126,10 @@ mod tests {
         assert_eq!((err, again), (None, Some(encode_canonical(&want))));
         // A conflicting one: refused, unchanged.
         let (_, err, after) = run(&hub, 2, AttestedDecision::Aborted, 6);
-        assert!(err.unwrap().contains("already recorded as Validated"));
+        assert_eq!(
+            err.map(|(code, _)| code).as_deref(),
+            Some("decision_conflict")
+        );
         assert_eq!(after, Some(encode_canonical(&want)));
         // Another signer writes only its own namespace.
         let (_, err, theirs) = run(&other, 0, AttestedDecision::Aborted, 7);
@@ -984,6 +1139,53 @@ mod tests {
             state.get(&decision_state_key(&hub.id(), &id(1))),
             Some(encode_canonical(&want))
         );
+    }
+
+    #[test]
+    fn refused_escrow_calls_record_their_code_and_message_in_the_receipt() {
+        let mut w = World::new();
+        let alice = w.alice.clone();
+        let bob = w.bob.clone();
+        let run = |w: &mut World, who: &Keypair, call: EscrowCall| {
+            let nonce = w.nonces.entry(who.id()).or_default();
+            let tx = Transaction::sign(who, NET, *nonce, call.to_kind());
+            *nonce += 1;
+            let txid = tx.id(HashAlgo::Sha256);
+            let (diff, r) = w
+                .state
+                .execute(&[tx], &[txid], 1, 1_000, &RULES, &w.modules)
+                .unwrap();
+            w.state.apply(&diff);
+            r.into_iter().next().unwrap()
+        };
+        // Release of a lock that does not exist.
+        let good = w.attest(id(9), AttestedDecision::Validated, &[0, 1]);
+        let r = run(&mut w, &bob, release(id(9), good));
+        let want = ModuleError::LockNotFound(id(9));
+        assert_eq!(r.code.as_deref(), Some("lock_not_found"));
+        assert_eq!(r.error, Some(want.to_string()));
+        assert!(!r.is_ok());
+        // A lock of more than the signer holds.
+        let r = run(
+            &mut w,
+            &alice,
+            EscrowCall::Lock(LockArgs {
+                lock_id: id(1),
+                beneficiary: bob.id(),
+                amount: 5_000,
+                timeout_ms: 9_000,
+                terms: EscrowTerms::TwoPhase,
+            }),
+        );
+        let want = ModuleError::InsufficientFunds {
+            account: alice.id(),
+            have: 1_000,
+            need: 5_000,
+        };
+        assert_eq!(r.code.as_deref(), Some(want.code()));
+        assert_eq!(r.code.as_deref(), Some("insufficient_funds"));
+        assert_eq!(r.error, Some(want.to_string()));
+        assert_eq!(w.balances(), [1_000, 10, 0]);
     }
 
     #[test]
@@ -999,7 +1201,10 @@ mod tests {
             method: "steal".into(),
             args: vec![],
         };
-        assert!(EscrowCall::from_kind(&other).unwrap().is_err());
+        assert_eq!(
+            EscrowCall::from_kind(&other).unwrap().map_err(|e| e.code()),
+            Err("unknown_method")
+        );
         assert_eq!(
             EscrowCall::from_kind(&TxKind::Transfer {
                 to: NodeId([0; 32]),

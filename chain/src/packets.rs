@@ -18,12 +18,13 @@
 //! [`decode_call`] and [`event_for`] are the stable surface adapters use to turn committed
 //! packet-module transactions into adapter events.
 
+use crate::module_error::ModuleError;
 use crate::state::{module_key, CallCtx, Module, ModuleStore};
 use crate::tx::TxKind;
 use isthmus_core::{sign, Domain, Hash32, Keypair, NetworkId, NodeId, Signature};
 use isthmus_lock_contracts::packet::{
-    AckResult, Acknowledgement, Applied, ChannelId, Delivery, Packet, Receipt, RecvChannel,
-    SendChannel, SourceOutcome, TimeoutProof,
+    AckResult, Acknowledgement, Applied, ChannelId, Delivery, Packet, PacketRejection, Receipt,
+    RecvChannel, SendChannel, SourceOutcome, TimeoutProof,
 };
 use isthmus_lock_contracts::{Address, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -218,17 +219,17 @@ impl PacketTrust {
         seen.len()
     }
 
-    fn authorise(&self, network: NetworkId, call: &PacketCall) -> Result<(), String> {
+    fn authorise(&self, network: NetworkId, call: &PacketCall) -> Result<(), ModuleError> {
         if self.threshold == 0 {
-            return Err("no hub attesters are configured; packet calls are refused".into());
+            return Err(ModuleError::NoAttesters);
         }
         let n = self.signers(network, call);
         if n < self.threshold {
-            return Err(format!(
-                "{} call has {n} valid hub attestation(s), {} needed",
-                call.method(),
-                self.threshold
-            ));
+            return Err(ModuleError::ThresholdNotMet {
+                subject: format!("`{}` call", call.method()),
+                valid: n,
+                required: self.threshold,
+            });
         }
         Ok(())
     }
@@ -285,8 +286,8 @@ pub fn receipt_key(channel: ChannelId, sequence: u64) -> Vec<u8> {
     module_key(MODULE, &receipt_rel_key(channel.source, sequence))
 }
 
-fn decode_value<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, String> {
-    rmp_serde::from_slice(bytes).map_err(|e| format!("stored {what} is corrupt: {e}"))
+fn decode_value<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, ModuleError> {
+    rmp_serde::from_slice(bytes).map_err(|e| ModuleError::corrupt(what, e))
 }
 
 /// What a successful packets transaction did, for adapters' event streams.
@@ -383,19 +384,21 @@ impl PacketsModule {
         )
     }
 
-    fn send(&self, ctx: &CallCtx, store: &mut ModuleStore<'_>, a: SendArgs) -> Result<(), String> {
+    fn send(
+        &self,
+        ctx: &CallCtx,
+        store: &mut ModuleStore<'_>,
+        a: SendArgs,
+    ) -> Result<(), ModuleError> {
         if a.destination == self.network {
-            return Err(format!(
-                "destination {} is this network; packets cross networks",
-                a.destination
-            ));
+            return Err(ModuleError::LocalDestination(a.destination));
         }
         let now = ctx.timestamp_ms / 1000;
         if a.timeout <= now {
-            return Err(format!(
-                "packet timeout {} is not after the block time {now}",
-                a.timeout
-            ));
+            return Err(ModuleError::PacketTimeoutInPast {
+                timeout: a.timeout,
+                block_secs: now,
+            });
         }
         let channel = ChannelId {
             source: self.network,
@@ -403,11 +406,12 @@ impl PacketsModule {
         };
         let nkey = next_seq_key(a.destination);
         let next = match store.get(&nkey) {
-            Some(b) => u64::from_be_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| "stored next sequence is corrupt".to_owned())?,
-            ),
+            Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
+                ModuleError::corrupt(
+                    "next sequence",
+                    format_args!("{} bytes, 8 expected", b.len()),
+                )
+            })?),
             None => 1,
         };
         let mut view = SendChannel::new(channel);
@@ -439,12 +443,13 @@ impl PacketsModule {
         store: &mut ModuleStore<'_>,
         packet: &Packet,
         deliver: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         if packet.channel.destination != self.network {
-            return Err(format!(
-                "packet {} is for network {}, this is network {}",
-                packet.sequence, packet.channel.destination, self.network
-            ));
+            return Err(ModuleError::PacketWrongDestination {
+                sequence: packet.sequence,
+                destination: packet.channel.destination,
+                here: self.network,
+            });
         }
         let key = receipt_rel_key(packet.channel.source, packet.sequence);
         let mut view = RecvChannel::new(packet.channel);
@@ -455,29 +460,25 @@ impl PacketsModule {
         }
         let now = ctx.timestamp_ms / 1000;
         if deliver {
-            match view
-                .receive(packet, now, |_| AckResult::Ok { data: Vec::new() })
-                .map_err(|e| e.to_string())?
-            {
+            match view.receive(packet, now, |_| AckResult::Ok { data: Vec::new() })? {
                 Delivery::New(_) => {}
                 Delivery::Duplicate(_) => {
-                    return Err(format!("packet {} was already delivered", packet.sequence))
+                    return Err(ModuleError::PacketDuplicate(packet.sequence))
                 }
             }
         } else {
             let had = view.receipts.contains_key(&packet.sequence);
-            view.prove_timeout(packet, now).map_err(|e| e.to_string())?;
+            view.prove_timeout(packet, now)?;
             if had {
-                return Err(format!(
-                    "packet {} non-delivery is already recorded",
-                    packet.sequence
-                ));
+                return Err(ModuleError::PacketTimeoutRecorded(packet.sequence));
             }
         }
-        let receipt = view
-            .receipts
-            .get(&packet.sequence)
-            .ok_or_else(|| "receipt missing after a decision".to_owned())?;
+        let receipt = view.receipts.get(&packet.sequence).ok_or_else(|| {
+            ModuleError::Internal(format!(
+                "receipt of packet {} missing after a decision",
+                packet.sequence
+            ))
+        })?;
         store.put(&key, encode(receipt));
         Ok(())
     }
@@ -487,22 +488,19 @@ impl PacketsModule {
         store: &mut ModuleStore<'_>,
         channel: ChannelId,
         sequence: u64,
-        settle: impl FnOnce(&mut SendChannel) -> Result<Applied, String>,
-    ) -> Result<(), String> {
+        settle: impl FnOnce(&mut SendChannel) -> Result<Applied, PacketRejection>,
+    ) -> Result<(), ModuleError> {
         if channel.source != self.network {
-            return Err(format!(
-                "sequence {sequence} was sent from network {}, this is network {}",
-                channel.source, self.network
-            ));
+            return Err(ModuleError::PacketWrongSource {
+                sequence,
+                source_network: channel.source,
+                here: self.network,
+            });
         }
         let key = sent_rel_key(channel.destination, sequence);
         let mut rec: SendRecord = match store.get(&key) {
             Some(b) => decode_value("send record", &b)?,
-            None => {
-                return Err(format!(
-                    "sequence {sequence} was never sent on this channel"
-                ))
-            }
+            None => return Err(PacketRejection::UnknownSequence { sequence }.into()),
         };
         let mut view = SendChannel::new(channel);
         view.pruned_below = 0;
@@ -521,7 +519,7 @@ impl PacketsModule {
                 store.put(&key, encode(&rec));
                 Ok(())
             }
-            Applied::Duplicate(_) => Err(format!("sequence {sequence} is already settled")),
+            Applied::Duplicate(_) => Err(ModuleError::SequenceSettled(sequence)),
         }
     }
 }
@@ -533,9 +531,22 @@ impl Module for PacketsModule {
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String> {
-        let call = decode_call(method, args)
-            .ok_or_else(|| format!("packets has no method `{method}` taking these args"))?;
+    ) -> Result<(), ModuleError> {
+        let call = decode_call(method, args).ok_or_else(|| {
+            if [
+                method::SEND,
+                method::RECV,
+                method::RECV_TIMEOUT,
+                method::ACK,
+                method::TIMEOUT,
+            ]
+            .contains(&method)
+            {
+                ModuleError::bad_args(method, "they do not decode")
+            } else {
+                ModuleError::unknown_method(MODULE, method)
+            }
+        })?;
         if !matches!(call, PacketCall::Send(_)) {
             self.trust.authorise(self.network, &call)?;
         }
@@ -544,10 +555,10 @@ impl Module for PacketsModule {
             PacketCall::Recv(a) => self.receive(ctx, store, &a.packet, true),
             PacketCall::RecvTimeout(a) => self.receive(ctx, store, &a.packet, false),
             PacketCall::Ack(a) => self.settle(store, a.ack.channel, a.ack.sequence, |v| {
-                v.acknowledge(&a.ack).map_err(|e| e.to_string())
+                v.acknowledge(&a.ack)
             }),
             PacketCall::Timeout(a) => self.settle(store, a.proof.channel, a.proof.sequence, |v| {
-                v.timeout(&a.proof).map_err(|e| e.to_string())
+                v.timeout(&a.proof)
             }),
         }
     }
@@ -604,8 +615,9 @@ mod tests {
             }
         }
 
-        /// Run `call` in a block at time `secs`; the module's error if it refused.
-        fn run(&mut self, call: PacketCall, secs: u64) -> (Hash32, Result<(), String>) {
+        /// Run `call` in a block at time `secs`; the module's refusal `(code, message)` if
+        /// it refused.
+        fn run(&mut self, call: PacketCall, secs: u64) -> (Hash32, Result<(), (String, String)>) {
             let tx = Transaction::sign(&self.key, self.id, self.nonce, call.into_tx_kind());
             self.nonce += 1;
             self.height += 1;
@@ -622,9 +634,10 @@ mod tests {
                 )
                 .unwrap();
             self.state.apply(&diff);
-            let r = match &receipts[0].error {
-                None => Ok(()),
-                Some(e) => Err(e.clone()),
+            let r = match (&receipts[0].code, &receipts[0].error) {
+                (None, None) => Ok(()),
+                (Some(c), Some(e)) => Err((c.clone(), e.clone())),
+                other => panic!("a receipt with a code or a message alone: {other:?}"),
             };
             (id, r)
         }
@@ -651,6 +664,11 @@ mod tests {
             Some(PacketEvent::Committed(p)) => p,
             other => panic!("expected a committed packet, got {other:?}"),
         }
+    }
+
+    /// The code of a refusal (panics on success).
+    fn code(r: Result<(), (String, String)>) -> String {
+        r.expect_err("the call should have been refused").0
     }
 
     fn recv(p: &Packet, keys: &[Keypair]) -> PacketCall {
@@ -727,7 +745,7 @@ mod tests {
         let before = dst.state.get(&receipt_key(p1.channel, 1));
         assert!(before.is_some());
         let (_, again) = dst.run(call, 201);
-        assert!(again.unwrap_err().contains("already delivered"));
+        assert_eq!(code(again), "packet_duplicate");
         assert_eq!(dst.state.get(&receipt_key(p1.channel, 1)), before);
         assert_eq!(dst.state.get(&receipt_key(p1.channel, 2)), None);
 
@@ -747,7 +765,7 @@ mod tests {
             })
         );
         let (_, again) = src.run(ack_call, 301);
-        assert!(again.unwrap_err().contains("already settled"));
+        assert_eq!(code(again), "sequence_settled");
     }
 
     #[test]
@@ -781,7 +799,7 @@ mod tests {
             altered,
         ] {
             let (_, r) = dst.run(bad, 200);
-            assert!(r.unwrap_err().contains("valid hub attestation"));
+            assert_eq!(code(r), "threshold_not_met");
             assert_eq!(dst.state.get(&receipt), None);
         }
         // An ack the hub never attested cannot settle the source.
@@ -796,7 +814,7 @@ mod tests {
         })
         .attest(SRC, &outsider);
         let (_, r) = src.run(forged_ack, 300);
-        assert!(r.is_err());
+        assert_eq!(code(r), "threshold_not_met");
         let rec: SendRecord =
             rmp_serde::from_slice(&src.state.get(&send_record_key(p.channel, 1)).unwrap()).unwrap();
         assert_eq!(rec.outcome, None);
@@ -804,7 +822,9 @@ mod tests {
         let mut other = p.clone();
         other.channel.destination = NetworkId(99);
         let (_, r) = dst.run(recv(&other, &hub_keys()), 200);
-        assert!(r.unwrap_err().contains("is for network"));
+        let (code, msg) = r.unwrap_err();
+        assert_eq!(code, "packet_wrong_destination");
+        assert!(msg.contains("is for network 99"), "{msg}");
     }
 
     #[test]
@@ -819,10 +839,10 @@ mod tests {
         })
         .attest(DST, &hub_keys());
         let (_, r) = dst.run(prove.clone(), 499);
-        assert!(r.unwrap_err().contains("has not timed out"));
+        assert_eq!(code(r), "packet_not_timed_out");
         // At the timeout, delivery is refused by block time.
         let (_, r) = dst.run(recv(&p, &hub_keys()), 500);
-        assert!(r.unwrap_err().contains("timed out"));
+        assert_eq!(code(r), "packet_timed_out");
         let (tx, r) = dst.run(prove.clone(), 500);
         r.unwrap();
         let Some(PacketEvent::TimedOut(proof)) = dst.event(&prove, &tx) else {
@@ -860,7 +880,9 @@ mod tests {
             attestations: vec![],
         })
         .attest(SRC, &hub_keys());
-        assert!(src.run(ack, 601).1.unwrap_err().contains("timed out"));
+        let (code, msg) = src.run(ack, 601).1.unwrap_err();
+        assert_eq!(code, "packet_outcome_conflict");
+        assert!(msg.contains("timed out"), "{msg}");
     }
 
     #[test]
@@ -874,24 +896,23 @@ mod tests {
             attestations: vec![],
         })
         .attest(DST, &hub_keys());
-        assert!(dst
-            .run(prove, 900)
-            .1
-            .unwrap_err()
-            .contains("already delivered"));
+        assert_eq!(code(dst.run(prove, 900).1), "packet_already_delivered");
     }
 
     #[test]
     fn send_refuses_expired_or_local_packets() {
         let mut src = Net::new(SRC);
-        assert!(src.run(send_args(100), 100).1.is_err());
+        assert_eq!(
+            code(src.run(send_args(100), 100).1),
+            "packet_timeout_in_past"
+        );
         let local = PacketCall::Send(SendArgs {
             destination: SRC,
             receiver: "x".into(),
             payload: vec![],
             timeout: 1_000,
         });
-        assert!(src.run(local, 100).1.is_err());
+        assert_eq!(code(src.run(local, 100).1), "local_destination");
         assert_eq!(
             src.state.get(&module_key(MODULE, &next_seq_key(DST))),
             None,
@@ -933,6 +954,6 @@ threshold = 2
         let mut src = Net::new(SRC);
         let p = send(&mut src, 500);
         let r = dst.run(recv(&p, &hub_keys()), 200).1;
-        assert!(r.unwrap_err().contains("no hub attesters"));
+        assert_eq!(code(r), "no_attesters");
     }
 }

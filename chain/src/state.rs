@@ -10,6 +10,7 @@
 //! storage is keyed `"m/" | module | "/" | module key`.
 
 use crate::merkle;
+pub use crate::module_error::ModuleError;
 use crate::tx::{encode_canonical, Transaction, TxError, TxKind};
 use isthmus_core::{Hash32, HashAlgo, NodeId};
 use serde::{Deserialize, Serialize};
@@ -69,13 +70,14 @@ impl ModuleStore<'_> {
             .unwrap_or_else(|| self.base.account(id))
     }
 
-    fn transfer(&mut self, from: NodeId, to: NodeId, amount: u64) -> Result<(), String> {
+    fn transfer(&mut self, from: NodeId, to: NodeId, amount: u64) -> Result<(), ModuleError> {
         let mut src = self.account(&from);
         if src.balance < amount {
-            return Err(format!(
-                "insufficient balance for {from}: has {}, needs {amount}",
-                src.balance
-            ));
+            return Err(ModuleError::InsufficientFunds {
+                account: from,
+                have: src.balance,
+                need: amount,
+            });
         }
         if from == to {
             return Ok(());
@@ -84,7 +86,7 @@ impl ModuleStore<'_> {
         dst.balance = dst
             .balance
             .checked_add(amount)
-            .ok_or_else(|| format!("balance overflow crediting {to}"))?;
+            .ok_or(ModuleError::BalanceOverflow(to))?;
         src.balance -= amount;
         self.accounts.insert(from, src);
         self.accounts.insert(to, dst);
@@ -92,12 +94,12 @@ impl ModuleStore<'_> {
     }
 
     /// Move `amount` from the transaction's signer into this module's account.
-    pub fn take_from_sender(&mut self, amount: u64) -> Result<(), String> {
+    pub fn take_from_sender(&mut self, amount: u64) -> Result<(), ModuleError> {
         self.transfer(self.sender, self.module_account(), amount)
     }
 
     /// Pay `amount` out of this module's account to `to`.
-    pub fn pay_out(&mut self, to: NodeId, amount: u64) -> Result<(), String> {
+    pub fn pay_out(&mut self, to: NodeId, amount: u64) -> Result<(), ModuleError> {
         self.transfer(self.module_account(), to, amount)
     }
 
@@ -140,14 +142,14 @@ pub struct CallCtx {
 /// node runs it on the same inputs and must reach the same state root.
 pub trait Module: Send + Sync + 'static {
     /// Run `method`. An `Err` reverts the call's writes; the transaction still consumes its
-    /// nonce and its failure is recorded in the block's receipts.
+    /// nonce and its failure (code and message) is recorded in the block's receipts.
     fn call(
         &self,
         ctx: &CallCtx,
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), ModuleError>;
 }
 
 /// The registered modules, by name.
@@ -213,7 +215,7 @@ impl Module for KvModule {
         store: &mut ModuleStore<'_>,
         method: &str,
         args: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ModuleError> {
         let scoped = |k: &[u8]| {
             let mut v = ctx.sender.0.to_vec();
             v.extend_from_slice(k);
@@ -222,17 +224,17 @@ impl Module for KvModule {
         match method {
             "put" => {
                 let (k, v): (serde_bytes::ByteBuf, serde_bytes::ByteBuf) =
-                    rmp_serde::from_slice(args).map_err(|e| format!("bad put args: {e}"))?;
+                    rmp_serde::from_slice(args).map_err(|e| ModuleError::bad_args(method, e))?;
                 store.put(&scoped(&k), v.into_vec());
                 Ok(())
             }
             "delete" => {
                 let k: serde_bytes::ByteBuf =
-                    rmp_serde::from_slice(args).map_err(|e| format!("bad delete args: {e}"))?;
+                    rmp_serde::from_slice(args).map_err(|e| ModuleError::bad_args(method, e))?;
                 store.delete(&scoped(&k));
                 Ok(())
             }
-            other => Err(format!("kv has no method `{other}`")),
+            other => Err(ModuleError::unknown_method("kv", other)),
         }
     }
 }
@@ -268,8 +270,45 @@ pub fn account_key(id: &NodeId) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub tx_id: Hash32,
-    /// `None` on success, the module's error otherwise.
+    /// `None` on success, the module's error message otherwise.
     pub error: Option<String>,
+    /// `None` on success, the stable reason code of the module's error otherwise (see
+    /// [`ModuleError::code`]). Absent from receipts recorded before codes existed.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+impl Receipt {
+    /// The receipt of a transaction that took effect.
+    pub fn ok(tx_id: Hash32) -> Receipt {
+        Receipt {
+            tx_id,
+            error: None,
+            code: None,
+        }
+    }
+
+    /// The receipt of a module call refused with `e`.
+    pub fn refused(tx_id: Hash32, e: &ModuleError) -> Receipt {
+        Receipt {
+            tx_id,
+            error: Some(e.to_string()),
+            code: Some(e.code().to_owned()),
+        }
+    }
+
+    /// The receipt of `outcome`: `None` on success, the module's error otherwise.
+    pub fn of(tx_id: Hash32, outcome: Option<&ModuleError>) -> Receipt {
+        match outcome {
+            None => Receipt::ok(tx_id),
+            Some(e) => Receipt::refused(tx_id, e),
+        }
+    }
+
+    /// Whether the transaction took effect.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 /// New values of the entries a block touched.
@@ -416,7 +455,7 @@ impl State {
             let error = self
                 .apply_one(&mut diff, tx, id, height, timestamp_ms, rules, modules)
                 .map_err(|e| (i, e))?;
-            receipts.push(Receipt { tx_id: id, error });
+            receipts.push(Receipt::of(id, error.as_ref()));
         }
         Ok((diff, receipts))
     }
@@ -438,7 +477,7 @@ impl State {
         for (i, tx) in txs.iter().enumerate() {
             let id = tx_ids.get(i).copied().unwrap_or_default();
             match self.apply_one(&mut diff, tx, id, height, timestamp_ms, rules, modules) {
-                Ok(error) => receipts.push(Receipt { tx_id: id, error }),
+                Ok(error) => receipts.push(Receipt::of(id, error.as_ref())),
                 Err(_) => skipped.push(i),
             }
         }
@@ -519,7 +558,7 @@ impl State {
         timestamp_ms: u64,
         rules: &ExecRules,
         modules: &Modules,
-    ) -> Result<Option<String>, TxError> {
+    ) -> Result<Option<ModuleError>, TxError> {
         let from = tx.body.from;
         let mut sender = self.current(diff, &from);
         if tx.body.nonce != sender.nonce {
@@ -807,7 +846,8 @@ mod tests {
             },
         );
         let (diff, receipts) = s.execute(&[ok, bad], &[], 1, 0, &V1, &m).unwrap();
-        assert_eq!(receipts[0].error, None);
+        assert_eq!(receipts[0], Receipt::ok(receipts[0].tx_id));
+        assert_eq!(receipts[1].code.as_deref(), Some("unknown_method"));
         assert!(receipts[1].error.as_deref().unwrap().contains("nope"));
         let mut s2 = s.clone();
         s2.apply(&diff);
@@ -829,6 +869,34 @@ mod tests {
             s2.check_admission(&unknown, None, &V1, &m),
             Err(TxError::UnknownModule(_))
         ));
+    }
+
+    #[test]
+    fn receipts_recorded_before_codes_still_decode() {
+        #[derive(Serialize)]
+        struct OldReceipt {
+            tx_id: Hash32,
+            error: Option<String>,
+        }
+        let old = OldReceipt {
+            tx_id: Hash32([3; 32]),
+            error: Some("kv has no method `nope`".into()),
+        };
+        let want = Receipt {
+            tx_id: old.tx_id,
+            error: old.error.clone(),
+            code: None,
+        };
+        let positional: Receipt = rmp_serde::from_slice(&rmp_serde::to_vec(&old).unwrap()).unwrap();
+        let named: Receipt =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        let json: Receipt = serde_json::from_str(&serde_json::to_string(&old).unwrap()).unwrap();
+        assert_eq!((&positional, &named, &json), (&want, &want, &want));
+        // A new receipt round-trips with its code.
+        let new = Receipt::refused(old.tx_id, &ModuleError::unknown_method("kv", "nope"));
+        assert_eq!(new.error, old.error);
+        let back: Receipt = rmp_serde::from_slice(&encode_canonical(&new)).unwrap();
+        assert_eq!(back.code.as_deref(), Some("unknown_method"));
     }
 
     #[test]

@@ -315,9 +315,9 @@ impl NativeAdapter {
             .await
             .map_err(|e| self.unavailable(e))?;
         raw.map(|b| {
-            EscrowLock::decode(&b).map_err(|reason| AdapterError::Misbehaving {
+            EscrowLock::decode(&b).map_err(|e| AdapterError::Misbehaving {
                 network: self.network(),
-                reason,
+                reason: e.to_string(),
             })
         })
         .transpose()
@@ -437,7 +437,7 @@ impl NativeAdapter {
             &cfg.attesters(),
             cfg.threshold,
         )
-        .map_err(|e| self.rejected(e))?;
+        .map_err(|e| self.rejected(e.to_string()))?;
         Ok(att)
     }
 

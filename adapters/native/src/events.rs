@@ -120,7 +120,7 @@ pub(crate) async fn failure(
 ) -> Result<Option<String>, AdapterError> {
     if let Some(call) = EscrowCall::from_kind(&t.body.kind) {
         return Ok(match call {
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
             Ok(call) => match escrow_event(a, &call, id).await? {
                 Some(_) => None,
                 None => Some(format!("escrow `{}` call was refused", call.method())),
