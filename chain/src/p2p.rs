@@ -155,6 +155,8 @@ pub fn spawn_dialer(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let redial = isthmus_core::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let mut failures = 0u32;
         let mut pause = Duration::from_millis(100);
         while !stop.is_cancelled() {
             let dial = tokio::select! {
@@ -165,11 +167,13 @@ pub fn spawn_dialer(
                 None => break,
                 Some(Ok(c)) => {
                     pause = Duration::from_millis(100);
+                    failures = 0;
                     serve(net.clone(), c, events.clone(), stop.clone()).await;
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%addr, "dial failed: {e}");
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    pause = redial.delay(failures);
+                    failures = failures.saturating_add(1);
                 }
             }
             tokio::select! {

@@ -1,10 +1,10 @@
 //! One relayer link: outbox → hub, in pages, at least once, with backoff and jitter.
 
 use crate::outbox::Outbox;
+use isthmus_core::Backoff;
 use isthmus_core::NodeId;
 use isthmus_relay_protocol::{LinkMsg, Outcome};
 use isthmus_transport::{Connection, Endpoint};
-use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,14 +44,6 @@ pub struct Relayer {
     pub endpoint: Endpoint,
     pub outbox: Outbox,
     pub stats: Arc<RelayerStats>,
-}
-
-/// Exponential backoff from `base` (doubling per attempt) with ±50% jitter, capped at `max`.
-pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(16));
-    exp.min(max)
-        .mul_f64(rand::thread_rng().gen_range(0.5..1.5))
-        .min(max)
 }
 
 /// What one round of a link came to.
@@ -101,7 +93,7 @@ pub(crate) async fn drive(mut link: impl Link, shutdown: impl Future<Output = ()
                 Err(e) => {
                     attempt += 1;
                     tracing::warn!(link = %s.name, %e, attempt, carries = link.carries(), "cannot reach the hub");
-                    backoff(s.retry_base, s.retry_max, attempt)
+                    Backoff::new(s.retry_base, s.retry_max).delay(attempt)
                 }
             },
             Some(c) => match link.round(c).await {
@@ -112,7 +104,7 @@ pub(crate) async fn drive(mut link: impl Link, shutdown: impl Future<Output = ()
                 Ok(Round::Idle) => s.idle_poll,
                 Ok(Round::Deferred) => {
                     attempt += 1;
-                    backoff(s.retry_base, s.retry_max, attempt)
+                    Backoff::new(s.retry_base, s.retry_max).delay(attempt)
                 }
                 Err(e) => {
                     attempt += 1;
@@ -124,7 +116,7 @@ pub(crate) async fn drive(mut link: impl Link, shutdown: impl Future<Output = ()
                         c.close("relayer retrying").await;
                     }
                     link.reset();
-                    backoff(s.retry_base, s.retry_max, attempt)
+                    Backoff::new(s.retry_base, s.retry_max).delay(attempt)
                 }
             },
         };

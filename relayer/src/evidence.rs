@@ -8,10 +8,11 @@
 //! a relayer can only delay lock evidence, never forge it. The outbox keeps an item until
 //! the hub has answered for it; the hub's journal makes a second delivery a `duplicate`.
 
-use crate::daemon::{backoff, drive, Link, LinkSettings, Round};
+use crate::daemon::{drive, Link, LinkSettings, Round};
 use crate::outbox::{Outbox, OutboxError};
 use isthmus_adapter_api::types::{Checkpoint, EventKind};
 use isthmus_adapter_api::{Adapter, AdapterError};
+use isthmus_core::Backoff;
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::TxId;
 use isthmus_relay_protocol::Outcome;
@@ -263,7 +264,7 @@ impl EvidenceSource {
                 Err(e) => {
                     attempt += 1;
                     tracing::warn!(%e, retryable = e.is_retryable(), attempt, "evidence source poll failed");
-                    backoff(self.idle_poll, Duration::from_secs(10), attempt)
+                    Backoff::new(self.idle_poll, Duration::from_secs(10)).delay(attempt)
                 }
             };
         }

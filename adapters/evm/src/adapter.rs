@@ -15,7 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use async_trait::async_trait;
 use isthmus_adapter_api::*;
-use isthmus_core::{Hash32, HashAlgo};
+use isthmus_core::{Backoff, Hash32, HashAlgo};
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, LockId, LockObservation, TxId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -253,6 +253,8 @@ impl EvmAdapter {
 async fn run_syncer(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let poll = Duration::from_millis(inner.cfg.poll_interval_ms);
     let ceiling = Duration::from_millis(inner.cfg.max_backoff_ms).max(poll);
+    let backoff = Backoff::new(poll * 2, ceiling).with_jitter(0.25);
+    let mut failures = 0u32;
     let mut wait = poll;
     loop {
         tokio::select! {
@@ -267,16 +269,15 @@ async fn run_syncer(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         match outcome {
             Ok(at_cap) => {
                 wait = poll;
+                failures = 0;
                 *trouble = (!at_cap.is_empty())
                     .then(|| format!("{} transaction(s) stuck at the fee cap", at_cap.len()));
             }
             Err(e) => {
                 // Back off (doubling, with jitter) while the node is away; the next successful
                 // pass backfills every block missed meanwhile.
-                let jitter = Duration::from_millis(
-                    rand::random::<u64>() % (poll.as_millis() as u64 / 2 + 1),
-                );
-                wait = (wait * 2).min(ceiling) + jitter;
+                wait = backoff.delay(failures);
+                failures = failures.saturating_add(1);
                 tracing::warn!(network = %inner.cfg.network, error = %e, "evm sync failed; backing off");
                 *trouble = Some(e.to_string());
             }

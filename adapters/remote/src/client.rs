@@ -424,7 +424,9 @@ impl Inner {
                     let mut b = lock(&self.backoff);
                     b.failures = b.failures.saturating_add(1);
                     let delay =
-                        backoff_delay(self.cfg.backoff_min, self.cfg.backoff_max, b.failures);
+                        isthmus_core::Backoff::new(self.cfg.backoff_min, self.cfg.backoff_max)
+                            .with_jitter(0.25)
+                            .delay(b.failures.saturating_sub(1));
                     b.retry_at = Some(Instant::now() + delay);
                     b.last_error = e.to_string();
                     return Err(AdapterError::Unavailable {
@@ -445,15 +447,6 @@ impl Inner {
         drop(slot);
         self.exchange(&sender, &pending, call).await
     }
-}
-
-/// Exponential backoff with up to 50% jitter.
-fn backoff_delay(min: Duration, max: Duration, failures: u32) -> Duration {
-    let base = min
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(max);
-    let jitter = rand::random::<f64>() * 0.5;
-    base.mul_f64(1.0 - jitter / 2.0)
 }
 
 /// Route answers to their callers until the connection ends, then fail every waiting call.

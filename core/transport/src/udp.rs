@@ -26,6 +26,7 @@ use crate::noise::{check_peer, NoiseHandshake, NoiseStatic, Role, MAX_NOISE_MSG,
 use crate::stats::TransportStats;
 use crate::{TransportError, TransportKind};
 use bytes::{BufMut, Bytes, BytesMut};
+use isthmus_core::Backoff;
 use isthmus_core::{NodeId, WireError};
 use rand::Rng;
 use snow::StatelessTransportState;
@@ -413,10 +414,11 @@ struct Driver {
     epoch: Instant,
 }
 
+/// Retransmit delays: doubling from the ack timeout, ±25%, at most 5 s.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(10));
-    let jitter = rand::thread_rng().gen_range(0.75..1.25);
-    exp.mul_f64(jitter).min(Duration::from_secs(5))
+    Backoff::new(base, Duration::from_secs(5))
+        .with_jitter(0.25)
+        .delay(attempt.min(10))
 }
 
 impl Driver {

@@ -6,8 +6,8 @@ use crate::contract::{Applied, Contract, ContractEvent, KindMismatch};
 use crate::diagnosis::{Diagnoses, Diagnosis, Failure};
 use crate::journal::{Journal, JournalError, StoredInstance};
 use async_trait::async_trait;
+use isthmus_core::Backoff;
 use isthmus_lock_contracts::{Action, InstanceId, Rejection};
-use rand::Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -379,7 +379,8 @@ impl Driver {
                             } else {
                                 (1, false)
                             };
-                            let delay = backoff(self.cfg.retry_base, self.cfg.retry_max, n);
+                            let delay = Backoff::new(self.cfg.retry_base, self.cfg.retry_max)
+                                .delay(n.saturating_sub(1));
                             tracing::warn!(
                                 instance = %w.0, action = crate::diagnosis::action_name(&w.1),
                                 leg = ?w.1.leg(), ?network, code, retryable, attempt = n, ?delay,
@@ -426,30 +427,5 @@ impl Driver {
                 }
             }
         }
-    }
-}
-
-/// Exponential backoff with ±50% jitter, capped.
-pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
-    let capped = exp.min(max);
-    let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    capped.mul_f64(jitter).min(max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for attempt in 1..30 {
-            let d = backoff(base, max, attempt);
-            assert!(d <= max);
-            assert!(d >= base / 2);
-        }
-        assert!(backoff(base, max, 1) <= Duration::from_millis(150));
     }
 }

@@ -339,7 +339,8 @@ impl Watcher {
                 return;
             }
         };
-        let mut backoff = self.idle_poll;
+        let backoff = isthmus_core::Backoff::new(self.idle_poll * 2, Duration::from_secs(10));
+        let mut failures = 0u32;
         // The first sweep runs at once: after a restart, that is the recovery.
         let reread_every = (self.idle_poll * REREAD_EVERY_POLLS).max(Duration::from_millis(50));
         let mut next_reread = Instant::now();
@@ -379,21 +380,21 @@ impl Watcher {
                             }
                             cp = page.next;
                         }
-                        backoff = self.idle_poll;
+                        failures = 0;
                         if page.more {
                             Duration::ZERO
                         } else {
                             self.idle_poll
                         }
                     } else {
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        backoff
+                        failures = failures.saturating_add(1);
+                        backoff.delay(failures - 1)
                     }
                 }
                 Err(e) => {
                     tracing::warn!(network = %self.network, %e, "adapter unreachable; backing off");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff
+                    failures = failures.saturating_add(1);
+                    backoff.delay(failures - 1)
                 }
             };
             tokio::select! {
