@@ -157,25 +157,24 @@ pub fn spawn_dialer(
     tokio::spawn(async move {
         let redial = isthmus_core::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         let mut failures = 0u32;
-        let mut pause = Duration::from_millis(100);
         while !stop.is_cancelled() {
             let dial = tokio::select! {
                 r = ep.connect(addr, None) => Some(r),
                 _ = stop.cancelled() => None,
             };
-            match dial {
+            let pause = match dial {
                 None => break,
                 Some(Ok(c)) => {
-                    pause = Duration::from_millis(100);
                     failures = 0;
                     serve(net.clone(), c, events.clone(), stop.clone()).await;
+                    Duration::from_millis(100)
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%addr, "dial failed: {e}");
-                    pause = redial.delay(failures);
                     failures = failures.saturating_add(1);
+                    redial.delay(failures - 1)
                 }
-            }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.cancelled() => break,

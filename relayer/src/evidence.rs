@@ -432,8 +432,8 @@ impl Link for EvidenceLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use isthmus_adapter_api::mock::{MockAdapter, MockConfig};
     use isthmus_adapter_api::{Finality, LockRequest, LockTerms};
+    use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
     use isthmus_core::{Hash32, Keypair};
     use isthmus_lock_contracts::{Address, Amount, AssetId, LegSpec, LockId};
     use isthmus_transport::{TransportConfig, TransportKind};

@@ -3,8 +3,8 @@
 //! secret, and the hub's watcher claims the LTC for Bob with the revealed preimage.
 
 use crate::hub::*;
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::{Adapter, ClaimRequest};
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_core::HashAlgo;
 use isthmus_interop::{ContractEvent, DriverError};
 use isthmus_lock_contracts::{Address, AssetId, HtlcEvent, LegId, LockId, Preimage};

@@ -6,10 +6,10 @@
 
 use crate::hub::{every, HubCore, Nets, API_KEY, ETH};
 use crate::native_net::{hub_keys, pos, TestNet};
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_adapter_native::{ChainLedger, ASSET};
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_chain::escrow::{decision_state_key, AttestedDecision, DecisionRecord};
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_interop::{AdapterExecutor, Contract};

@@ -2,9 +2,8 @@
 //! (health, heads, events from a checkpoint, submission, finality evidence and its light-client
 //! verification, balances, and the lock/release/refund/claim operations of the lock
 //! contracts), the capabilities a platform declares instead of the hub assuming them, a
-//! cloneable [`AdapterHandle`] to an owner task, a [`Metered`] decorator, an in-memory
-//! `mock` platform (feature `mock`), and the `conformance` suite every adapter must pass
-//! (feature `conformance`).
+//! cloneable [`AdapterHandle`] to an owner task and a [`Metered`] decorator. The in-memory mock
+//! platform and the conformance suite every adapter must pass are in `isthmus-adapter-testkit`.
 //!
 //! This crate holds domain types and traits only: it never names a concrete chain client,
 //! never speaks a wire format of its own, and never trusts a node's word for finality (the
@@ -21,11 +20,6 @@ pub mod metered;
 pub mod subscribe;
 pub mod types;
 pub mod wallet;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
-#[cfg(feature = "mock")]
-pub mod mock;
 
 pub use action::{Attester, LegOp};
 pub use adapter::*;

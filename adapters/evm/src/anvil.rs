@@ -14,10 +14,10 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolValue};
 use async_trait::async_trait;
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::{
     Adapter, AdapterError, EvmEscrowDomain, HubAttestation, MemoryWallet, SecretKey, SignedTx,
 };
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, HubRecord, LockId, Timestamp};
 use std::net::{TcpListener, TcpStream};

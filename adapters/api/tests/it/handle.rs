@@ -1,6 +1,6 @@
-use isthmus_adapter_api::conformance::{self, Fixture};
-use isthmus_adapter_api::mock::MockFixture;
 use isthmus_adapter_api::*;
+use isthmus_adapter_testkit::conformance::{self, Fixture};
+use isthmus_adapter_testkit::mock::MockFixture;
 use std::sync::Arc;
 use std::time::Duration;
 

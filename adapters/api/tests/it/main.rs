@@ -1,8 +1,7 @@
-//! The conformance suite against the mock platform (directly, and through the handle and
-//! the metering decorator), plus the handle's own behaviour.
+//! The handle's own behaviour, and the conformance suite (from `isthmus-adapter-testkit`)
+//! through the handle and the metering decorator over the mock platform.
 
 // A test binary: panicking on a broken expectation is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod handle;
-mod mock;

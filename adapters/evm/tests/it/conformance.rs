@@ -1,7 +1,7 @@
 //! The shared adapter conformance suite against anvil.
 
-use isthmus_adapter_api::conformance::{self, Fixture};
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
+use isthmus_adapter_testkit::conformance::{self, Fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evm_adapter_passes_the_conformance_suite_against_anvil() {

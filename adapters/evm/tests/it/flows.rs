@@ -2,9 +2,9 @@
 //! HTLC.
 
 use crate::util::*;
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::*;
 use isthmus_adapter_evm::anvil::FixtureOptions;
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_core::HashAlgo;
 use isthmus_lock_contracts::{Amount, AssetId, Decision, Preimage};
 

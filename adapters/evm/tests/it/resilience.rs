@@ -6,9 +6,9 @@ use alloy::network::TransactionBuilder;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::*;
 use isthmus_adapter_evm::anvil::FixtureOptions;
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_lock_contracts::{AssetId, Decision};
 use std::time::{Duration, Instant};
 

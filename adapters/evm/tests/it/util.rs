@@ -1,8 +1,8 @@
 //! Helpers shared by the anvil tests.
 
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::*;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_core::HashAlgo;
 use isthmus_lock_contracts::{Amount, AssetId, HubRecord, LegSpec, LockId, Locker, TxId};
 use std::time::Duration;

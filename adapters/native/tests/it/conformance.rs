@@ -4,9 +4,9 @@
 use crate::net::{hub_keys, pos, pow, TestNet};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use isthmus_adapter_api::conformance::{self, Fixture};
 use isthmus_adapter_api::{Adapter, AdapterError, HubAttestation, SignedTx};
 use isthmus_adapter_native::ASSET;
+use isthmus_adapter_testkit::conformance::{self, Fixture};
 use isthmus_chain::config::NetworkConfig;
 use isthmus_chain::tx::Transaction;
 use isthmus_core::{Keypair, NodeId};

@@ -10,9 +10,9 @@
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use clap::Parser;
-use isthmus_adapter_api::mock::MockFixture;
 use isthmus_adapter_api::{Adapter, AdapterError, Finality, MemoryWallet, SecretKey};
 use isthmus_adapter_remote::{serve_adapter, Answer, Control, ControlHandler};
+use isthmus_adapter_testkit::mock::MockFixture;
 use isthmus_adapter_utxo::{UtxoAdapter, UtxoConfig};
 use isthmus_core::{Keypair, NodeId};
 use isthmus_lock_contracts::Address;

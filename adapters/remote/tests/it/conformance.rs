@@ -1,6 +1,6 @@
 use crate::host::RemoteFixture;
 use futures::FutureExt;
-use isthmus_adapter_api::conformance::{self, Fixture};
+use isthmus_adapter_testkit::conformance::{self, Fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_against_adapter_host_process() {

@@ -1,10 +1,10 @@
 //! Start `adapter-host` as a child process and attach to it.
 
 use async_trait::async_trait;
-use isthmus_adapter_api::conformance::Fixture;
-use isthmus_adapter_api::mock::{MockFixture, MockTransfer};
 use isthmus_adapter_api::{Adapter, AdapterError, HubAttestation, SignedTx};
 use isthmus_adapter_remote::{Answer, Control, RemoteAdapter, RemoteConfig};
+use isthmus_adapter_testkit::conformance::Fixture;
+use isthmus_adapter_testkit::mock::{MockFixture, MockTransfer};
 use isthmus_core::{Keypair, NetworkId, NodeId};
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, HubRecord, LockId, Timestamp};
 use std::net::SocketAddr;

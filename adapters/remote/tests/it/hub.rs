@@ -3,9 +3,9 @@
 //! `alpha` and adapters registered over HTTP.
 
 use async_trait::async_trait;
-use isthmus_adapter_api::mock::{MockAdapter, MockConfig};
 use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
+use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::{Keypair, NetworkId, NodeId};
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{

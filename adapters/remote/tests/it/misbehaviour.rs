@@ -2,10 +2,10 @@
 
 use crate::host::Host;
 use async_trait::async_trait;
-use isthmus_adapter_api::conformance::Fixture;
-use isthmus_adapter_api::mock::MockFixture;
 use isthmus_adapter_api::*;
 use isthmus_adapter_remote::{serve_adapter, RemoteAdapter, RemoteConfig, RemoteError};
+use isthmus_adapter_testkit::conformance::Fixture;
+use isthmus_adapter_testkit::mock::MockFixture;
 use isthmus_core::{Hash32, Keypair, NetworkId};
 use isthmus_lock_contracts::{Address, Amount, AssetId, LockId, TxId};
 use isthmus_transport::{Endpoint, TransportConfig, TransportKind};

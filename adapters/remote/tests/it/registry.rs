@@ -5,8 +5,8 @@
 use crate::host::Host;
 use crate::hub::{alice, bob, boot, Hub, CUSTOMER, PROVIDER};
 use crate::misbehaviour::{serve_in_process, Liar};
-use isthmus_adapter_api::mock::MockFixture;
 use isthmus_adapter_api::{Adapter, Finality};
+use isthmus_adapter_testkit::mock::MockFixture;
 use isthmus_core::Keypair;
 use isthmus_interop::AdapterLookup;
 use serde_json::{json, Value};

@@ -1,5 +1,5 @@
 use crate::node::LtcFixture;
-use isthmus_adapter_api::conformance::{self, Fixture};
+use isthmus_adapter_testkit::conformance::{self, Fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_litecoind() {

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use bitcoin::secp256k1::{rand, Secp256k1, SecretKey as Secret};
 use bitcoin::{absolute, Amount as Sats, OutPoint, TxOut, Txid};
-use isthmus_adapter_api::conformance::Fixture;
 use isthmus_adapter_api::*;
+use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_adapter_utxo::build::{self, Coin, Input, Key, Unlock};
 use isthmus_adapter_utxo::rpc::Rpc;
 use isthmus_adapter_utxo::script::AddressCodec;

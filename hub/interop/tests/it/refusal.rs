@@ -5,11 +5,11 @@
 
 use super::wired::{alice_pays_bob, boot_hub, customer, wait_balance, wait_done, Hub};
 use super::*;
-use isthmus_adapter_api::mock::MockAdapter;
 use isthmus_adapter_api::{
     Adapter, AdapterError, ClaimRequest, EventPage, Evidence, Heads, Health, LockRequest,
     OnChainLock, PlatformDescriptor, RefundRequest, ReleaseRequest, SignedTx, TxStatus, Verified,
 };
+use isthmus_adapter_testkit::mock::MockAdapter;
 use isthmus_hub_api::model::{CreateSwap, LockBy, OpKind, OperationStatus, SwapSide};
 use isthmus_hub_api::{ApiKeyConfig, ApiState, HubBackend, KeyRing, OpId, Role};
 use serde_json::{json, Value};

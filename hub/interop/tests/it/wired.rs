@@ -4,8 +4,8 @@
 
 use super::refusal::{Refusals, Refusing};
 use super::*;
-use isthmus_adapter_api::mock::{MockAdapter, MockConfig};
 use isthmus_adapter_api::{Adapter, Finality};
+use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::Keypair;
 use isthmus_hub_api::model::{
     CreateSwap, CreateTransfer, LegSpec as ApiLeg, LockBy, NetworkInfo, PlatformInfo, SwapSide,

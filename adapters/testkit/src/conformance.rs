@@ -7,12 +7,12 @@
 //! checks of contract operations follow the declared capabilities (an adapter that declares no
 //! HTLC support must answer `Unsupported`, one that declares it must pass the HTLC checks).
 
-use crate::adapter::*;
-use crate::error::AdapterError;
-use crate::evidence::{Evidence, HubAttestation};
-use crate::types::*;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use isthmus_adapter_api::adapter::*;
+use isthmus_adapter_api::error::AdapterError;
+use isthmus_adapter_api::evidence::{Evidence, HubAttestation};
+use isthmus_adapter_api::types::*;
 use isthmus_core::{Hash32, HashAlgo, Keypair};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Decision, HubRecord, LegSpec, LockId, Locker, Preimage, Timestamp,
@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// A platform prepared for the suite.
 #[async_trait]
 pub trait Fixture: Send + Sync {
-    /// The adapter under test (may be an [`crate::AdapterHandle`]).
+    /// The adapter under test (may be an [`isthmus_adapter_api::AdapterHandle`]).
     fn adapter(&self) -> Arc<dyn Adapter>;
 
     /// Make the platform produce `n` blocks and return once the adapter has seen them.

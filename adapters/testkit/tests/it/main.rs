@@ -1,7 +1,15 @@
+//! The mock platform passes the same conformance suite as the real adapters (with instant
+//! and probabilistic finality, and without contract support, where it must answer
+//! `Unsupported`); the suite catches a broken adapter; the mock's reorgs, and machine actions
+//! run through `LegOp` against it.
+
+// A test binary: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use futures::FutureExt;
-use isthmus_adapter_api::conformance::{self, Fixture};
-use isthmus_adapter_api::mock::MockFixture;
 use isthmus_adapter_api::*;
+use isthmus_adapter_testkit::conformance::{self, Fixture};
+use isthmus_adapter_testkit::mock::{self, MockFixture};
 
 fn factory(
     finality: Finality,

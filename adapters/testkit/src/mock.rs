@@ -4,11 +4,11 @@
 //! injection. Every state-changing operation is included in a new block at once; time
 //! moves by `block_time` per block.
 
-use crate::adapter::*;
-use crate::error::AdapterError;
-use crate::evidence::{CommitVote, Evidence, HubAttestation, MerkleProof, Verified};
-use crate::types::*;
 use async_trait::async_trait;
+use isthmus_adapter_api::adapter::*;
+use isthmus_adapter_api::error::AdapterError;
+use isthmus_adapter_api::evidence::{CommitVote, Evidence, HubAttestation, MerkleProof, Verified};
+use isthmus_adapter_api::types::*;
 use isthmus_core::{Domain, Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Decision, LockId, LockObservation, Timestamp, TxId,
@@ -988,14 +988,12 @@ impl MockAdapter {
 }
 
 /// The mock prepared for the conformance suite: two funded accounts and one hub key.
-#[cfg(feature = "conformance")]
 pub struct MockFixture {
     pub adapter: std::sync::Arc<MockAdapter>,
     pub hub_keys: Vec<Keypair>,
     pub accounts: [Keypair; 2],
 }
 
-#[cfg(feature = "conformance")]
 impl MockFixture {
     pub const ASSET: &'static str = "native";
 
@@ -1023,7 +1021,6 @@ impl MockFixture {
     }
 }
 
-#[cfg(feature = "conformance")]
 #[async_trait]
 impl crate::conformance::Fixture for MockFixture {
     fn adapter(&self) -> std::sync::Arc<dyn Adapter> {
