@@ -2,9 +2,9 @@
 //! (health, heads, events from a checkpoint, submission, finality evidence and its light-client
 //! verification, balances, and the lock/release/refund/claim operations of the lock
 //! contracts), the capabilities a platform declares instead of the hub assuming them, a
-//! cloneable [`AdapterHandle`] to an owner task, a [`Metered`] decorator, an in-memory
-//! `mock` platform (feature `mock`), and the `conformance` suite every adapter must pass
-//! (feature `conformance`).
+//! cloneable [`AdapterHandle`] to an owner task, a [`Metered`] decorator, the [`PacketPort`]
+//! that carries generic cross-network messages, an in-memory `mock` platform (feature
+//! `mock`), and the `conformance` suite every adapter must pass (feature `conformance`).
 //!
 //! This crate holds domain types and traits only: it never names a concrete chain client,
 //! never speaks a wire format of its own, and never trusts a node's word for finality (the
@@ -18,6 +18,7 @@ pub mod error;
 pub mod evidence;
 pub mod handle;
 pub mod metered;
+pub mod port;
 pub mod relayed;
 pub mod subscribe;
 pub mod types;
@@ -36,6 +37,7 @@ pub use evidence::{
 };
 pub use handle::{AdapterHandle, HandleConfig};
 pub use metered::{Metered, OpStats, Stats};
+pub use port::{MessageSpec, PacketPort, PortError, SendTicket};
 pub use subscribe::{subscribe, SubscribeConfig};
 pub use types::*;
 pub use wallet::{MemoryWallet, SecretKey, Wallet};

@@ -14,5 +14,8 @@ mod ltc_node;
 #[allow(dead_code)]
 #[path = "../../../../adapters/native/tests/it/net.rs"]
 mod native_net;
+// Interop between two in-process native networks through the interop core (no foreign nodes).
+mod messages;
 mod swap;
+mod transfer;
 mod twophase;
