@@ -16,5 +16,8 @@ mod ltc_node;
 #[path = "../../adapters/native/tests/it/net.rs"]
 mod native_net;
 mod relay;
+// Interop between two in-process native networks through the interop core (no foreign nodes).
+mod messages;
 mod swap;
+mod transfer;
 mod twophase;

@@ -13,22 +13,14 @@
 //! chain first, so a refusal changes nothing.
 
 mod adapter;
-#[cfg(feature = "ledger")]
-mod anchor;
 mod events;
-#[cfg(feature = "ledger")]
-mod ledger;
 pub mod light;
 mod packets;
-#[cfg(feature = "ledger")]
 mod packets_port;
 mod prover;
+pub mod submit;
 
 pub use adapter::{escrow_attestation, NativeAdapter, NativeNetwork, ASSET};
-#[cfg(feature = "ledger")]
-pub use anchor::ChainTransitionLog;
-#[cfg(feature = "ledger")]
-pub use ledger::ChainLedger;
-#[cfg(feature = "ledger")]
 pub use packets_port::NativePacketPort;
 pub use prover::NativeProver;
+pub use submit::submit_kind;

@@ -1,4 +1,4 @@
-//! [`NativePacketPort`]: the interop core's [`PacketPort`] for networks of the native chain
+//! [`NativePacketPort`]: the adapter API's [`PacketPort`] for networks of the native chain
 //! engine, through their `packets` module.
 //!
 //! The sender's `send` is signed with the key the hub's wallet keeps for the sender;
@@ -7,8 +7,9 @@
 //! network that executes the call). Every submission waits until it is included, so the
 //! next read of the module's write-once records shows its effect.
 
-use crate::ledger::submit_kind;
+use crate::submit::submit_kind;
 use async_trait::async_trait;
+use isthmus_adapter_api::port::{MessageSpec, PacketPort, PortError, SendTicket};
 use isthmus_adapter_api::{SecretKey, SignatureScheme, Wallet};
 use isthmus_chain::node::NodeHandle;
 use isthmus_chain::packets::{
@@ -17,8 +18,6 @@ use isthmus_chain::packets::{
 };
 use isthmus_chain::tx::{Transaction, TxError};
 use isthmus_core::{Hash32, Keypair, NetworkId};
-use isthmus_interop::messages::{MessageSpec, PacketPort, PortError, SendTicket};
-use isthmus_interop::ExecError;
 use isthmus_lock_contracts::packet::{
     Acknowledgement, Packet, Receipt, SourceOutcome, TimeoutProof,
 };
@@ -37,13 +36,6 @@ pub struct NativePacketPort {
 
 fn retry(what: &str, e: impl std::fmt::Display) -> PortError {
     PortError::Retryable(format!("{what}: {e}"))
-}
-
-fn from_exec(e: ExecError) -> PortError {
-    match e {
-        ExecError::Retryable(r) => PortError::Retryable(r),
-        other => PortError::Refused(other.to_string()),
-    }
 }
 
 impl NativePacketPort {
@@ -108,9 +100,7 @@ impl NativePacketPort {
     async fn hub_call(&self, net: NetworkId, call: PacketCall) -> Result<(), PortError> {
         let node = self.node(net)?;
         let kind = call.attest(net, &self.attesters).into_tx_kind();
-        let id = submit_kind(node, &self.submitter, kind)
-            .await
-            .map_err(from_exec)?;
+        let id = submit_kind(node, &self.submitter, kind).await?;
         self.included(net, id).await
     }
 }

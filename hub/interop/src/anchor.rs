@@ -44,7 +44,7 @@ pub enum AnchorError {
 }
 
 /// Where anchors go: the hub chain's `audit` module in production (see
-/// `ChainTransitionLog` in `isthmus-adapter-native`); tests may use memory.
+/// `ChainTransitionLog` in `isthmus-hub`); tests may use memory.
 #[async_trait]
 pub trait TransitionLog: Send + Sync + 'static {
     /// Record `anchors` (contiguous per instance, in order); return once they are committed.

@@ -18,12 +18,13 @@ pub mod directory;
 pub mod nets;
 pub mod relay;
 
+use crate::ledger::{ChainLedger, ChainTransitionLog};
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use directory::Directory;
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
 use isthmus_adapter_native::NativePacketPort;
-use isthmus_adapter_native::{ChainLedger, ChainTransitionLog, NativeAdapter, NativeNetwork};
+use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_core::{Keypair, NetworkId};

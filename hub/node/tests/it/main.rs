@@ -1,10 +1,17 @@
-//! Multi-process tests: every node is a real `hub node run` process on loopback.
+//! Multi-process tests: every node is a real `hub node run` process on loopback; and the
+//! hub's records on its own chain (`ledger`, `anchor_log`) against an in-process node.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns fail loudly by design
 
+mod anchor_log;
 mod crash;
 mod forks;
 mod harness;
 mod join;
+mod ledger;
+// In-process native networks are the native adapter's test nodes; one copy of that code.
+#[allow(dead_code)]
+#[path = "../../../../adapters/native/tests/it/net.rs"]
+mod net;
 mod network;
 mod tamper;
 mod up;

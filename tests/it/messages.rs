@@ -5,8 +5,9 @@
 //! out there and settled on alpha; a relay restarted mid-way finishes without delivering
 //! twice.
 
-use crate::net::{hub_keys, pos, TestNet};
+use crate::native_net::{hub_keys, pos, TestNet};
 use async_trait::async_trait;
+use isthmus_adapter_api::port::{MessageSpec, PacketPort, PortError, SendTicket};
 use isthmus_adapter_api::{MemoryWallet, SecretKey};
 use isthmus_adapter_native::NativePacketPort;
 use isthmus_chain::packets::{receipt_key, send_record_key, SendRecord};
@@ -15,7 +16,7 @@ use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
     ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
 };
-use isthmus_interop::messages::{MessageRelay, MessageSpec, PacketPort, PortError, SendTicket};
+use isthmus_interop::messages::MessageRelay;
 use isthmus_interop::{
     ApiNotifier, Driver, DriverConfig, InteropBackend, MessageBackend, NetworkDirectory,
     SledJournal,
@@ -140,7 +141,7 @@ async fn world() -> World {
 }
 
 fn secs() -> u64 {
-    crate::net::now_ms() / 1000
+    crate::native_net::now_ms() / 1000
 }
 
 /// The HTTP API over a relay on `db`, with the relay's loop running until the returned

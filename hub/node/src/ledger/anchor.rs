@@ -2,7 +2,7 @@
 //! chain's `audit` module (see `isthmus_chain::audit`) and confirmed by reading the chain's
 //! state back, never by the node's word that a transaction was accepted.
 
-use crate::ledger::submit_kind;
+use super::submit_kind;
 use async_trait::async_trait;
 use isthmus_chain::audit::{anchor_args, anchor_key, Anchor, MODULE};
 use isthmus_chain::node::NodeHandle;

@@ -1,9 +1,9 @@
 //! The `ChainLedger` on a real single-validator hub chain.
 
 use crate::net::{pos, TestNet};
-use isthmus_adapter_native::ChainLedger;
 use isthmus_chain::escrow::decision_state_key;
 use isthmus_core::Keypair;
+use isthmus_hub::ledger::ChainLedger;
 use isthmus_interop::{ExecError, HubLedger};
 use isthmus_lock_contracts::{Decision, InstanceId};
 

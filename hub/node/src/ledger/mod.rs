@@ -1,21 +1,24 @@
 //! [`ChainLedger`]: the hub records its two-phase decisions as transactions on its own
 //! native chain (the `decisions` module), so they are replicated, auditable and final before
-//! any escrow is shown an attestation that points at them.
+//! any escrow is shown an attestation that points at them. [`ChainTransitionLog`] anchors
+//! the interop core's transitions there too.
+
+mod anchor;
+
+pub use anchor::ChainTransitionLog;
 
 use async_trait::async_trait;
+use isthmus_adapter_api::port::PortError;
 use isthmus_chain::escrow::{
     decision_state_key, record_decision_kind, AttestedDecision, DecisionRecord,
 };
 use isthmus_chain::node::NodeHandle;
-use isthmus_chain::tx::{Transaction, TxError, TxKind};
+use isthmus_chain::tx::TxKind;
 use isthmus_core::Keypair;
 use isthmus_interop::executor::HubLedger;
 use isthmus_interop::ExecError;
 use isthmus_lock_contracts::{Decision, HubRecord, InstanceId, TxId};
 use std::time::{Duration, Instant};
-
-/// Bounded nonce resyncs per submission.
-const NONCE_RETRIES: usize = 4;
 
 /// Records decisions on the hub chain through an in-process node, signed by the hub's
 /// recording key (records are scoped by that key).
@@ -95,39 +98,19 @@ impl ChainLedger {
     }
 }
 
-/// Submit one hub-chain transaction of `kind` signed by `signer`, resyncing the nonce from
-/// the node when the account has transactions in flight. A duplicate counts as submitted.
+/// Submit one hub-chain transaction of `kind` signed by `signer` (the native adapter's
+/// submission, nonce resyncs included).
 pub(crate) async fn submit_kind(
     node: &NodeHandle,
     signer: &Keypair,
     kind: TxKind,
 ) -> Result<isthmus_core::Hash32, ExecError> {
-    let network = node.config().network();
-    let mut nonce = node
-        .account(signer.id())
+    isthmus_adapter_native::submit_kind(node, signer, kind)
         .await
-        .map_err(|e| ExecError::Retryable(format!("hub chain: {e}")))?
-        .nonce;
-    for _ in 0..NONCE_RETRIES {
-        let tx = Transaction::sign(signer, network, nonce, kind.clone());
-        let result = node
-            .submit(vec![tx])
-            .await
-            .map_err(|e| ExecError::Retryable(format!("hub chain: {e}")))?
-            .pop();
-        match result {
-            Some(Ok(id)) | Some(Err(TxError::Duplicate(id))) => return Ok(id),
-            Some(Err(TxError::BadNonce { expected, .. })) => nonce = expected,
-            Some(Err(e @ TxError::MempoolFull(_))) => {
-                return Err(ExecError::Retryable(e.to_string()))
-            }
-            Some(Err(e)) => return Err(ExecError::Refused(e.to_string())),
-            None => return Err(ExecError::Retryable("hub chain answered nothing".into())),
-        }
-    }
-    Err(ExecError::Retryable(
-        "the signing key's nonce kept moving".into(),
-    ))
+        .map_err(|e| match e {
+            PortError::Retryable(m) => ExecError::Retryable(m),
+            PortError::Refused(m) => ExecError::Refused(m),
+        })
 }
 
 #[async_trait]

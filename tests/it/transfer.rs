@@ -4,10 +4,11 @@
 //! single-validator hub chain by the `ChainLedger`, and watchers feed the adapters'
 //! light-client-verified events back.
 
-use crate::net::{hub_keys, now_ms, pos, pow, TestNet};
+use crate::native_net::{hub_keys, now_ms, pos, pow, TestNet};
 use isthmus_adapter_api::Adapter;
-use isthmus_adapter_native::{ChainLedger, ASSET};
+use isthmus_adapter_native::ASSET;
 use isthmus_core::{Keypair, NetworkId};
+use isthmus_hub::ledger::ChainLedger;
 use isthmus_interop::{
     AdapterExecutor, Contract, ContractEvent, Driver, DriverConfig, SledJournal, StoredInstance,
     Watcher,

@@ -2,8 +2,8 @@
 //! `ChainTransitionLog`.
 
 use crate::net::{pos, TestNet};
-use isthmus_adapter_native::ChainTransitionLog;
 use isthmus_core::Keypair;
+use isthmus_hub::ledger::ChainTransitionLog;
 use isthmus_interop::anchor::history_digests;
 use isthmus_interop::{Anchorer, Contract, ContractEvent, Journal, SledJournal, StoredInstance};
 use std::sync::Arc;
