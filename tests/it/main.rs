@@ -16,6 +16,7 @@ mod ltc_node;
 #[path = "../../adapters/native/tests/it/net.rs"]
 mod native_net;
 mod relay;
+mod remote;
 // Interop between two in-process native networks through the interop core (no foreign nodes).
 mod messages;
 mod swap;

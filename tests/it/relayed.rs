@@ -54,7 +54,7 @@ fn relayer_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("target profile dir")
             .join("relayer");
-        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relayer/src");
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relayer");
         let fresh = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
             .is_ok_and(|built| built >= newest_source(&sources));
@@ -87,7 +87,7 @@ fn relayer_bin() -> PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "isthmus-relayer",
+                "isthmus-relayer-cli",
                 "--bin",
                 "relayer",
             ])
@@ -95,7 +95,10 @@ fn relayer_bin() -> PathBuf {
             .arg(&manifest)
             .status()
             .expect("run cargo build for the relayer");
-        assert!(status.success(), "cargo build -p isthmus-relayer failed");
+        assert!(
+            status.success(),
+            "cargo build -p isthmus-relayer-cli failed"
+        );
         assert!(bin.exists(), "no relayer binary at {}", bin.display());
         bin
     })

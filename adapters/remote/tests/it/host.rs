@@ -13,6 +13,21 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The `adapter-host` binary: cargo names it for this package's own tests; a test of
+/// another package (the top-level tests) finds it beside its own binary, built by the
+/// same workspace run.
+fn adapter_host_bin() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_adapter-host") {
+        Some(p) => p.into(),
+        None => std::env::current_exe()
+            .expect("test binary path")
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("target profile dir")
+            .join("adapter-host"),
+    }
+}
+
 /// A running `adapter-host`; killed (by pid, SIGKILL) when dropped, also on panic.
 pub struct Host {
     pub child: Child,
@@ -31,7 +46,7 @@ impl Host {
     }
 
     pub async fn start_with(args: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adapter-host"))
+        let mut child = Command::new(adapter_host_bin())
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

@@ -2,9 +2,9 @@
 //! through a registered adapter: completed when it behaves, paused when it crashes, lies or
 //! is retired.
 
-use crate::host::Host;
-use crate::hub::{alice, bob, boot, Hub, CUSTOMER, PROVIDER};
-use crate::misbehaviour::{serve_in_process, Liar};
+use super::host::Host;
+use super::hub::{alice, bob, boot, Hub, CUSTOMER, PROVIDER};
+use super::liar::{serve_in_process, Liar};
 use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_testkit::mock::MockFixture;
 use isthmus_core::Keypair;
