@@ -6,6 +6,7 @@ mod forks;
 mod harness;
 mod join;
 mod network;
+mod service;
 mod tamper;
 mod up;
 mod upcrash;
