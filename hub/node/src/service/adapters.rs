@@ -1,10 +1,12 @@
-//! `/v1/adapters` over the [`AdapterRegistry`].
+//! `/v1/adapters` over the [`AdapterRegistry`], and the registered networks in the
+//! platform and network listings.
 
+use super::directory::kind_name;
 use async_trait::async_trait;
 use isthmus_adapter_api::Health;
 use isthmus_core::NetworkId;
-use isthmus_hub_api::model::{AdapterInfo, RegisterAdapter};
-use isthmus_hub_api::{Adapters, BackendError, Principal};
+use isthmus_hub_api::model::{AdapterInfo, NetworkInfo, PlatformInfo, RegisterAdapter};
+use isthmus_hub_api::{Adapters, BackendError, Directory as ApiDirectory, Principal};
 use isthmus_interop::{AdapterRegistry, RegisteredAdapter, Registration, RegistryError};
 use std::sync::Arc;
 
@@ -82,5 +84,66 @@ impl Adapters for RegistryAdapters {
 
     async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError> {
         Ok(self.registry.list().iter().map(adapter_info).collect())
+    }
+}
+
+/// The configured networks' listing, followed by the networks providers registered at run
+/// time (as the registry last saw them: a registered adapter is not probed per request).
+pub struct WithRegistered {
+    pub configured: Arc<dyn ApiDirectory>,
+    pub registry: Arc<AdapterRegistry>,
+}
+
+#[async_trait]
+impl ApiDirectory for WithRegistered {
+    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
+        let mut out = self.configured.platforms().await?;
+        for r in self.registry.list() {
+            let (kind, capabilities) = match &r.adapter {
+                Some(a) => (
+                    kind_name(a.descriptor().kind).to_owned(),
+                    serde_json::to_value(&a.descriptor().capabilities).unwrap_or_default(),
+                ),
+                None => ("external".to_owned(), serde_json::Value::Null),
+            };
+            out.push(PlatformInfo {
+                name: r.record.name,
+                kind,
+                healthy: r.health.is_usable(),
+                capabilities,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
+        let mut out = self.configured.networks().await?;
+        for r in self.registry.list() {
+            let adapter = &r.adapter;
+            let heads = match adapter {
+                Some(a) => a.heads().await.map_err(|e| e.to_string()),
+                None => Err("not attached".to_owned()),
+            };
+            let (status, head, fin, reason) = match heads {
+                Ok(h) => ("up", h.head.height, h.finalized.height, None),
+                Err(e) => ("down", 0, 0, Some(e)),
+            };
+            out.push(NetworkInfo {
+                name: r.record.name,
+                platform: adapter
+                    .as_ref()
+                    .map_or("external", |a| kind_name(a.descriptor().kind))
+                    .to_owned(),
+                status: status.to_owned(),
+                consensus: adapter
+                    .as_ref()
+                    .map(|a| a.descriptor().consensus.clone())
+                    .unwrap_or_default(),
+                head_height: head,
+                finalized_height: fin,
+                reason,
+            });
+        }
+        Ok(out)
     }
 }

@@ -6,7 +6,7 @@ use isthmus_adapter_api::{Adapter, PlatformKind};
 use isthmus_core::NetworkId;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{BackendError, Directory as ApiDirectory};
-use isthmus_interop::{AdapterRegistry, NetworkDirectory};
+use isthmus_interop::NetworkDirectory;
 use std::sync::Arc;
 
 /// Named adapters, in listing order.
@@ -70,67 +70,6 @@ impl ApiDirectory for Directory {
                 platform: kind_name(d.kind).to_owned(),
                 status: status.to_owned(),
                 consensus: d.consensus.clone(),
-                head_height: head,
-                finalized_height: fin,
-                reason,
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// The configured networks' listing, followed by the networks providers registered at run
-/// time (as the registry last saw them: a registered adapter is not probed per request).
-pub struct WithRegistered {
-    pub configured: Arc<dyn ApiDirectory>,
-    pub registry: Arc<AdapterRegistry>,
-}
-
-#[async_trait]
-impl ApiDirectory for WithRegistered {
-    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
-        let mut out = self.configured.platforms().await?;
-        for r in self.registry.list() {
-            let (kind, capabilities) = match &r.adapter {
-                Some(a) => (
-                    kind_name(a.descriptor().kind).to_owned(),
-                    serde_json::to_value(&a.descriptor().capabilities).unwrap_or_default(),
-                ),
-                None => ("external".to_owned(), serde_json::Value::Null),
-            };
-            out.push(PlatformInfo {
-                name: r.record.name,
-                kind,
-                healthy: r.health.is_usable(),
-                capabilities,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
-        let mut out = self.configured.networks().await?;
-        for r in self.registry.list() {
-            let adapter = &r.adapter;
-            let heads = match adapter {
-                Some(a) => a.heads().await.map_err(|e| e.to_string()),
-                None => Err("not attached".to_owned()),
-            };
-            let (status, head, fin, reason) = match heads {
-                Ok(h) => ("up", h.head.height, h.finalized.height, None),
-                Err(e) => ("down", 0, 0, Some(e)),
-            };
-            out.push(NetworkInfo {
-                name: r.record.name,
-                platform: adapter
-                    .as_ref()
-                    .map_or("external", |a| kind_name(a.descriptor().kind))
-                    .to_owned(),
-                status: status.to_owned(),
-                consensus: adapter
-                    .as_ref()
-                    .map(|a| a.descriptor().consensus.clone())
-                    .unwrap_or_default(),
                 head_height: head,
                 finalized_height: fin,
                 reason,

@@ -23,8 +23,8 @@ pub mod notifier;
 pub mod operations;
 pub mod status;
 
-pub use adapters::RegistryAdapters;
-pub use directory::{Directory, WithRegistered};
+pub use adapters::{RegistryAdapters, WithRegistered};
+pub use directory::Directory;
 pub use messages::RelayMessages;
 pub use notifier::ApiNotifier;
 pub use operations::InteropOperations;
