@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_core::NetworkId;
-use isthmus_hub::up::directory::Directory;
+use isthmus_hub::service::{ApiNotifier, Directory, InteropOperations};
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
+    ApiKeyConfig, ApiState, BackendError, Backends, Directory as ApiDirectory, EventBus, KeyRing,
+    Role, SledApiStore,
 };
 use isthmus_interop::{
-    AdapterExecutor, ApiNotifier, Driver, DriverConfig, ExecError, HubLedger, InteropBackend,
-    NetworkDirectory, SledJournal, StoredInstance, Watcher,
+    AdapterExecutor, Driver, DriverConfig, ExecError, HubLedger, InteropService, NetworkDirectory,
+    SledJournal, StoredInstance, Watcher,
 };
 use isthmus_lock_contracts::{Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig};
 use serde_json::{json, Value};
@@ -46,7 +47,6 @@ pub fn now_secs() -> u64 {
 /// The networks the hub links, by name.
 pub struct Nets(pub Vec<(&'static str, NetworkId)>);
 
-#[async_trait]
 impl NetworkDirectory for Nets {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
@@ -57,6 +57,10 @@ impl NetworkDirectory for Nets {
             None => format!("network-{}", id.0),
         }
     }
+}
+
+#[async_trait]
+impl ApiDirectory for Nets {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![])
     }
@@ -146,10 +150,11 @@ pub struct HubCore {
 }
 
 impl HubCore {
-    pub fn start(
+    /// `directory` names the networks and lists them for the API.
+    pub fn start<D: NetworkDirectory + ApiDirectory>(
         adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
         exec: Arc<AdapterExecutor>,
-        directory: Arc<dyn NetworkDirectory>,
+        directory: Arc<D>,
         db: &sled::Db,
     ) -> HubCore {
         Self::start_observing(adapters, exec, directory, db, &[])
@@ -157,13 +162,15 @@ impl HubCore {
 
     /// [`start`](Self::start), with no watcher for the `relayed` networks: their lock
     /// events reach the hub only from relayers (through an evidence ingress the test adds).
-    pub fn start_observing(
+    pub fn start_observing<D: NetworkDirectory + ApiDirectory>(
         adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
         exec: Arc<AdapterExecutor>,
-        directory: Arc<dyn NetworkDirectory>,
+        directory: Arc<D>,
         db: &sled::Db,
         relayed: &[NetworkId],
     ) -> HubCore {
+        let listing: Arc<dyn ApiDirectory> = directory.clone();
+        let directory: Arc<dyn NetworkDirectory> = directory;
         let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).expect("api store")));
         let driver = Driver::new(
             Arc::new(SledJournal::open(db.clone()).expect("journal")),
@@ -214,13 +221,15 @@ impl HubCore {
                 let _ = d.tick_all(now_secs()).await;
             }
         }));
-        let backend = Arc::new(InteropBackend {
-            driver: driver.clone(),
+        let operations = Arc::new(InteropOperations {
+            interop: Arc::new(InteropService {
+                driver: driver.clone(),
+                two_phase: TwoPhaseConfig { release_window: 30 },
+                htlc: HtlcConfig { delta: DELTA },
+                clock: Arc::new(now_secs),
+                wallet_secret: Arc::new(zeroize::Zeroizing::new([0x5a; 32])),
+            }),
             directory,
-            two_phase: TwoPhaseConfig { release_window: 30 },
-            htlc: HtlcConfig { delta: DELTA },
-            clock: Arc::new(now_secs),
-            wallet_secret: Arc::new(zeroize::Zeroizing::new([0x5a; 32])),
         });
         let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext(
             "dapp",
@@ -228,7 +237,7 @@ impl HubCore {
             API_KEY,
         )])
         .expect("key ring");
-        let state = ApiState::new(backend, keys, bus);
+        let state = ApiState::new(Backends::new(listing, operations), keys, bus);
         let (addr, server) = isthmus_hub_api::serve(
             "127.0.0.1:0".parse().expect("loopback"),
             state,

@@ -50,6 +50,11 @@ fn violations(packages: &[Package]) -> Vec<String> {
                     "{edge}: the adapter API never depends on an implementation"
                 ));
             }
+            if p.dir == "hub/interop" && (d.dir == "hub/api" || d.dir == "hub/node") {
+                out.push(format!(
+                    "{edge}: the interop core knows no HTTP; the hub node maps it to the API"
+                ));
+            }
             if under(p, "relayer") && under(d, "hub") {
                 out.push(format!("{edge}: the relayer never depends on the hub"));
             }

@@ -12,15 +12,14 @@ use isthmus_adapter_api::{MemoryWallet, SecretKey};
 use isthmus_adapter_native::NativePacketPort;
 use isthmus_chain::packets::{receipt_key, send_record_key, SendRecord};
 use isthmus_core::{Keypair, NetworkId};
+use isthmus_hub::service::{ApiNotifier, InteropOperations, RelayMessages};
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
+    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, Role,
+    SledApiStore,
 };
 use isthmus_interop::messages::MessageRelay;
-use isthmus_interop::{
-    ApiNotifier, Driver, DriverConfig, InteropBackend, MessageBackend, NetworkDirectory,
-    SledJournal,
-};
+use isthmus_interop::{Clock, Driver, DriverConfig, InteropService, NetworkDirectory, SledJournal};
 use isthmus_lock_contracts::packet::{
     Acknowledgement, Packet, Receipt, SourceOutcome, TimeoutProof,
 };
@@ -35,7 +34,6 @@ const BETA: NetworkId = NetworkId(302);
 
 struct Names;
 
-#[async_trait]
 impl NetworkDirectory for Names {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         match name {
@@ -51,6 +49,10 @@ impl NetworkDirectory for Names {
             n => format!("network-{n}"),
         }
     }
+}
+
+#[async_trait]
+impl Directory for Names {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![])
     }
@@ -164,10 +166,9 @@ async fn serve(
         }),
         DriverConfig::default(),
     );
-    let clock: isthmus_interop::backend::Clock = Arc::new(secs);
-    let inner = Arc::new(InteropBackend {
+    let clock: Clock = Arc::new(secs);
+    let interop = Arc::new(InteropService {
         driver,
-        directory: directory.clone(),
         two_phase: TwoPhaseConfig {
             release_window: 600,
         },
@@ -176,16 +177,20 @@ async fn serve(
         wallet_secret: Arc::new(zeroize::Zeroizing::new([9u8; 32])),
     });
     let relay = Arc::new(MessageRelay::open(db, w.port.clone()).unwrap());
-    let backend = Arc::new(MessageBackend {
-        inner,
+    let operations = Arc::new(InteropOperations {
+        interop,
+        directory: directory.clone(),
+    });
+    let messages = Arc::new(RelayMessages {
         relay: relay.clone(),
         directory,
         clock: clock.clone(),
     });
+    let backends = Backends::new(Arc::new(Names), operations).with_messages(messages);
     let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k")]).unwrap();
     let (addr, server) = isthmus_hub_api::serve(
         "127.0.0.1:0".parse().unwrap(),
-        ApiState::new(backend, keys, bus),
+        ApiState::new(backends, keys, bus),
         std::future::pending(),
     )
     .unwrap();

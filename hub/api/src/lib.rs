@@ -3,9 +3,10 @@
 //!
 //! This crate owns the *edges* of a request: authentication with roles, idempotency keys,
 //! shape validation, pagination, the one error shape, and durable event replay. It never
-//! decides anything about cross-chain state: that is the [`HubBackend`]'s job. It never
-//! returns an internal error's text to a client, and it records an idempotent response
-//! only after the backend has made the operation durable.
+//! decides anything about cross-chain state: that is the job of the hub's [`Backends`] (one
+//! small trait per resource). It never returns an internal error's text to a client, and
+//! it records an idempotent response only after the backend has made the operation
+//! durable.
 
 pub mod auth;
 pub mod backend;
@@ -16,7 +17,9 @@ pub mod server;
 pub mod store;
 
 pub use auth::{ApiKeyConfig, KeyRing, Principal, Role};
-pub use backend::{BackendError, HubBackend, OpId};
+pub use backend::{
+    Adapters, BackendError, Backends, Directory, Messages, NoMessages, NoRegistry, OpId, Operations,
+};
 pub use error::{ApiError, ErrorCode};
 pub use server::{routes, ApiState};
 pub use store::{ApiStore, Event, EventBus, SledApiStore};

@@ -3,7 +3,7 @@
 //! with either a success body or the one error shape.
 
 use crate::auth::{KeyRing, Principal, Role};
-use crate::backend::{BackendError, HubBackend, OpId};
+use crate::backend::{BackendError, Backends, OpId};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::*;
 use crate::store::{Event, EventBus, IdempotencyRecord};
@@ -28,16 +28,16 @@ pub const MAX_PAGE: usize = 200;
 
 /// Everything the routes share.
 pub struct ApiState {
-    pub backend: Arc<dyn HubBackend>,
+    pub backends: Backends,
     pub keys: KeyRing,
     pub bus: EventBus,
     inflight: Mutex<HashSet<String>>,
 }
 
 impl ApiState {
-    pub fn new(backend: Arc<dyn HubBackend>, keys: KeyRing, bus: EventBus) -> Arc<Self> {
+    pub fn new(backends: Backends, keys: KeyRing, bus: EventBus) -> Arc<Self> {
         Arc::new(ApiState {
-            backend,
+            backends,
             keys,
             bus,
             inflight: Mutex::new(HashSet::new()),
@@ -144,9 +144,9 @@ pub fn routes(
                     async {
                         authenticate(&st, &h)?;
                         let body = if segment == "platforms" {
-                            serde_json::to_value(st.backend.platforms().await?)
+                            serde_json::to_value(st.backends.directory.platforms().await?)
                         } else {
-                            serde_json::to_value(st.backend.networks().await?)
+                            serde_json::to_value(st.backends.directory.networks().await?)
                         }
                         .map_err(|e| ApiError::internal(&e))?;
                         Ok(json_reply(StatusCode::OK, &body))
@@ -376,17 +376,20 @@ async fn create_op(
         OpKind::Transfer => {
             let req: CreateTransfer = parse_body(&body)?;
             invalid_if(req.validate())?;
-            st.backend.create_transfer(&id, &who, req).await?
+            st.backends
+                .operations
+                .create_transfer(&id, &who, req)
+                .await?
         }
         OpKind::Swap => {
             let req: CreateSwap = parse_body(&body)?;
             invalid_if(req.validate())?;
-            st.backend.create_swap(&id, &who, req).await?
+            st.backends.operations.create_swap(&id, &who, req).await?
         }
         OpKind::Message => {
             let req: CreateMessage = parse_body(&body)?;
             invalid_if(req.validate())?;
-            st.backend.create_message(&id, &who, req).await?
+            st.backends.messages.create_message(&id, &who, req).await?
         }
     };
     let response = serde_json::to_value(&status).map_err(|e| ApiError::internal(&e))?;
@@ -409,20 +412,23 @@ async fn register_adapter(st: &ApiState, h: &Headers, body: Bytes) -> Result<Res
     who.require(&[Role::Provider], "register an adapter")?;
     let req: RegisterAdapter = parse_body(&body)?;
     invalid_if(req.validate())?;
-    let info = st.backend.register_adapter(&who, req).await?;
+    let info = st.backends.adapters.register_adapter(&who, req).await?;
     tracing::info!(principal = %who.name, adapter = %info.name, network = info.network_id, "adapter registered");
     Ok(json_reply(StatusCode::CREATED, &info))
 }
 
 async fn list_adapters(st: &ApiState, h: &Headers) -> Result<Response, ApiError> {
     authenticate(st, h)?;
-    Ok(json_reply(StatusCode::OK, &st.backend.adapters().await?))
+    Ok(json_reply(
+        StatusCode::OK,
+        &st.backends.adapters.adapters().await?,
+    ))
 }
 
 async fn retire_adapter(st: &ApiState, h: &Headers, id: &str) -> Result<Response, ApiError> {
     let who = authenticate(st, h)?;
     who.require(&[Role::Provider], "retire an adapter")?;
-    let info = st.backend.retire_adapter(&who, id).await?;
+    let info = st.backends.adapters.retire_adapter(&who, id).await?;
     tracing::info!(principal = %who.name, adapter = %id, "adapter retired");
     Ok(json_reply(StatusCode::OK, &info))
 }
@@ -463,11 +469,13 @@ async fn get_op(
     // Subscribe before reading so an update between read and wait is not missed.
     let mut updates = st.bus.subscribe();
     loop {
-        let op = st
-            .backend
-            .get_operation(kind, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(kind.as_str(), id))?;
+        let op = match kind {
+            OpKind::Message => st.backends.messages.get_message(id).await?,
+            OpKind::Transfer | OpKind::Swap => {
+                st.backends.operations.get_operation(kind, id).await?
+            }
+        }
+        .ok_or_else(|| ApiError::not_found(kind.as_str(), id))?;
         if op.terminal || tokio::time::Instant::now() >= deadline {
             return Ok(json_reply(StatusCode::OK, &op));
         }
@@ -496,10 +504,16 @@ async fn list_ops(
             "limit must be between 1 and {MAX_PAGE}, got {limit}"
         )));
     }
-    let page = st
-        .backend
-        .list_operations(kind, q.get("after").map(String::as_str), limit)
-        .await?;
+    let after = q.get("after").map(String::as_str);
+    let page = match kind {
+        OpKind::Message => st.backends.messages.list_messages(after, limit).await?,
+        OpKind::Transfer | OpKind::Swap => {
+            st.backends
+                .operations
+                .list_operations(kind, after, limit)
+                .await?
+        }
+    };
     Ok(json_reply(StatusCode::OK, &page))
 }
 

@@ -6,12 +6,13 @@
 //! anyone is told about it, and actions are idempotent at the executor (they name derived
 //! lock ids), so a crash at any point is recovered by reloading the journal and
 //! re-executing [`Machine::pending_actions`]. This crate never talks to a chain itself:
-//! chains are reached through the [`ActionExecutor`] the hub plugs in.
+//! chains are reached through the [`ActionExecutor`] the hub plugs in. Nor does it know
+//! HTTP: the [`InteropService`], the [`MessageRelay`] and the [`AdapterRegistry`] take and
+//! return domain types, which the hub node maps to and from its API.
 //!
 //! [`Machine::pending_actions`]: isthmus_lock_contracts::Machine::pending_actions
 
 pub mod anchor;
-pub mod backend;
 pub mod contract;
 pub mod diagnosis;
 pub mod driver;
@@ -19,17 +20,22 @@ pub mod executor;
 pub mod journal;
 pub mod messages;
 pub mod registry;
+pub mod service;
 pub mod watcher;
 
 pub use anchor::{AnchorError, Anchorer, TransitionAnchor, TransitionLog};
-pub use backend::{ApiNotifier, InteropBackend, NetworkDirectory};
 pub use contract::{Contract, ContractEvent, ContractKind};
 pub use diagnosis::{ActionFailure, Diagnosis, Failure};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
 pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
-pub use messages::{MessageBackend, MessageRelay, PacketPort};
+pub use messages::{MessageError, MessageRelay, MessageRequest, PacketPort};
 pub use registry::{
-    AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegistryHooks,
+    AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegisteredAdapter,
+    Registration, RegistryError, RegistryHooks,
+};
+pub use service::{
+    Clock, InteropService, LegRequest, NetworkDirectory, OperationPage, OperationView,
+    ServiceError, SwapRequest, TransferRequest,
 };
 pub use watcher::Watcher;

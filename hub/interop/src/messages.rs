@@ -12,10 +12,8 @@
 //! a crash or a restart finds the work done instead of doing it twice; the chains' own
 //! receipts make a second delivery impossible in any case.
 
-use crate::backend::{Clock, NetworkDirectory};
-use async_trait::async_trait;
-use isthmus_hub_api::model::*;
-use isthmus_hub_api::{BackendError, HubBackend, OpId, Principal};
+use crate::service::Clock;
+use isthmus_core::NetworkId;
 use isthmus_lock_contracts::packet::{
     Acknowledgement, Packet, Receipt, SourceOutcome, TimeoutProof,
 };
@@ -39,6 +37,29 @@ pub enum MessageError {
     Port(#[from] PortError),
     #[error("no message `{0}`")]
     NotFound(String),
+}
+
+impl MessageError {
+    /// Whether the same request may succeed later: the store or a network is failing for
+    /// now. A refusal, a missing message or a corrupt record stays as it is.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            MessageError::Store(_) | MessageError::Port(PortError::Retryable(_))
+        )
+    }
+}
+
+/// A message to send, with its networks resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRequest {
+    pub source: NetworkId,
+    pub destination: NetworkId,
+    pub sender: String,
+    pub recipient: String,
+    pub payload: Vec<u8>,
+    /// How long, in the destination's time, the packet may take to be delivered.
+    pub timeout_secs: u64,
 }
 
 /// Where a message is. Terminal: `Acknowledged`, `TimedOut`, `Failed`.
@@ -110,7 +131,8 @@ impl Phase {
         }
     }
 
-    fn packet(&self) -> Option<&Packet> {
+    /// The committed packet, once there is one.
+    pub fn packet(&self) -> Option<&Packet> {
         match self {
             Phase::Committed { packet, .. }
             | Phase::Delivered { packet, .. }
@@ -121,7 +143,8 @@ impl Phase {
         }
     }
 
-    fn ticket(&self) -> Option<&SendTicket> {
+    /// The source transaction, unless the message failed.
+    pub fn ticket(&self) -> Option<&SendTicket> {
         match self {
             Phase::Committing { ticket }
             | Phase::Committed { ticket, .. }
@@ -261,6 +284,26 @@ impl MessageRelay {
             }
             other => other,
         }
+    }
+
+    /// Record and send message `api_id` ([`create`](Self::create)), its timeout counted
+    /// from the destination's time now.
+    pub async fn send(
+        &self,
+        api_id: &str,
+        req: MessageRequest,
+        now: u64,
+    ) -> Result<MessageRecord, MessageError> {
+        let port_time = self.port.time(req.destination).await?;
+        let spec = MessageSpec {
+            source: req.source,
+            destination: req.destination,
+            sender: req.sender,
+            recipient: req.recipient,
+            payload: req.payload,
+            timeout: port_time.saturating_add(req.timeout_secs),
+        };
+        self.create(api_id, spec, now).await
     }
 
     /// One idempotent step of message `api_id`: read the chains, record what they show
@@ -447,223 +490,6 @@ fn decode(id: &str, b: &[u8]) -> Result<MessageRecord, MessageError> {
     rmp_serde::from_slice(b).map_err(|_| MessageError::Corrupt(id.to_owned()))
 }
 
-/// The API view of a message.
-pub fn message_status(rec: &MessageRecord, dir: &dyn NetworkDirectory) -> OperationStatus {
-    let phase = &rec.phase;
-    let reason = if rec.awaiting_timeout_proof {
-        "awaiting_timeout_proof"
-    } else {
-        phase.reason()
-    };
-    let dest_state = match phase {
-        Phase::Delivered { .. } | Phase::Acknowledged { .. } => "delivered",
-        Phase::TimingOut { .. } | Phase::TimedOut { .. } => "timed_out",
-        Phase::Failed { .. } => "failed",
-        Phase::Committing { .. } | Phase::Committed { .. } => "pending",
-    };
-    let src_state = match phase {
-        Phase::Committing { .. } => "committing",
-        Phase::Acknowledged { .. } => "acknowledged",
-        Phase::TimedOut { .. } => "timed_out",
-        Phase::Failed { .. } => "failed",
-        _ => "committed",
-    };
-    let packet = phase.packet();
-    OperationStatus {
-        id: rec.api_id.clone(),
-        kind: OpKind::Message,
-        state: phase.name().to_owned(),
-        terminal: phase.terminal(),
-        reason: Some(reason.to_owned()),
-        reason_detail: None,
-        legs: vec![
-            LegStatus {
-                network: dir.name_of(rec.spec.source),
-                state: src_state.into(),
-                tx: phase.ticket().map(|t| t.id.to_hex()),
-                evidence: None,
-            },
-            LegStatus {
-                network: dir.name_of(rec.spec.destination),
-                state: dest_state.into(),
-                tx: None,
-                evidence: None,
-            },
-        ],
-        created_at: rec.created_at,
-        updated_at: rec.updated_at,
-        detail: serde_json::json!({
-            "sequence": packet.map(|p| p.sequence),
-            "commitment": packet.map(|p| p.commitment().to_hex()),
-            "timeout": rec.spec.timeout,
-            "recipient": rec.spec.recipient,
-        }),
-    }
-}
-
-/// A [`HubBackend`] that serves messages from a [`MessageRelay`] and everything else from
-/// the hub's backend it wraps (which answers messages with 503 when no relay is wired).
-pub struct MessageBackend {
-    pub inner: Arc<dyn HubBackend>,
-    pub relay: Arc<MessageRelay>,
-    pub directory: Arc<dyn NetworkDirectory>,
-    pub clock: Clock,
-}
-
-fn from_message(e: MessageError) -> BackendError {
-    match e {
-        MessageError::Port(PortError::Retryable(r)) => BackendError::Unavailable(r),
-        MessageError::Store(e) => BackendError::Unavailable(format!("message store: {e}")),
-        MessageError::Port(PortError::Refused(r)) => BackendError::Rejected {
-            message: format!("message refused: {r}"),
-            details: vec![r],
-        },
-        MessageError::NotFound(id) => BackendError::NotFound(format!("message `{id}`")),
-        e @ MessageError::Corrupt(_) => BackendError::Internal(e.to_string()),
-    }
-}
-
-#[async_trait]
-impl HubBackend for MessageBackend {
-    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
-        self.inner.platforms().await
-    }
-
-    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
-        self.inner.networks().await
-    }
-
-    async fn create_transfer(
-        &self,
-        id: &OpId,
-        by: &Principal,
-        req: CreateTransfer,
-    ) -> Result<OperationStatus, BackendError> {
-        self.inner.create_transfer(id, by, req).await
-    }
-
-    async fn create_swap(
-        &self,
-        id: &OpId,
-        by: &Principal,
-        req: CreateSwap,
-    ) -> Result<OperationStatus, BackendError> {
-        self.inner.create_swap(id, by, req).await
-    }
-
-    async fn create_message(
-        &self,
-        id: &OpId,
-        _by: &Principal,
-        req: CreateMessage,
-    ) -> Result<OperationStatus, BackendError> {
-        let mut problems = Vec::new();
-        let mut net = |field: &str, name: &str| {
-            let n = self.directory.resolve(name);
-            if n.is_none() {
-                problems.push(format!("{field}: unknown network `{name}`"));
-            }
-            n
-        };
-        let (source, destination) = (
-            net("source", &req.source),
-            net("destination", &req.destination),
-        );
-        let (Some(source), Some(destination)) = (source, destination) else {
-            return Err(BackendError::Rejected {
-                message: format!("message refused: {}", problems.join("; ")),
-                details: problems,
-            });
-        };
-        let payload = hex::decode(&req.payload_hex).map_err(|e| BackendError::Rejected {
-            message: format!("payload_hex: {e}"),
-            details: vec![],
-        })?;
-        let now = (self.clock)();
-        let port_time = self
-            .relay
-            .port
-            .time(destination)
-            .await
-            .map_err(|e| from_message(e.into()))?;
-        let spec = MessageSpec {
-            source,
-            destination,
-            sender: req.sender,
-            recipient: req.recipient,
-            payload,
-            timeout: port_time.saturating_add(req.timeout_secs),
-        };
-        let rec = self
-            .relay
-            .create(&id.0, spec, now)
-            .await
-            .map_err(from_message)?;
-        Ok(message_status(&rec, &*self.directory))
-    }
-
-    async fn get_operation(
-        &self,
-        kind: OpKind,
-        id: &str,
-    ) -> Result<Option<OperationStatus>, BackendError> {
-        if kind != OpKind::Message {
-            return self.inner.get_operation(kind, id).await;
-        }
-        Ok(self
-            .relay
-            .get(id)
-            .map_err(from_message)?
-            .map(|r| message_status(&r, &*self.directory)))
-    }
-
-    async fn list_operations(
-        &self,
-        kind: OpKind,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<OperationStatus>, BackendError> {
-        if kind != OpKind::Message {
-            return self.inner.list_operations(kind, after, limit).await;
-        }
-        let mut all: Vec<MessageRecord> = self
-            .relay
-            .all()
-            .map_err(from_message)?
-            .into_iter()
-            .filter(|r| after.is_none_or(|a| r.api_id.as_str() > a))
-            .collect();
-        let more = all.len() > limit;
-        all.truncate(limit);
-        let items: Vec<OperationStatus> = all
-            .iter()
-            .map(|r| message_status(r, &*self.directory))
-            .collect();
-        let next = if more {
-            items.last().map(|o| o.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
-    }
-
-    async fn register_adapter(
-        &self,
-        by: &Principal,
-        req: RegisterAdapter,
-    ) -> Result<AdapterInfo, BackendError> {
-        self.inner.register_adapter(by, req).await
-    }
-
-    async fn retire_adapter(&self, by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
-        self.inner.retire_adapter(by, id).await
-    }
-
-    async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError> {
-        self.inner.adapters().await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,7 +519,7 @@ mod tests {
         }
     }
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl PacketPort for Fake {
         async fn prepare_send(&self, _: &MessageSpec) -> Result<SendTicket, PortError> {
             Ok(SendTicket {

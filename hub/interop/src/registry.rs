@@ -1,5 +1,5 @@
-//! Adapters registered at run time by providers (`POST /v1/adapters`), next to the ones the
-//! hub was configured with.
+//! Adapters registered at run time by providers (the API's `POST /v1/adapters`), next to
+//! the ones the hub was configured with.
 //!
 //! A registration is durable (flushed before it is acknowledged) and reattached at start.
 //! Each registered adapter has a monitor task that health-checks it and reconnects it; when
@@ -8,15 +8,12 @@
 //! reason code `adapter_unhealthy`; it resumes when the adapter is healthy again. Nothing
 //! here names a concrete adapter: the hub plugs in a [`Connect`] function.
 
-use crate::backend::NetworkDirectory;
 use crate::contract::{Contract, ContractEvent};
 use crate::driver::Driver;
+use crate::service::NetworkDirectory;
 use crate::watcher::Watcher;
-use async_trait::async_trait;
-use isthmus_adapter_api::{Adapter, Health, PlatformKind};
+use isthmus_adapter_api::{Adapter, Health};
 use isthmus_core::NetworkId;
-use isthmus_hub_api::model::{AdapterInfo, NetworkInfo, PlatformInfo, RegisterAdapter};
-use isthmus_hub_api::{BackendError, HubBackend, OpId, Principal};
 use isthmus_lock_contracts::{HtlcEvent, LegId, TwoPhaseEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +44,60 @@ pub struct AdapterRecord {
     pub identity: String,
     pub registered_by: String,
     pub registered_at: u64,
+}
+
+/// What a provider asks to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub name: String,
+    pub network: NetworkId,
+    /// `ip:port` where the adapter listens.
+    pub endpoint: String,
+    /// The adapter's ed25519 identity key, as the provider wrote it.
+    pub identity: String,
+}
+
+/// A registered adapter as it stands.
+#[derive(Clone)]
+pub struct RegisteredAdapter {
+    pub record: AdapterRecord,
+    /// `None` until it is attached (connected and checked).
+    pub adapter: Option<Arc<dyn Adapter>>,
+    pub health: Health,
+}
+
+/// Why the registry refused or failed a registration or a retirement.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// Another registration has the name: retire it first. Not retryable.
+    #[error("an adapter named `{0}` is already registered")]
+    NameTaken(String),
+    /// A registered adapter (`name`) already serves the network. Not retryable.
+    #[error("network {network} already has the adapter `{name}`")]
+    NetworkTaken { network: NetworkId, name: String },
+    /// A configured adapter serves the network. Not retryable.
+    #[error("network {0} is served by a configured adapter")]
+    Configured(NetworkId),
+    /// The adapter was reached but refused: wrong identity, a lying descriptor,
+    /// unhealthy. Not retryable as is.
+    #[error("adapter `{name}` refused: {reason}")]
+    Refused { name: String, reason: String },
+    /// The adapter is not reachable now; retrying may help.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No adapter is registered under the name.
+    #[error("adapter `{0}` is not registered")]
+    NotFound(String),
+    /// The registry's store failed (a bug or a failing disk).
+    #[error("{0}")]
+    Store(String),
+}
+
+impl RegistryError {
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RegistryError::Unreachable(_))
+    }
 }
 
 /// Why an adapter could not be attached.
@@ -101,17 +152,8 @@ pub struct AdapterRegistry {
 
 const TREE: &str = "interop.adapters";
 
-fn internal(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Internal(e.to_string())
-}
-
-fn kind_name(k: PlatformKind) -> &'static str {
-    match k {
-        PlatformKind::Native => "native",
-        PlatformKind::Evm => "evm",
-        PlatformKind::Utxo => "utxo",
-        PlatformKind::External => "external",
-    }
+fn store(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Store(e.to_string())
 }
 
 impl AdapterRegistry {
@@ -194,89 +236,79 @@ impl AdapterRegistry {
     /// registration again returns the stored one.
     pub async fn register(
         self: &Arc<Self>,
-        by: &Principal,
-        req: RegisterAdapter,
-    ) -> Result<AdapterInfo, BackendError> {
+        by: &str,
+        req: Registration,
+    ) -> Result<RegisteredAdapter, RegistryError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let network = NetworkId(req.network_id);
+        let network = req.network;
         {
             let live = self.read();
             if let Some(l) = live.get(&req.name) {
                 let r = &l.record;
                 if r.network == network && r.endpoint == req.endpoint && r.identity == req.identity
                 {
-                    return Ok(info(l));
+                    return Ok(registered(l));
                 }
-                return Err(BackendError::Rejected {
-                    message: format!("an adapter named `{}` is already registered", req.name),
-                    details: vec![format!("name: `{}` is taken; retire it first", req.name)],
-                });
+                return Err(RegistryError::NameTaken(req.name));
             }
             if let Some(l) = live.values().find(|l| l.record.network == network) {
-                return Err(BackendError::Rejected {
-                    message: format!(
-                        "network {network} already has the adapter `{}`",
-                        l.record.name
-                    ),
-                    details: vec![format!("network_id: {network} is taken")],
+                return Err(RegistryError::NetworkTaken {
+                    network,
+                    name: l.record.name.clone(),
                 });
             }
         }
         if self.fixed.contains_key(&network) {
-            return Err(BackendError::Rejected {
-                message: format!("network {network} is served by a configured adapter"),
-                details: vec![format!("network_id: {network} is taken")],
-            });
+            return Err(RegistryError::Configured(network));
         }
         let rec = AdapterRecord {
             name: req.name,
             network,
             endpoint: req.endpoint,
             identity: req.identity,
-            registered_by: by.name.clone(),
+            registered_by: by.to_owned(),
             registered_at: now,
         };
         let adapter = (self.connect)(rec.clone()).await.map_err(|e| match e {
-            ConnectError::Unreachable(m) => BackendError::Unavailable(m),
-            ConnectError::Refused(m) => BackendError::Rejected {
-                message: format!("adapter `{}` refused: {m}", rec.name),
-                details: vec![m],
+            ConnectError::Unreachable(m) => RegistryError::Unreachable(m),
+            ConnectError::Refused(reason) => RegistryError::Refused {
+                name: rec.name.clone(),
+                reason,
             },
         })?;
-        let bytes = serde_json::to_vec(&rec).map_err(internal)?;
+        let bytes = serde_json::to_vec(&rec).map_err(store)?;
         self.tree
             .insert(rec.name.as_bytes(), bytes)
-            .map_err(internal)?;
-        self.db.flush_async().await.map_err(internal)?;
-        tracing::info!(name = %rec.name, network = %rec.network, endpoint = %rec.endpoint, by = %by.name, "adapter registered");
+            .map_err(store)?;
+        self.db.flush_async().await.map_err(store)?;
+        tracing::info!(name = %rec.name, network = %rec.network, endpoint = %rec.endpoint, %by, "adapter registered");
         self.attach(rec.clone(), Some(adapter));
         self.set_health(&rec.name, Health::Healthy).await;
         let live = self.read();
         live.get(&rec.name)
-            .map(info)
-            .ok_or_else(|| internal("registration vanished"))
+            .map(registered)
+            .ok_or_else(|| store("registration vanished"))
     }
 
     /// Retire an adapter: forget it durably, stop its monitor, pause the instances on its
-    /// network (they keep their state and wait for an adapter for that network).
-    pub async fn retire(&self, name: &str) -> Result<AdapterInfo, BackendError> {
+    /// network (they keep their state and wait for an adapter for that network). Returns
+    /// the registration as it was when retired.
+    pub async fn retire(&self, name: &str) -> Result<RegisteredAdapter, RegistryError> {
         let Some(live) = self.write().remove(name) else {
-            return Err(BackendError::NotFound(format!("adapter `{name}`")));
+            return Err(RegistryError::NotFound(name.to_owned()));
         };
-        self.tree.remove(name.as_bytes()).map_err(internal)?;
-        self.db.flush_async().await.map_err(internal)?;
+        self.tree.remove(name.as_bytes()).map_err(store)?;
+        self.db.flush_async().await.map_err(store)?;
         tracing::info!(%name, network = %live.record.network, "adapter retired");
         self.propagate(live.record.network, false).await;
-        let mut out = info(&live);
-        out.status = "retired".into();
-        out.healthy = false;
-        Ok(out)
+        Ok(registered(&live))
     }
 
-    pub fn list(&self) -> Vec<AdapterInfo> {
-        self.read().values().map(info).collect()
+    /// Every registered adapter, in name order.
+    pub fn list(&self) -> Vec<RegisteredAdapter> {
+        self.read().values().map(registered).collect()
     }
 
     fn by_network(&self, network: &NetworkId) -> Option<(AdapterRecord, Option<Arc<dyn Adapter>>)> {
@@ -345,74 +377,6 @@ impl AdapterRegistry {
             configured,
         })
     }
-
-    /// A [`HubBackend`] that serves the adapter routes and lists registered platforms.
-    pub fn backend(self: &Arc<Self>, inner: Arc<dyn HubBackend>) -> Arc<dyn HubBackend> {
-        Arc::new(RegistryBackend {
-            registry: self.clone(),
-            inner,
-        })
-    }
-
-    async fn platforms(&self) -> Vec<PlatformInfo> {
-        let entries: Vec<_> = self
-            .read()
-            .values()
-            .map(|l| (l.record.clone(), l.adapter.clone(), l.health.clone()))
-            .collect();
-        let mut out = Vec::new();
-        for (rec, adapter, health) in entries {
-            let (kind, capabilities) = match &adapter {
-                Some(a) => (
-                    kind_name(a.descriptor().kind).to_owned(),
-                    serde_json::to_value(&a.descriptor().capabilities).unwrap_or_default(),
-                ),
-                None => ("external".to_owned(), serde_json::Value::Null),
-            };
-            out.push(PlatformInfo {
-                name: rec.name,
-                kind,
-                healthy: health.is_usable(),
-                capabilities,
-            });
-        }
-        out
-    }
-
-    async fn networks(&self) -> Vec<NetworkInfo> {
-        let entries: Vec<_> = self
-            .read()
-            .values()
-            .map(|l| (l.record.clone(), l.adapter.clone()))
-            .collect();
-        let mut out = Vec::new();
-        for (rec, adapter) in entries {
-            let heads = match &adapter {
-                Some(a) => a.heads().await.map_err(|e| e.to_string()),
-                None => Err("not attached".to_owned()),
-            };
-            let (status, head, fin, reason) = match heads {
-                Ok(h) => ("up", h.head.height, h.finalized.height, None),
-                Err(e) => ("down", 0, 0, Some(e)),
-            };
-            out.push(NetworkInfo {
-                name: rec.name,
-                platform: adapter
-                    .as_ref()
-                    .map_or("external", |a| kind_name(a.descriptor().kind))
-                    .to_owned(),
-                status: status.to_owned(),
-                consensus: adapter
-                    .as_ref()
-                    .map(|a| a.descriptor().consensus.clone())
-                    .unwrap_or_default(),
-                head_height: head,
-                finalized_height: fin,
-                reason,
-            });
-        }
-        out
-    }
 }
 
 impl AdapterLookup for AdapterRegistry {
@@ -424,20 +388,11 @@ impl AdapterLookup for AdapterRegistry {
     }
 }
 
-fn info(l: &Live) -> AdapterInfo {
-    AdapterInfo {
-        id: l.record.name.clone(),
-        name: l.record.name.clone(),
-        network_id: l.record.network.0,
-        endpoint: l.record.endpoint.clone(),
-        identity: l.record.identity.clone(),
-        status: "active".into(),
-        healthy: l.health.is_usable(),
-        reason: match &l.health {
-            Health::Healthy => None,
-            Health::Degraded { reason } | Health::Unhealthy { reason } => Some(reason.clone()),
-        },
-        registered_at: l.record.registered_at,
+fn registered(l: &Live) -> RegisteredAdapter {
+    RegisteredAdapter {
+        record: l.record.clone(),
+        adapter: l.adapter.clone(),
+        health: l.health.clone(),
     }
 }
 
@@ -525,7 +480,6 @@ struct RegistryDirectory {
     configured: Arc<dyn NetworkDirectory>,
 }
 
-#[async_trait]
 impl NetworkDirectory for RegistryDirectory {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         self.configured
@@ -538,105 +492,5 @@ impl NetworkDirectory for RegistryDirectory {
             Some((rec, _)) => rec.name,
             None => self.configured.name_of(id),
         }
-    }
-
-    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
-        let mut out = self.configured.platforms().await?;
-        out.extend(self.registry.platforms().await);
-        Ok(out)
-    }
-
-    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
-        let mut out = self.configured.networks().await?;
-        out.extend(self.registry.networks().await);
-        Ok(out)
-    }
-}
-
-/// Serves the adapter routes from the registry and everything else from `inner`; listings
-/// include the registered platforms.
-struct RegistryBackend {
-    registry: Arc<AdapterRegistry>,
-    inner: Arc<dyn HubBackend>,
-}
-
-#[async_trait]
-impl HubBackend for RegistryBackend {
-    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
-        let mut out = self.inner.platforms().await?;
-        let known: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
-        out.extend(
-            self.registry
-                .platforms()
-                .await
-                .into_iter()
-                .filter(|p| !known.contains(&p.name)),
-        );
-        Ok(out)
-    }
-    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
-        let mut out = self.inner.networks().await?;
-        let known: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
-        out.extend(
-            self.registry
-                .networks()
-                .await
-                .into_iter()
-                .filter(|p| !known.contains(&p.name)),
-        );
-        Ok(out)
-    }
-    async fn create_transfer(
-        &self,
-        id: &OpId,
-        by: &Principal,
-        req: isthmus_hub_api::model::CreateTransfer,
-    ) -> Result<isthmus_hub_api::model::OperationStatus, BackendError> {
-        self.inner.create_transfer(id, by, req).await
-    }
-    async fn create_swap(
-        &self,
-        id: &OpId,
-        by: &Principal,
-        req: isthmus_hub_api::model::CreateSwap,
-    ) -> Result<isthmus_hub_api::model::OperationStatus, BackendError> {
-        self.inner.create_swap(id, by, req).await
-    }
-    async fn create_message(
-        &self,
-        id: &OpId,
-        by: &Principal,
-        req: isthmus_hub_api::model::CreateMessage,
-    ) -> Result<isthmus_hub_api::model::OperationStatus, BackendError> {
-        self.inner.create_message(id, by, req).await
-    }
-    async fn get_operation(
-        &self,
-        kind: isthmus_hub_api::model::OpKind,
-        id: &str,
-    ) -> Result<Option<isthmus_hub_api::model::OperationStatus>, BackendError> {
-        self.inner.get_operation(kind, id).await
-    }
-    async fn list_operations(
-        &self,
-        kind: isthmus_hub_api::model::OpKind,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<isthmus_hub_api::model::Page<isthmus_hub_api::model::OperationStatus>, BackendError>
-    {
-        self.inner.list_operations(kind, after, limit).await
-    }
-    async fn register_adapter(
-        &self,
-        by: &Principal,
-        req: RegisterAdapter,
-    ) -> Result<AdapterInfo, BackendError> {
-        self.registry.register(by, req).await
-    }
-    async fn retire_adapter(&self, _by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
-        self.registry.retire(id).await
-    }
-    async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError> {
-        Ok(self.registry.list())
     }
 }

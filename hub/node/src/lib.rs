@@ -4,9 +4,11 @@
 //!
 //! It wires the other crates together and holds no rules of its own: chain rules live in
 //! `isthmus-chain`, contract rules in `isthmus-lock-contracts`, their durable driving in
-//! `isthmus-interop`, the HTTP edges in `isthmus-hub-api`. It must never act on a
-//! cross-chain decision except through the interop driver.
+//! `isthmus-interop`, the HTTP edges in `isthmus-hub-api`; [`service`] maps the one to
+//! the other. It must never act on a cross-chain decision except through the interop
+//! driver.
 
 pub mod ledger;
+pub mod service;
 pub mod status;
 pub mod up;

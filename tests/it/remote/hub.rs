@@ -1,20 +1,22 @@
-//! A hub wired as in production (API → registry backend → interop backend → driver →
-//! executor over the registry; watchers), with one configured in-process mock network
-//! `alpha` and adapters registered over HTTP.
+//! A hub wired as in production (API → the hub's resource services → interop service and
+//! registry → driver → executor over the registry; watchers), with one configured
+//! in-process mock network `alpha` and adapters registered over HTTP.
 
 use async_trait::async_trait;
 use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::{Keypair, NetworkId, NodeId};
+use isthmus_hub::service::{InteropOperations, RegistryAdapters, WithRegistered};
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
+    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, NoMessages, Role,
+    SledApiStore,
 };
 
 use isthmus_interop::{
     AdapterExecutor, AdapterLookup, AdapterRegistry, Connect, ConnectError, Driver, DriverConfig,
-    ExecError, HubLedger, InteropBackend, NetworkDirectory, RegistryHooks, SledJournal, Watcher,
+    ExecError, HubLedger, InteropService, NetworkDirectory, RegistryHooks, SledJournal, Watcher,
 };
 use isthmus_lock_contracts::{
     Address, AssetId, Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig, TxId,
@@ -42,7 +44,6 @@ pub fn bob() -> String {
 
 struct Alpha;
 
-#[async_trait]
 impl NetworkDirectory for Alpha {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         (name == "alpha").then_some(NetworkId(1))
@@ -50,6 +51,10 @@ impl NetworkDirectory for Alpha {
     fn name_of(&self, id: NetworkId) -> String {
         format!("network-{id}")
     }
+}
+
+#[async_trait]
+impl Directory for Alpha {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![PlatformInfo {
             name: "alpha".into(),
@@ -188,9 +193,8 @@ pub async fn boot(dir: &std::path::Path) -> Hub {
         idle_poll: Duration::from_millis(10),
     };
     tasks.push(tokio::spawn(w.run(until_stop())));
-    let backend = InteropBackend {
+    let interop = InteropService {
         driver: driver.clone(),
-        directory: registry.directory(Arc::new(Alpha)),
         two_phase: TwoPhaseConfig {
             release_window: 600,
         },
@@ -198,13 +202,27 @@ pub async fn boot(dir: &std::path::Path) -> Hub {
         clock: now,
         wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
     };
+    let backends = Backends {
+        directory: Arc::new(WithRegistered {
+            configured: Arc::new(Alpha),
+            registry: registry.clone(),
+        }),
+        operations: Arc::new(InteropOperations {
+            interop: Arc::new(interop),
+            directory: registry.directory(Arc::new(Alpha)),
+        }),
+        messages: Arc::new(NoMessages),
+        adapters: Arc::new(RegistryAdapters {
+            registry: registry.clone(),
+        }),
+    };
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("ops", Role::Provider, PROVIDER),
         ApiKeyConfig::from_plaintext("dapp", Role::Customer, CUSTOMER),
     ])
     .unwrap();
     let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
-    let state = ApiState::new(registry.backend(Arc::new(backend)), keys, bus);
+    let state = ApiState::new(backends, keys, bus);
     let (addr, server) =
         isthmus_hub_api::serve("127.0.0.1:0".parse().unwrap(), state, until_stop()).unwrap();
     tasks.push(tokio::spawn(server));

@@ -47,10 +47,35 @@ impl MemBackend {
         op.terminal = true;
         op.reason = None;
     }
+    fn get(&self, kind: OpKind, id: &str) -> Option<OperationStatus> {
+        self.ops
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|o| o.kind == kind)
+            .cloned()
+    }
+    fn list(&self, kind: OpKind, after: Option<&str>, limit: usize) -> Page<OperationStatus> {
+        let ops = self.ops.lock().unwrap();
+        let items: Vec<_> = ops
+            .values()
+            .filter(|o| o.kind == kind && after.is_none_or(|a| o.id.as_str() > a))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = items.len() > limit;
+        let items: Vec<_> = items.into_iter().take(limit).collect();
+        let next = if more {
+            items.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Page { items, next }
+    }
 }
 
 #[async_trait]
-impl HubBackend for MemBackend {
+impl Directory for MemBackend {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![PlatformInfo {
             name: "alpha".into(),
@@ -62,6 +87,10 @@ impl HubBackend for MemBackend {
     async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
         Err(BackendError::Unavailable("hub chain is syncing".into()))
     }
+}
+
+#[async_trait]
+impl Operations for MemBackend {
     async fn create_transfer(
         &self,
         id: &OpId,
@@ -79,21 +108,12 @@ impl HubBackend for MemBackend {
     async fn create_swap(&self, id: &OpId, _: &Principal, _: CreateSwap) -> OpResult {
         Ok(self.insert(id, OpKind::Swap))
     }
-    async fn create_message(&self, id: &OpId, _: &Principal, _: CreateMessage) -> OpResult {
-        Ok(self.insert(id, OpKind::Message))
-    }
     async fn get_operation(
         &self,
         kind: OpKind,
         id: &str,
     ) -> Result<Option<OperationStatus>, BackendError> {
-        Ok(self
-            .ops
-            .lock()
-            .unwrap()
-            .get(id)
-            .filter(|o| o.kind == kind)
-            .cloned())
+        Ok(self.get(kind, id))
     }
     async fn list_operations(
         &self,
@@ -101,21 +121,24 @@ impl HubBackend for MemBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {
-        let ops = self.ops.lock().unwrap();
-        let items: Vec<_> = ops
-            .values()
-            .filter(|o| o.kind == kind && after.is_none_or(|a| o.id.as_str() > a))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let more = items.len() > limit;
-        let items: Vec<_> = items.into_iter().take(limit).collect();
-        let next = if more {
-            items.last().map(|o| o.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(self.list(kind, after, limit))
+    }
+}
+
+#[async_trait]
+impl Messages for MemBackend {
+    async fn create_message(&self, id: &OpId, _: &Principal, _: CreateMessage) -> OpResult {
+        Ok(self.insert(id, OpKind::Message))
+    }
+    async fn get_message(&self, id: &str) -> Result<Option<OperationStatus>, BackendError> {
+        Ok(self.get(OpKind::Message, id))
+    }
+    async fn list_messages(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OperationStatus>, BackendError> {
+        Ok(self.list(OpKind::Message, after, limit))
     }
 }
 
@@ -140,7 +163,8 @@ async fn start_at(dir: &std::path::Path) -> Server {
     let store = Arc::new(SledApiStore::open(sled::open(dir).unwrap()).unwrap());
     let bus = EventBus::new(store);
     let backend = Arc::new(MemBackend::default());
-    let state = ApiState::new(backend.clone(), keys, bus.clone());
+    let backends = Backends::new(backend.clone(), backend.clone()).with_messages(backend.clone());
+    let state = ApiState::new(backends, keys, bus.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, fut) = serve("127.0.0.1:0".parse().unwrap(), state, async {
         let _ = rx.await;

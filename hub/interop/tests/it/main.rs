@@ -470,7 +470,3 @@ async fn crash_trials_end_released_or_refunded_never_both() {
     }
     assert_eq!(outcomes.values().sum::<i32>(), 60);
 }
-
-mod api;
-mod refusal;
-mod wired;

@@ -14,25 +14,26 @@
 
 pub mod datadir;
 pub mod demo;
-pub mod directory;
 pub mod nets;
 pub mod relay;
 
 use crate::ledger::{ChainLedger, ChainTransitionLog};
+use crate::service::{
+    ApiNotifier, Directory, InteropOperations, RegistryAdapters, RelayMessages, WithRegistered,
+};
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
-use directory::Directory;
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
 use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
 use isthmus_core::{Keypair, NetworkId};
-use isthmus_hub_api::{ApiKeyConfig, ApiState, EventBus, KeyRing, Role, SledApiStore};
+use isthmus_hub_api::{ApiKeyConfig, ApiState, Backends, EventBus, KeyRing, Role, SledApiStore};
 use isthmus_interop::{
-    AdapterExecutor, AdapterRegistry, Anchorer, ApiNotifier, Connect, ConnectError, Driver,
-    DriverConfig, HubLedger, InteropBackend, Journal, MessageBackend, MessageRelay,
-    NetworkDirectory, RegistryHooks, SledJournal, Watcher,
+    AdapterExecutor, AdapterRegistry, Anchorer, Connect, ConnectError, Driver, DriverConfig,
+    HubLedger, InteropService, Journal, MessageRelay, NetworkDirectory, RegistryHooks, SledJournal,
+    Watcher,
 };
 use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
 use isthmus_transport::TransportKind;
@@ -349,9 +350,10 @@ async fn wire(
         hub_chain.clone(),
         secrets.derived_key("recorder")?,
     ));
-    let directory: Arc<dyn NetworkDirectory> = Arc::new(Directory {
+    let configured = Arc::new(Directory {
         nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
     });
+    let directory: Arc<dyn NetworkDirectory> = configured.clone();
     let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone())?));
     // Every instance and event is sealed at rest: a swap's state holds its secret before
     // the claim makes it public. The key is a data key kept by the wallet service.
@@ -455,9 +457,8 @@ async fn wire(
         });
     }
     let api_directory = registry.directory(directory);
-    let backend = Arc::new(InteropBackend {
+    let interop = Arc::new(InteropService {
         driver: driver.clone(),
-        directory: api_directory.clone(),
         two_phase: TwoPhaseConfig {
             release_window: opts.release_window_secs,
         },
@@ -506,18 +507,30 @@ async fn wire(
         &mut tasks,
     )
     .await?;
-    let backend = Arc::new(MessageBackend {
-        inner: backend,
-        relay,
-        directory: api_directory,
-        clock,
-    });
+    let backends = Backends {
+        directory: Arc::new(WithRegistered {
+            configured,
+            registry: registry.clone(),
+        }),
+        operations: Arc::new(InteropOperations {
+            interop,
+            directory: api_directory.clone(),
+        }),
+        messages: Arc::new(RelayMessages {
+            relay,
+            directory: api_directory,
+            clock,
+        }),
+        adapters: Arc::new(RegistryAdapters {
+            registry: registry.clone(),
+        }),
+    };
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
         ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
     ])
     .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")))?;
-    let state = ApiState::new(registry.backend(backend), keys, bus);
+    let state = ApiState::new(backends, keys, bus);
     let (api, server) = isthmus_hub_api::serve(opts.api, state, stop.clone().cancelled_owned())
         .with_context(|| format!("cannot serve the api on {}", opts.api))?;
     tasks.spawn(server);

@@ -1,17 +1,18 @@
-//! The interop backend behind the real HTTP API: a transfer created over HTTP is driven
+//! The interop service behind the real HTTP API: a transfer created over HTTP is driven
 //! to completion, and its status and events are visible to the DApp.
 
 use super::*;
+use isthmus_hub::service::{ApiNotifier, InteropOperations};
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
 use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, EventBus, KeyRing, Role, SledApiStore,
+    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, Role,
+    SledApiStore,
 };
-use isthmus_interop::{ApiNotifier, InteropBackend, NetworkDirectory};
+use isthmus_interop::{InteropService, NetworkDirectory};
 use serde_json::json;
 
 struct TwoNets;
 
-#[async_trait]
 impl NetworkDirectory for TwoNets {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         match name {
@@ -27,6 +28,10 @@ impl NetworkDirectory for TwoNets {
             n => format!("network-{n}"),
         }
     }
+}
+
+#[async_trait]
+impl Directory for TwoNets {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![])
     }
@@ -57,9 +62,8 @@ async fn transfer_over_http_completes_and_reports_status() {
     });
     let clock = Arc::new(AtomicU64::new(100));
     let c2 = clock.clone();
-    let backend = Arc::new(InteropBackend {
+    let interop = Arc::new(InteropService {
         driver: driver.clone(),
-        directory,
         two_phase: TwoPhaseConfig {
             release_window: 600,
         },
@@ -79,7 +83,12 @@ async fn transfer_over_http_completes_and_reports_status() {
         .unwrap();
     });
     let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k")]).unwrap();
-    let state = ApiState::new(backend, keys, bus.clone());
+    let operations = Arc::new(InteropOperations { interop, directory });
+    let state = ApiState::new(
+        Backends::new(Arc::new(TwoNets), operations),
+        keys,
+        bus.clone(),
+    );
     let (addr, server) = isthmus_hub_api::serve(
         "127.0.0.1:0".parse().unwrap(),
         state,

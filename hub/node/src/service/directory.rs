@@ -1,11 +1,11 @@
-//! The networks the embedded hub links, by name, for the API: resolution of names in
-//! requests, `GET /v1/platforms` and `GET /v1/networks` from the adapters' own reports.
+//! The networks the hub links, by name, for the API: resolution of names in requests,
+//! `GET /v1/platforms` and `GET /v1/networks` from the adapters' own reports.
 
 use async_trait::async_trait;
 use isthmus_adapter_api::{Adapter, PlatformKind};
 use isthmus_core::NetworkId;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
-use isthmus_hub_api::BackendError;
+use isthmus_hub_api::{BackendError, Directory as ApiDirectory};
 use isthmus_interop::NetworkDirectory;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ pub struct Directory {
     pub nets: Vec<(String, Arc<dyn Adapter>)>,
 }
 
-fn kind_name(k: PlatformKind) -> &'static str {
+pub(crate) fn kind_name(k: PlatformKind) -> &'static str {
     match k {
         PlatformKind::Native => "native",
         PlatformKind::Evm => "evm",
@@ -23,7 +23,6 @@ fn kind_name(k: PlatformKind) -> &'static str {
     }
 }
 
-#[async_trait]
 impl NetworkDirectory for Directory {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         self.nets
@@ -38,7 +37,10 @@ impl NetworkDirectory for Directory {
             .find(|(_, a)| a.descriptor().network == id)
             .map_or_else(|| format!("network-{id}"), |(n, _)| n.clone())
     }
+}
 
+#[async_trait]
+impl ApiDirectory for Directory {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         let mut out = Vec::with_capacity(self.nets.len());
         for (name, a) in &self.nets {

@@ -3,7 +3,7 @@
 //! network, the action and the adapter's error, without changing the contract's state;
 //! once the network takes the action, the operation completes and the reason clears.
 
-use super::wired::{alice_pays_bob, boot_hub, customer, wait_balance, wait_done, Hub};
+use super::wired::{alice_pays_bob, boot_hub, customer, wait_balance, wait_done, Dir, Hub};
 use super::*;
 use isthmus_adapter_api::{
     Adapter, AdapterError, ClaimRequest, EventPage, Evidence, Heads, Health, LockRequest,
@@ -11,7 +11,7 @@ use isthmus_adapter_api::{
 };
 use isthmus_adapter_testkit::mock::MockAdapter;
 use isthmus_hub_api::model::{CreateSwap, LockBy, OpKind, OperationStatus, SwapSide};
-use isthmus_hub_api::{ApiKeyConfig, ApiState, HubBackend, KeyRing, OpId, Role};
+use isthmus_hub_api::{ApiKeyConfig, ApiState, Backends, KeyRing, OpId, Operations, Role};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -400,7 +400,8 @@ async fn the_http_status_of_a_refused_transfer_carries_the_documented_reason_det
     let hub = boot_hub();
     hub.beta_refusals.set("release", Some(reverted()));
     let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k")]).unwrap();
-    let state = ApiState::new(hub.backend.clone(), keys, hub.bus.clone());
+    let backends = Backends::new(Arc::new(Dir), hub.backend.clone());
+    let state = ApiState::new(backends, keys, hub.bus.clone());
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = isthmus_hub_api::serve("127.0.0.1:0".parse().unwrap(), state, async {
         let _ = server_stopped.await;

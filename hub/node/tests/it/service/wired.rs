@@ -1,4 +1,5 @@
-//! The whole interop core wired as in the hub: API backend → driver → adapter executor,
+//! The whole interop core wired as in the hub: API operations → interop service → driver →
+//! adapter executor,
 //! and watchers feeding chain events back, over two mock platforms (one with instant
 //! finality, one probabilistic with confirmations) that verify hub attestations.
 
@@ -7,17 +8,17 @@ use super::*;
 use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::Keypair;
+use isthmus_hub::service::{ApiNotifier, InteropOperations};
 use isthmus_hub_api::model::{
     CreateSwap, CreateTransfer, LegSpec as ApiLeg, LockBy, NetworkInfo, PlatformInfo, SwapSide,
 };
-use isthmus_hub_api::{BackendError, EventBus, HubBackend, OpId, Principal, Role, SledApiStore};
-use isthmus_interop::{
-    AdapterExecutor, ApiNotifier, HubLedger, InteropBackend, NetworkDirectory, Watcher,
+use isthmus_hub_api::{
+    BackendError, Directory, EventBus, OpId, Operations, Principal, Role, SledApiStore,
 };
+use isthmus_interop::{AdapterExecutor, HubLedger, InteropService, NetworkDirectory, Watcher};
 
 pub(super) struct Dir;
 
-#[async_trait]
 impl NetworkDirectory for Dir {
     fn resolve(&self, name: &str) -> Option<NetworkId> {
         match name {
@@ -33,6 +34,10 @@ impl NetworkDirectory for Dir {
             "beta".into()
         }
     }
+}
+
+#[async_trait]
+impl Directory for Dir {
     async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
         Ok(vec![])
     }
@@ -65,7 +70,7 @@ impl HubLedger for MemLedger {
 }
 
 pub(super) struct Hub {
-    pub(super) backend: Arc<InteropBackend>,
+    pub(super) backend: Arc<InteropOperations>,
     pub(super) driver: Arc<Driver>,
     pub(super) alpha: Arc<MockAdapter>,
     pub(super) beta: Arc<MockAdapter>,
@@ -166,15 +171,17 @@ pub(super) fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
         }
     }));
     let c = clock.clone();
-    let backend = Arc::new(InteropBackend {
-        driver: driver.clone(),
+    let backend = Arc::new(InteropOperations {
+        interop: Arc::new(InteropService {
+            driver: driver.clone(),
+            two_phase: TwoPhaseConfig {
+                release_window: 600,
+            },
+            htlc: HtlcConfig { delta: 60 },
+            clock: Arc::new(move || c.load(Ordering::SeqCst)),
+            wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
+        }),
         directory: Arc::new(Dir),
-        two_phase: TwoPhaseConfig {
-            release_window: 600,
-        },
-        htlc: HtlcConfig { delta: 60 },
-        clock: Arc::new(move || c.load(Ordering::SeqCst)),
-        wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
     });
     Hub {
         backend,
