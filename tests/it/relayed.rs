@@ -22,87 +22,11 @@ use std::sync::atomic::Ordering;
 const HUB_NET: NetworkId = NetworkId(HUB_CHAIN);
 const TOKENS: u128 = 5_000_000_000_000_000_000; // 5 ITST
 
-/// The newest modification time of the files below `dir`.
-fn newest_source(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else if let Ok(t) = meta.modified() {
-                newest = newest.max(t);
-            }
-        }
-    }
-    newest
-}
-
-/// The `relayer` binary of this workspace, next to this test binary. A workspace test run
-/// (`cargo nextest run --workspace`, the CI's) has built it already with the workspace's
-/// features; it is rebuilt here only when missing or older than the relayer's sources
-/// (a run of this package alone after editing the relayer), since a `-p` build resolves
-/// other features and would recompile shared crates.
+/// The `relayer` binary of this workspace (see [`isthmus_tests::workspace_bin`]).
 fn relayer_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/it-<hash> -> target/<profile>/relayer
-        let exe = std::env::current_exe().expect("test binary path");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir")
-            .join("relayer");
-        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relayer");
-        let fresh = std::fs::metadata(&bin)
-            .and_then(|m| m.modified())
-            .is_ok_and(|built| built >= newest_source(&sources));
-        if fresh {
-            return bin;
-        }
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        // What cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...) must not
-        // reach the build: build scripts track such variables and would rebuild.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            let set_for_test = [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                    .contains(&k.as_str());
-            if set_for_test {
-                build.env_remove(&k);
-            }
-        }
-        let status = build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "isthmus-relayer-cli",
-                "--bin",
-                "relayer",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .status()
-            .expect("run cargo build for the relayer");
-        assert!(
-            status.success(),
-            "cargo build -p isthmus-relayer-cli failed"
-        );
-        assert!(bin.exists(), "no relayer binary at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| isthmus_tests::workspace_bin("isthmus-relayer-cli", "relayer", &["relayer"]))
+        .clone()
 }
 
 /// A `relayer start` process, killed (SIGKILL) and reaped when dropped.

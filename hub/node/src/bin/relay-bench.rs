@@ -9,7 +9,7 @@
 //! hub checks certificate, transaction path, body and state path) with packets accepted by
 //! attestation.
 //!
-//! `cargo run --release -p isthmus-relayer --bin relay-bench [-- --packets N --trials T --page P --proof-packets M]`
+//! `cargo run --release -p isthmus-hub --bin relay-bench [-- --packets N --trials T --page P --proof-packets M]`
 #![allow(clippy::print_stdout)] // a benchmark report goes to stdout
 
 use isthmus_adapter_native::NativeProver;

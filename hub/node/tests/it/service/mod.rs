@@ -1,9 +1,9 @@
 //! The interop core behind the hub's implementation of the HTTP API (`isthmus_hub::service`):
 //! API requests are mapped to domain requests and driven to completion, statuses and events
-//! are the API's. The simulated escrows below are the interop core tests' world.
+//! are the API's. The simulated escrows are the interop core tests' world (`world.rs`, shared by path).
 
 use async_trait::async_trait;
-use isthmus_core::{Hash32, HashAlgo, NetworkId};
+use isthmus_core::NetworkId;
 use isthmus_interop::*;
 use isthmus_lock_contracts::*;
 use std::collections::HashMap;
@@ -14,144 +14,6 @@ use std::time::Duration;
 mod api;
 mod refusal;
 mod wired;
-
-/// Escrow state per lock id, shared across driver restarts (it is "the chain").
-#[derive(Default, Debug)]
-struct Escrows {
-    /// lock id -> (locked amount, settlement)
-    locks: HashMap<LockId, (u128, Option<Settlement>)>,
-    /// Every effective settlement, to catch double release or release+refund.
-    settlements: Vec<(LockId, Settlement)>,
-    violations: Vec<String>,
-    hub_decision: Option<Decision>,
-}
-
-struct World {
-    escrows: Mutex<Escrows>,
-    /// Fail roughly one in `flaky` executions with a retryable error (0 = never).
-    flaky: u64,
-    calls: AtomicU64,
-}
-
-#[async_trait]
-impl ActionExecutor for World {
-    async fn execute(
-        &self,
-        contract: &Contract,
-        action: &Action,
-    ) -> Result<Vec<ContractEvent>, ExecError> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.flaky > 0 && n % self.flaky == 0 {
-            return Err(ExecError::Retryable("simulated node outage".into()));
-        }
-        let Contract::TwoPhase(m) = contract else {
-            return Err(ExecError::Refused(
-                "test world drives two-phase only".into(),
-            ));
-        };
-        let mut w = self.escrows.lock().unwrap();
-        let settle = |w: &mut Escrows, lock_id: LockId, how: Settlement| {
-            let entry = w.locks.get(&lock_id).cloned();
-            match entry {
-                None => Err(ExecError::Refused(format!("no escrow {lock_id}"))),
-                Some((_, Some(prev))) if prev == how => Ok(()), // idempotent repeat
-                Some((_, Some(prev))) => {
-                    w.violations.push(format!("{lock_id}: {how} after {prev}"));
-                    Err(ExecError::Refused("already settled".into()))
-                }
-                Some((amt, None)) => {
-                    w.locks.insert(lock_id, (amt, Some(how)));
-                    w.settlements.push((lock_id, how));
-                    Ok(())
-                }
-            }
-        };
-        match action {
-            Action::RecordDecision { decision } => {
-                if let Some(prev) = w.hub_decision {
-                    if prev != *decision {
-                        w.violations
-                            .push(format!("decision {decision:?} after {prev:?}"));
-                    }
-                }
-                w.hub_decision = Some(*decision);
-                Ok(vec![ContractEvent::TwoPhase(
-                    TwoPhaseEvent::DecisionRecorded {
-                        decision: *decision,
-                        record: HubRecord {
-                            height: 7,
-                            tx: TxId(format!("hub-{decision:?}")),
-                        },
-                    },
-                )])
-            }
-            Action::Release { leg, lock_id, .. } => {
-                settle(&mut w, *lock_id, Settlement::Released)?;
-                Ok(vec![ContractEvent::TwoPhase(TwoPhaseEvent::Released {
-                    leg: *leg,
-                    tx: TxId(format!("rel-{leg}")),
-                })])
-            }
-            Action::Refund { leg, lock_id, .. } => {
-                settle(&mut w, *lock_id, Settlement::Refunded)?;
-                Ok(vec![ContractEvent::TwoPhase(TwoPhaseEvent::Refunded {
-                    leg: *leg,
-                    tx: TxId(format!("ref-{leg}")),
-                })])
-            }
-            Action::SubmitLock { .. } | Action::Claim { .. } => {
-                let _ = m;
-                Err(ExecError::Refused("not used in this world".into()))
-            }
-        }
-    }
-}
-
-fn observation(m: &TwoPhase, l: LegId) -> LockObservation {
-    let s = m.spec.leg(l);
-    LockObservation {
-        lock_id: m.lock_id(l),
-        tx: TxId(format!("lock-{l}")),
-        block: HashAlgo::Sha256.digest(format!("b-{l}").as_bytes()),
-        height: 3,
-        asset: s.asset.clone(),
-        amount: s.amount,
-        beneficiary: s.to.clone(),
-    }
-}
-
-fn lock_events(m: &TwoPhase, l: LegId) -> Vec<ContractEvent> {
-    let obs = observation(m, l);
-    vec![
-        ContractEvent::TwoPhase(TwoPhaseEvent::LockObserved {
-            leg: l,
-            lock: obs.clone(),
-        }),
-        ContractEvent::TwoPhase(TwoPhaseEvent::LockFinalized {
-            leg: l,
-            lock: obs,
-            evidence: EvidenceRef {
-                height: 5,
-                digest: Hash32([l as u8; 32]),
-            },
-        }),
-    ]
-}
-
-fn fast() -> DriverConfig {
-    DriverConfig {
-        retry_base: Duration::from_millis(5),
-        retry_max: Duration::from_millis(50),
-        sweep_interval: Duration::from_millis(40),
-        concurrency: 4,
-        queue: 64,
-        retrying_after: 3,
-    }
-}
-
-fn register_escrows(world: &World, m: &TwoPhase) {
-    let mut w = world.escrows.lock().unwrap();
-    for l in LegId::BOTH {
-        w.locks.entry(m.lock_id(l)).or_insert((100, None));
-    }
-}
+#[path = "../../../../interop/tests/it/world.rs"]
+mod world;
+pub(crate) use world::*;
