@@ -291,7 +291,10 @@ impl HubBuilder {
             Some(d) => d,
             None => {
                 let d = Arc::new(Directory { nets: adapters });
-                (d.clone() as Arc<dyn NetworkDirectory>, d as Arc<dyn ApiDirectory>)
+                (
+                    d.clone() as Arc<dyn NetworkDirectory>,
+                    d as Arc<dyn ApiDirectory>,
+                )
             }
         };
         let bus = EventBus::new(Arc::new(

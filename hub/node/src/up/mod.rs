@@ -394,10 +394,7 @@ async fn wire(
         builder = builder.adapter(name.clone(), a.clone());
     }
     let mut hub = builder.start()?;
-    let relay = hub
-        .relay()
-        .cloned()
-        .context("the hub relays no messages")?;
+    let relay = hub.relay().cloned().context("the hub relays no messages")?;
     let mut sources = Vec::new();
     for n in [Net::Alpha, Net::Beta] {
         let adapter = named
