@@ -217,7 +217,7 @@ async fn anvil_lock_reorged_out_before_depth_is_never_validated_and_the_native_l
     let (code, created) = hub.post_transfer("evm-reorg", &body).await;
     assert_eq!(code, 202, "{created}");
     let api_id = created["id"].as_str().expect("id").to_owned();
-    let log = StatusLog::follow(hub.core.addr, format!("transfers/{api_id}"));
+    let log = StatusLog::follow(hub.api(), format!("transfers/{api_id}"));
 
     // The native lock is final first, so a lock on anvil counted as final would be enough
     // for the hub to validate.
@@ -339,7 +339,7 @@ async fn a_transaction_from_the_relayer_key_behind_the_adapters_back_is_resynced
     let (code, created) = hub.post_transfer("nonce-resync", &body).await;
     assert_eq!(code, 202, "{created}");
     let api_id = created["id"].as_str().expect("id").to_owned();
-    let log = StatusLog::follow(hub.core.addr, format!("transfers/{api_id}"));
+    let log = StatusLog::follow(hub.api(), format!("transfers/{api_id}"));
 
     let behind = send_behind_the_adapters_back(&hub.eth, &relayer, relayer_nonce).await;
     let now = hub.get_transfer(&api_id).await;

@@ -1,25 +1,16 @@
-//! One hub in a test: a Driver journalling into sled, an AdapterExecutor over a litecoind
-//! adapter and an anvil adapter, a Watcher per network, the hub's clock, block producers for
-//! both chains, and the warp API served on 127.0.0.1:0. Everything stops when dropped.
+//! One hub in a test, assembled by the hub node's `HubBuilder` (driver journalling into
+//! sled, an executor over a litecoind adapter and an anvil adapter, a watcher per network,
+//! the hub's clock, the API on 127.0.0.1:0), plus block producers for both chains.
+//! Everything stops when dropped.
 
 use crate::ltc_node::{self, LtcFixture};
-use async_trait::async_trait;
-use isthmus_adapter_api::Adapter;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_core::NetworkId;
-use isthmus_hub::service::{ApiNotifier, Directory, InteropOperations};
-use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
-use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, Backends, Directory as ApiDirectory, EventBus, KeyRing,
-    Role, SledApiStore,
-};
-use isthmus_interop::{
-    AdapterExecutor, Driver, DriverConfig, ExecError, HubLedger, InteropService, NetworkDirectory,
-    SledJournal, StoredInstance, Watcher,
-};
-use isthmus_lock_contracts::{Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig};
+use isthmus_hub::builder::HubBuilder;
+use isthmus_hub_api::{ApiKeyConfig, KeyRing, Role};
+use isthmus_interop::{Driver, DriverConfig, StoredInstance};
+use isthmus_lock_contracts::{HtlcConfig, TwoPhaseConfig};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,48 +35,6 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// The networks the hub links, by name.
-pub struct Nets(pub Vec<(&'static str, NetworkId)>);
-
-impl NetworkDirectory for Nets {
-    fn resolve(&self, name: &str) -> Option<NetworkId> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
-    }
-    fn name_of(&self, id: NetworkId) -> String {
-        match self.0.iter().find(|(_, i)| *i == id) {
-            Some((name, _)) => (*name).to_owned(),
-            None => format!("network-{}", id.0),
-        }
-    }
-}
-
-#[async_trait]
-impl ApiDirectory for Nets {
-    async fn platforms(&self) -> Result<Vec<PlatformInfo>, BackendError> {
-        Ok(vec![])
-    }
-    async fn networks(&self) -> Result<Vec<NetworkInfo>, BackendError> {
-        Ok(vec![])
-    }
-}
-
-/// HTLC swaps settle on hashlocks and timelocks alone: no hub decision is ever recorded, and
-/// a request for one is a fault the test must see.
-struct NoDecisions;
-
-#[async_trait]
-impl HubLedger for NoDecisions {
-    async fn record_decision(
-        &self,
-        instance: InstanceId,
-        decision: Decision,
-    ) -> Result<HubRecord, ExecError> {
-        Err(ExecError::Refused(format!(
-            "htlc-only hub asked to record {decision:?} for {instance}"
-        )))
-    }
-}
-
 pub struct Hub {
     /// Owned (not shared with the block producer), so a test can kill and restart the node.
     pub ltc: LtcFixture,
@@ -100,6 +49,9 @@ pub struct Hub {
     /// While set, the litecoind block producer mines nothing (the test mines by hand, or
     /// the node is down).
     pub ltc_paused: Arc<AtomicBool>,
+    /// The hub itself (driver, watchers, clock, API).
+    core: isthmus_hub::builder::Hub,
+    /// The block producers.
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -138,120 +90,32 @@ where
     })
 }
 
-/// The hub's moving parts over a set of adapters, without block producers: the driver
-/// journalling into `db`, a watcher per network, the hub's clock, and the API on
-/// 127.0.0.1:0 (customer key [`API_KEY`]). Tests add their chains' block producers to
-/// `tasks` under `stop`.
-pub struct HubCore {
-    pub driver: Arc<Driver>,
-    pub addr: SocketAddr,
-    pub stop: tokio::sync::watch::Sender<bool>,
-    pub tasks: Vec<JoinHandle<()>>,
-}
-
-impl HubCore {
-    /// `directory` names the networks and lists them for the API.
-    pub fn start<D: NetworkDirectory + ApiDirectory>(
-        adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
-        exec: Arc<AdapterExecutor>,
-        directory: Arc<D>,
-        db: &sled::Db,
-    ) -> HubCore {
-        Self::start_observing(adapters, exec, directory, db, &[])
-    }
-
-    /// [`start`](Self::start), with no watcher for the `relayed` networks: their lock
-    /// events reach the hub only from relayers (through an evidence ingress the test adds).
-    pub fn start_observing<D: NetworkDirectory + ApiDirectory>(
-        adapters: &HashMap<NetworkId, Arc<dyn Adapter>>,
-        exec: Arc<AdapterExecutor>,
-        directory: Arc<D>,
-        db: &sled::Db,
-        relayed: &[NetworkId],
-    ) -> HubCore {
-        let listing: Arc<dyn ApiDirectory> = directory.clone();
-        let directory: Arc<dyn NetworkDirectory> = directory;
-        let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).expect("api store")));
-        let driver = Driver::new(
-            Arc::new(SledJournal::open(db.clone()).expect("journal")),
-            Arc::new(ApiNotifier {
-                bus: bus.clone(),
-                directory: directory.clone(),
-            }),
-            DriverConfig {
-                retry_base: Duration::from_millis(100),
-                retry_max: Duration::from_millis(1_000),
-                sweep_interval: Duration::from_millis(300),
-                ..DriverConfig::default()
-            },
-        );
-        let (stop, _) = tokio::sync::watch::channel(false);
-        let until_stop = {
-            let stop = stop.clone();
-            move || {
-                let mut rx = stop.subscribe();
-                async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }
-            }
-        };
-        let mut tasks = Vec::new();
-        let d = driver.clone();
-        let s = until_stop.clone();
-        tasks.push(tokio::spawn(async move {
-            d.run(exec, now_secs, s()).await.expect("driver runs");
-        }));
-        for (net, adapter) in adapters.iter().filter(|(n, _)| !relayed.contains(n)) {
-            let w = Watcher {
-                network: *net,
-                adapter: adapter.clone(),
-                driver: driver.clone(),
-                db: db.clone(),
-                clock: Arc::new(now_secs),
-                page: 100,
-                idle_poll: Duration::from_millis(50),
-            };
-            let s = until_stop.clone();
-            tasks.push(tokio::spawn(async move { w.run(s()).await }));
-        }
-        let d = driver.clone();
-        tasks.push(every(Duration::from_millis(200), &stop, move || {
-            let d = d.clone();
-            async move {
-                let _ = d.tick_all(now_secs()).await;
-            }
-        }));
-        let operations = Arc::new(InteropOperations {
-            interop: Arc::new(InteropService {
-                driver: driver.clone(),
-                two_phase: TwoPhaseConfig { release_window: 30 },
-                htlc: HtlcConfig { delta: DELTA },
-                clock: Arc::new(now_secs),
-                wallet_secret: Arc::new(zeroize::Zeroizing::new([0x5a; 32])),
-            }),
-            directory,
-        });
-        let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext(
-            "dapp",
-            Role::Customer,
-            API_KEY,
-        )])
-        .expect("key ring");
-        let state = ApiState::new(Backends::new(listing, operations), keys, bus);
-        let (addr, server) = isthmus_hub_api::serve(
+/// The hub these tests run over `db` (the adapters, ledger and executor are the test's):
+/// quick driver retries, a sweep every 300 ms, the hub's clock every 200 ms, watchers
+/// polling every 50 ms, and the API on 127.0.0.1:0 (customer key [`API_KEY`]).
+pub fn hub_builder(db: &sled::Db) -> HubBuilder {
+    HubBuilder::new(db.clone())
+        .driver_config(DriverConfig {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(1_000),
+            sweep_interval: Duration::from_millis(300),
+            ..DriverConfig::default()
+        })
+        .clock(Arc::new(now_secs))
+        .clock_tick(Some(Duration::from_millis(200)))
+        .watchers(Duration::from_millis(50), 100)
+        .two_phase(TwoPhaseConfig { release_window: 30 })
+        .htlc(HtlcConfig { delta: DELTA })
+        .wallet_secret(zeroize::Zeroizing::new([0x5a; 32]))
+        .api(
             "127.0.0.1:0".parse().expect("loopback"),
-            state,
-            until_stop(),
+            KeyRing::new(&[ApiKeyConfig::from_plaintext(
+                "dapp",
+                Role::Customer,
+                API_KEY,
+            )])
+            .expect("key ring"),
         )
-        .expect("api serves");
-        tasks.push(tokio::spawn(server));
-        HubCore {
-            driver,
-            addr,
-            stop,
-            tasks,
-        }
-    }
 }
 
 impl Hub {
@@ -266,36 +130,20 @@ impl Hub {
             })
         );
         let eth = Arc::new(eth.expect("anvil fixture"));
-        let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
-        adapters.insert(LTC, ltc.adapter.clone());
-        adapters.insert(ETH, eth.adapter.clone());
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        let exec = Arc::new(AdapterExecutor::new(
-            Arc::new(adapters.clone()),
-            Arc::new(NoDecisions),
-            vec![ltc.attester.clone()],
-        ));
-        let HubCore {
-            driver,
-            addr,
-            stop,
-            mut tasks,
-        } = HubCore::start(
-            &adapters,
-            exec,
+        // HTLC swaps settle on hashlocks and timelocks alone: the hub has no ledger, so a
+        // request for a decision is refused (a fault the test must see).
+        let core = hub_builder(&db)
             // The hub node's own directory: `GET /v1/networks` reports each node up or down.
-            Arc::new(Directory {
-                nets: vec![
-                    (
-                        "litecoin".to_owned(),
-                        ltc.adapter.clone() as Arc<dyn Adapter>,
-                    ),
-                    ("anvil".to_owned(), eth.adapter.clone() as Arc<dyn Adapter>),
-                ],
-            }),
-            &db,
-        );
+            .adapter("litecoin", ltc.adapter.clone())
+            .adapter("anvil", eth.adapter.clone())
+            .attesters(vec![ltc.attester.clone()])
+            .start()
+            .expect("hub starts");
+        let (driver, addr) = (core.driver().clone(), core.api_addr().expect("api served"));
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
         // Block producers: both chains mine on demand only, so the test sets the pace.
         let blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
         let ltc_blocks = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -339,6 +187,7 @@ impl Hub {
             blocks,
             ltc_blocks,
             ltc_paused,
+            core,
             stop,
             tasks,
             _dir: dir,
@@ -346,6 +195,7 @@ impl Hub {
     }
 
     pub async fn shutdown(mut self) {
+        self.core.stop().await;
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.await.expect("hub task ends cleanly");
@@ -439,6 +289,7 @@ impl Drop for Hub {
     fn drop(&mut self) {
         // On a panic the tasks are told to stop; the fixtures kill their nodes by pid.
         let _ = self.stop.send(true);
+        self.core.stop_token().cancel();
         for t in &self.tasks {
             t.abort();
         }

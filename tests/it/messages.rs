@@ -12,14 +12,11 @@ use isthmus_adapter_api::{MemoryWallet, SecretKey};
 use isthmus_adapter_native::NativePacketPort;
 use isthmus_chain::packets::{receipt_key, send_record_key, SendRecord};
 use isthmus_core::{Keypair, NetworkId};
-use isthmus_hub::service::{ApiNotifier, InteropOperations, RelayMessages};
+use isthmus_hub::builder::HubBuilder;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
-use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, Role,
-    SledApiStore,
-};
+use isthmus_hub_api::{ApiKeyConfig, BackendError, Directory, KeyRing, Role};
 use isthmus_interop::messages::MessageRelay;
-use isthmus_interop::{Clock, Driver, DriverConfig, InteropService, NetworkDirectory, SledJournal};
+use isthmus_interop::{DriverConfig, NetworkDirectory};
 use isthmus_lock_contracts::packet::{
     Acknowledgement, Packet, Receipt, SourceOutcome, TimeoutProof,
 };
@@ -146,8 +143,8 @@ fn secs() -> u64 {
     crate::native_net::now_ms() / 1000
 }
 
-/// The HTTP API over a relay on `db`, with the relay's loop running until the returned
-/// sender is dropped or fired.
+/// The HTTP API over a relay on `db` (a hub assembled by the hub node's `HubBuilder`), with
+/// the relay's loop running until the returned sender is dropped or fired.
 async fn serve(
     w: &World,
     db: sled::Db,
@@ -156,53 +153,26 @@ async fn serve(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
-    let directory: Arc<dyn NetworkDirectory> = Arc::new(Names);
-    let driver = Driver::new(
-        Arc::new(SledJournal::open(db.clone()).unwrap()),
-        Arc::new(ApiNotifier {
-            bus: bus.clone(),
-            directory: directory.clone(),
-        }),
-        DriverConfig::default(),
-    );
-    let clock: Clock = Arc::new(secs);
-    let interop = Arc::new(InteropService {
-        driver,
-        two_phase: TwoPhaseConfig {
-            release_window: 600,
-        },
-        htlc: HtlcConfig { delta: 60 },
-        clock: clock.clone(),
-        wallet_secret: Arc::new(zeroize::Zeroizing::new([9u8; 32])),
-    });
-    let relay = Arc::new(MessageRelay::open(db, w.port.clone()).unwrap());
-    let operations = Arc::new(InteropOperations {
-        interop,
-        directory: directory.clone(),
-    });
-    let messages = Arc::new(RelayMessages {
-        relay: relay.clone(),
-        directory,
-        clock: clock.clone(),
-    });
-    let backends = Backends::new(Arc::new(Names), operations).with_messages(messages);
     let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k")]).unwrap();
-    let (addr, server) = isthmus_hub_api::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        ApiState::new(backends, keys, bus),
-        std::future::pending(),
-    )
-    .unwrap();
-    let server = tokio::spawn(server);
+    let hub = HubBuilder::new(db)
+        .directory(Arc::new(Names))
+        .messages(w.port.clone(), Duration::from_millis(50))
+        .driver_config(DriverConfig::default())
+        .two_phase(TwoPhaseConfig {
+            release_window: 600,
+        })
+        .htlc(HtlcConfig { delta: 60 })
+        .wallet_secret(zeroize::Zeroizing::new([9u8; 32]))
+        .clock(Arc::new(secs))
+        .clock_tick(None)
+        .api("127.0.0.1:0".parse().unwrap(), keys)
+        .start()
+        .unwrap();
+    let addr = hub.api_addr().unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        relay
-            .run(clock, Duration::from_millis(50), async {
-                let _ = rx.await;
-            })
-            .await;
-        server.abort();
+        let _ = rx.await;
+        hub.shutdown().await;
     });
     (addr, stop, task)
 }

@@ -97,16 +97,14 @@ impl RelayedHub {
         networks.insert(ETH, hub.adapters[&ETH].clone());
         let ingress = Arc::new(EvidenceIngress::new(
             networks,
-            hub.core.driver.clone(),
+            hub.core.driver().clone(),
             hub.db.clone(),
             Arc::new(now_secs),
         ));
-        let mut rx = hub.core.stop.subscribe();
-        let serving = ingress.clone().serve(endpoint, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        });
+        let stop = hub.core.stop_token();
+        let serving = ingress.clone().serve(endpoint, stop.cancelled_owned());
         let mut hub = hub;
-        hub.core.tasks.push(tokio::spawn(serving));
+        hub.core.spawn(serving);
 
         let dir = tempfile::tempdir().expect("tempdir");
         let genesis = hub
@@ -196,7 +194,7 @@ contracts_record = {record:?}
     fn seq(&self, api_id: &str) -> u64 {
         self.hub
             .core
-            .driver
+            .driver()
             .journal()
             .get_by_api_id(api_id)
             .expect("journal read")

@@ -8,11 +8,9 @@ use crate::native_net::{hub_keys, now_ms, pos, pow, TestNet};
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_native::ASSET;
 use isthmus_core::{Keypair, NetworkId};
+use isthmus_hub::builder::HubBuilder;
 use isthmus_hub::ledger::ChainLedger;
-use isthmus_interop::{
-    AdapterExecutor, Contract, ContractEvent, Driver, DriverConfig, SledJournal, StoredInstance,
-    Watcher,
-};
+use isthmus_interop::{Contract, ContractEvent, Driver, DriverConfig, StoredInstance};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, LegSpec, Locker,
     Phase, TwoPhase, TwoPhaseConfig, TwoPhaseSpec,
@@ -20,7 +18,6 @@ use isthmus_lock_contracts::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 const ALPHA: u64 = 201;
 const BETA: u64 = 202;
@@ -37,8 +34,8 @@ struct Hub {
     _hub_chain: TestNet,
     adapters: HashMap<NetworkId, Arc<dyn Adapter>>,
     driver: Arc<Driver>,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The hub itself (driver, watchers, clock), and alpha's miner.
+    core: isthmus_hub::builder::Hub,
     alice: Keypair,
     bob: Keypair,
     _db_dir: tempfile::TempDir,
@@ -63,73 +60,43 @@ impl Hub {
         let ledger = ChainLedger::new(hub_chain.node.clone(), Keypair::dev("hub-recorder"));
         let db_dir = tempfile::tempdir().unwrap();
         let db = sled::open(db_dir.path()).unwrap();
-        let journal = Arc::new(SledJournal::open(db.clone()).unwrap());
-        let driver = Driver::new(
-            journal,
-            Arc::new(()),
-            DriverConfig {
+        let mut core = HubBuilder::new(db)
+            .adapter("alpha", adapters[&NetworkId(ALPHA)].clone())
+            .adapter("beta", adapters[&NetworkId(BETA)].clone())
+            .ledger(Arc::new(ledger))
+            .attesters(hub_keys()[..2].to_vec())
+            .driver_config(DriverConfig {
                 retry_base: Duration::from_millis(50),
                 retry_max: Duration::from_millis(500),
                 sweep_interval: Duration::from_millis(300),
                 ..DriverConfig::default()
-            },
-        );
-        let keys = hub_keys();
-        let exec = Arc::new(AdapterExecutor::new(
-            Arc::new(adapters.clone()),
-            Arc::new(ledger),
-            keys[..2].to_vec(),
-        ));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let until_stop = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let mut tasks = Vec::new();
-        let d = driver.clone();
-        let s = until_stop.clone();
-        tasks.push(tokio::spawn(async move {
-            d.run(exec, hub_secs, s()).await.unwrap();
-        }));
-        for (net, adapter) in &adapters {
-            let w = Watcher {
-                network: *net,
-                adapter: adapter.clone(),
-                driver: driver.clone(),
-                db: db.clone(),
-                clock: Arc::new(hub_secs),
-                page: 100,
-                idle_poll: Duration::from_millis(50),
-            };
-            let s = until_stop.clone();
-            tasks.push(tokio::spawn(async move { w.run(s()).await }));
-        }
-        // The hub's clock reaches every instance.
-        let d = driver.clone();
-        tasks.push(every(200, until_stop(), move || {
-            let d = d.clone();
-            async move {
-                let _ = d.tick_all(hub_secs()).await;
-            }
-        }));
+            })
+            // The hub's clock reaches every instance.
+            .clock(Arc::new(hub_secs))
+            .clock_tick(Some(Duration::from_millis(200)))
+            .watchers(Duration::from_millis(50), 100)
+            .start()
+            .unwrap();
+        let driver = core.driver().clone();
         // alpha's miner: a block every 100 ms, so confirmations accrue.
-        let a = alpha.clone();
-        tasks.push(every(100, until_stop(), move || {
-            let a = a.clone();
-            async move {
-                let _ = a.mine(1).await;
+        let (a, stop) = (alpha.clone(), core.stop_token());
+        core.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        let _ = a.mine(1).await;
+                    }
+                }
             }
-        }));
+        });
         Hub {
             alpha,
             beta,
             _hub_chain: hub_chain,
             adapters,
             driver,
-            stop,
-            tasks,
+            core,
             alice,
             bob,
             _db_dir: db_dir,
@@ -137,10 +104,7 @@ impl Hub {
     }
 
     async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
+        self.core.shutdown().await;
     }
 
     async fn balance(&self, net: u64, who: &Keypair) -> u128 {
@@ -250,27 +214,6 @@ impl Hub {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// Run `f` every `ms` milliseconds until `stop` resolves.
-fn every<F, Fut>(
-    ms: u64,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-    f: F,
-) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(Duration::from_millis(ms)) => f().await,
-            }
-        }
-    })
 }
 
 fn addr(k: &Keypair) -> Address {

@@ -4,7 +4,7 @@
 //! secp256k1 one (checked with `ecrecover`). Both directions complete; a transfer whose
 //! counterparty never locks is refunded on whichever side did lock.
 
-use crate::hub::{every, HubCore, Nets, API_KEY, ETH};
+use crate::hub::{every, hub_builder, API_KEY, ETH};
 use crate::native_net::{hub_keys, pos, TestNet};
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
@@ -12,8 +12,9 @@ use isthmus_adapter_native::ASSET;
 use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_chain::escrow::{decision_state_key, AttestedDecision, DecisionRecord};
 use isthmus_core::{Keypair, NetworkId};
+use isthmus_hub::builder::Hub;
 use isthmus_hub::ledger::ChainLedger;
-use isthmus_interop::{AdapterExecutor, Contract};
+use isthmus_interop::Contract;
 use isthmus_lock_contracts::{Address, AssetId, LegId, LegState, TwoPhase};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -45,7 +46,7 @@ pub(crate) struct TwoPhaseHub {
     pub(crate) eth: Arc<AnvilFixture>,
     pub(crate) adapters: HashMap<NetworkId, Arc<dyn Adapter>>,
     /// The hub itself (driver, watchers, API): restartable over `db`.
-    pub(crate) core: HubCore,
+    pub(crate) core: Hub,
     db: sled::Db,
     http: reqwest::Client,
     recorder: Keypair,
@@ -165,6 +166,11 @@ impl TwoPhaseHub {
         );
     }
 
+    /// Where the hub's API listens.
+    pub(crate) fn api(&self) -> std::net::SocketAddr {
+        self.core.api_addr().expect("api served")
+    }
+
     pub(crate) async fn shutdown(mut self) {
         stop_core(&mut self.core).await;
         let _ = self.stop.send(true);
@@ -181,7 +187,7 @@ impl TwoPhaseHub {
     pub(crate) async fn post_transfer(&self, key: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("http://{}/v1/transfers", self.core.addr))
+            .post(format!("http://{}/v1/transfers", self.api()))
             .bearer_auth(API_KEY)
             .header("Idempotency-Key", key)
             .json(body)
@@ -195,7 +201,7 @@ impl TwoPhaseHub {
     pub(crate) async fn get_transfer(&self, id: &str) -> Value {
         let resp = self
             .http
-            .get(format!("http://{}/v1/transfers/{id}", self.core.addr))
+            .get(format!("http://{}/v1/transfers/{id}", self.api()))
             .bearer_auth(API_KEY)
             .send()
             .await
@@ -278,7 +284,7 @@ impl TwoPhaseHub {
     pub(crate) fn instance(&self, api_id: &str) -> TwoPhase {
         let stored = self
             .core
-            .driver
+            .driver()
             .journal()
             .get_by_api_id(api_id)
             .expect("journal read")
@@ -363,37 +369,34 @@ fn start_core(
     recorder: &Keypair,
     db: &sled::Db,
     relayed: &[NetworkId],
-) -> HubCore {
+) -> Hub {
     let ledger = ChainLedger::new(hub_chain.node.clone(), recorder.clone());
-    let exec = AdapterExecutor::new(
-        Arc::new(adapters.clone()),
-        Arc::new(ledger),
-        hub_keys()[..2].to_vec(),
-    )
-    .with_evm_attesters(eth.attesters.clone())
-    .with_evm_escrow(ETH, eth.adapter.escrow_domain());
-    HubCore::start_observing(
-        adapters,
-        Arc::new(exec),
-        Arc::new(Nets(vec![("native", NATIVE), ("anvil", ETH)])),
-        db,
-        relayed,
-    )
+    let (evm_keys, escrow) = (eth.attesters.clone(), eth.adapter.escrow_domain());
+    let mut b = hub_builder(db)
+        .adapter("native", adapters[&NATIVE].clone())
+        .adapter("anvil", adapters[&ETH].clone())
+        .ledger(Arc::new(ledger))
+        .attesters(hub_keys()[..2].to_vec())
+        .executor_with(move |exec| {
+            exec.with_evm_attesters(evm_keys)
+                .with_evm_escrow(ETH, escrow)
+        });
+    for n in relayed {
+        b = b.unwatched(*n);
+    }
+    b.start().expect("hub starts")
 }
 
-async fn stop_core(core: &mut HubCore) {
-    let _ = core.stop.send(true);
-    for t in core.tasks.drain(..) {
-        t.await.expect("hub task ends cleanly");
-    }
+async fn stop_core(core: &mut Hub) {
+    core.stop().await;
 }
 
 impl Drop for TwoPhaseHub {
     fn drop(&mut self) {
         // On a panic the tasks are told to stop; the fixture kills anvil by pid.
         let _ = self.stop.send(true);
-        let _ = self.core.stop.send(true);
-        for t in self.tasks.iter().chain(&self.core.tasks) {
+        self.core.stop_token().cancel();
+        for t in &self.tasks {
             t.abort();
         }
     }

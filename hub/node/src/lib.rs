@@ -8,6 +8,7 @@
 //! the other. It must never act on a cross-chain decision except through the interop
 //! driver.
 
+pub mod builder;
 pub mod ledger;
 pub mod service;
 pub mod status;

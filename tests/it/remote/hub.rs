@@ -7,16 +7,11 @@ use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::{Keypair, NetworkId, NodeId};
-use isthmus_hub::service::{InteropOperations, RegistryAdapters, WithRegistered};
+use isthmus_hub::builder::HubBuilder;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
-use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, NoMessages, Role,
-    SledApiStore,
-};
-
+use isthmus_hub_api::{ApiKeyConfig, BackendError, Directory, KeyRing, Role};
 use isthmus_interop::{
-    AdapterExecutor, AdapterLookup, AdapterRegistry, Connect, ConnectError, Driver, DriverConfig,
-    ExecError, HubLedger, InteropService, NetworkDirectory, RegistryHooks, SledJournal, Watcher,
+    AdapterRegistry, Connect, ConnectError, DriverConfig, ExecError, HubLedger, NetworkDirectory,
 };
 use isthmus_lock_contracts::{
     Address, AssetId, Decision, HtlcConfig, HubRecord, InstanceId, TwoPhaseConfig, TxId,
@@ -119,11 +114,12 @@ pub struct Hub {
     pub url: String,
     pub alpha: Arc<MockAdapter>,
     pub registry: Arc<AdapterRegistry>,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    hub: isthmus_hub::builder::Hub,
     http: reqwest::Client,
 }
 
+/// A hub assembled by the hub node's `HubBuilder` over the mock `alpha`, with a registry
+/// for adapters registered over HTTP.
 pub async fn boot(dir: &std::path::Path) -> Hub {
     let db = sled::open(dir).unwrap();
     let alpha = Arc::new(MockAdapter::new(MockConfig::new(
@@ -139,110 +135,46 @@ pub async fn boot(dir: &std::path::Path) -> Hub {
         let c = clock.clone();
         Arc::new(move || c.load(Ordering::SeqCst)) as Arc<dyn Fn() -> u64 + Send + Sync>
     };
-    let journal = Arc::new(SledJournal::open(db.clone()).unwrap());
-    let driver = Driver::new(
-        journal,
-        Arc::new(()),
-        DriverConfig {
-            sweep_interval: Duration::from_millis(50),
-            retry_base: Duration::from_millis(20),
-            retry_max: Duration::from_millis(200),
-            ..DriverConfig::default()
-        },
-    );
-    let mut fixed: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
-    fixed.insert(NetworkId(1), alpha.clone());
-    let registry = AdapterRegistry::open(
-        fixed,
-        db.clone(),
-        remote_connect(),
-        Some(RegistryHooks {
-            driver: driver.clone(),
-            db: db.clone(),
-            clock: now.clone(),
-        }),
-        Duration::from_millis(100),
-    )
-    .unwrap();
-    let exec = Arc::new(AdapterExecutor::new(
-        registry.clone() as Arc<dyn AdapterLookup>,
-        Arc::new(MemLedger::default()),
-        vec![attester()],
-    ));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let until_stop = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = Vec::new();
-    {
-        let (d, now, s) = (driver.clone(), now.clone(), until_stop.clone());
-        tasks.push(tokio::spawn(async move {
-            d.run(exec, move || now(), s()).await.unwrap();
-        }));
-    }
-    let w = Watcher {
-        network: NetworkId(1),
-        adapter: alpha.clone(),
-        driver: driver.clone(),
-        db: db.clone(),
-        clock: now.clone(),
-        page: 100,
-        idle_poll: Duration::from_millis(10),
-    };
-    tasks.push(tokio::spawn(w.run(until_stop())));
-    let interop = InteropService {
-        driver: driver.clone(),
-        two_phase: TwoPhaseConfig {
-            release_window: 600,
-        },
-        htlc: HtlcConfig { delta: 60 },
-        clock: now,
-        wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
-    };
-    let backends = Backends {
-        directory: Arc::new(WithRegistered {
-            configured: Arc::new(Alpha),
-            registry: registry.clone(),
-        }),
-        operations: Arc::new(InteropOperations {
-            interop: Arc::new(interop),
-            directory: registry.directory(Arc::new(Alpha)),
-        }),
-        messages: Arc::new(NoMessages),
-        adapters: Arc::new(RegistryAdapters {
-            registry: registry.clone(),
-        }),
-    };
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("ops", Role::Provider, PROVIDER),
         ApiKeyConfig::from_plaintext("dapp", Role::Customer, CUSTOMER),
     ])
     .unwrap();
-    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
-    let state = ApiState::new(backends, keys, bus);
-    let (addr, server) =
-        isthmus_hub_api::serve("127.0.0.1:0".parse().unwrap(), state, until_stop()).unwrap();
-    tasks.push(tokio::spawn(server));
+    let hub = HubBuilder::new(db)
+        .adapter("alpha", alpha.clone())
+        .directory(Arc::new(Alpha))
+        .ledger(Arc::new(MemLedger::default()))
+        .attesters(vec![attester()])
+        .registry(remote_connect(), Duration::from_millis(100))
+        .driver_config(DriverConfig {
+            sweep_interval: Duration::from_millis(50),
+            retry_base: Duration::from_millis(20),
+            retry_max: Duration::from_millis(200),
+            ..DriverConfig::default()
+        })
+        .two_phase(TwoPhaseConfig {
+            release_window: 600,
+        })
+        .htlc(HtlcConfig { delta: 60 })
+        .wallet_secret(zeroize::Zeroizing::new([3u8; 32]))
+        .clock(now)
+        .clock_tick(None)
+        .watchers(Duration::from_millis(10), 100)
+        .api("127.0.0.1:0".parse().unwrap(), keys)
+        .start()
+        .unwrap();
     Hub {
-        url: format!("http://{addr}"),
+        url: format!("http://{}", hub.api_addr().unwrap()),
         alpha,
-        registry,
-        stop,
-        tasks,
+        registry: hub.registry().unwrap().clone(),
+        hub,
         http: reqwest::Client::new(),
     }
 }
 
 impl Hub {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        self.registry.shutdown().await;
+        self.hub.shutdown().await;
     }
 
     pub async fn call(

@@ -17,10 +17,8 @@ pub mod demo;
 pub mod nets;
 pub mod relay;
 
+use crate::builder::{self, Hub, HubBuilder};
 use crate::ledger::{ChainLedger, ChainTransitionLog};
-use crate::service::{
-    ApiNotifier, Directory, InteropOperations, RegistryAdapters, RelayMessages, WithRegistered,
-};
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
@@ -28,13 +26,9 @@ use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
-use isthmus_core::{Keypair, NetworkId};
-use isthmus_hub_api::{ApiKeyConfig, ApiState, Backends, EventBus, KeyRing, Role, SledApiStore};
-use isthmus_interop::{
-    AdapterExecutor, AdapterRegistry, Anchorer, Connect, ConnectError, Driver, DriverConfig,
-    HubLedger, InteropService, Journal, MessageRelay, NetworkDirectory, RegistryHooks, SledJournal,
-    Watcher,
-};
+use isthmus_core::Keypair;
+use isthmus_hub_api::{ApiKeyConfig, KeyRing, Role};
+use isthmus_interop::{Connect, ConnectError, Driver, DriverConfig, HubLedger};
 use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
 use isthmus_transport::TransportKind;
 use isthmus_wallet::{KdfParams, SledSealedStore, WalletService};
@@ -44,8 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinSet;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The API's default address.
@@ -111,9 +104,7 @@ pub struct UpInfo {
 
 /// The hub's clock: unix seconds.
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    builder::unix_secs()
 }
 
 /// A running embedded hub.
@@ -129,10 +120,9 @@ pub struct RunningHub {
     pub attester: Keypair,
     /// The in-process relayer's counters per link (`alpha`, `beta`).
     pub relay_links: BTreeMap<String, Arc<isthmus_relayer::RelayerStats>>,
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
+    /// The hub over the chains: every task of `hub up` runs in it.
+    hub: Hub,
     nodes: Vec<RunningNode>,
-    db: sled::Db,
     relayer_db: sled::Db,
     _dir: DataDir,
 }
@@ -263,7 +253,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
         }
     }
     match wire(&opts, dir, &secrets, attester, &handles, stop.clone()).await {
-        Ok((parts, tasks)) => Ok(RunningHub {
+        Ok(parts) => Ok(RunningHub {
             info: UpInfo {
                 pid: std::process::id(),
                 api: parts.api,
@@ -284,13 +274,11 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
             },
             adapters: parts.adapters,
             hub_chain: parts.hub_chain,
-            driver: parts.driver,
+            driver: parts.hub.driver().clone(),
             ledger: parts.ledger,
             attester: parts.attester,
-            stop,
-            tasks,
+            hub: parts.hub,
             nodes,
-            db: parts.db,
             relay_links: parts.relay.links,
             relayer_db: parts.relay.db,
             _dir: parts.dir,
@@ -307,17 +295,18 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
 
 struct Wired {
     api: SocketAddr,
+    hub: Hub,
     adapters: BTreeMap<String, Arc<dyn Adapter>>,
     hub_chain: NodeHandle,
-    driver: Arc<Driver>,
     ledger: Arc<dyn HubLedger>,
     attester: Keypair,
-    db: sled::Db,
     relay: relay::RelayPath,
     dir: DataDir,
 }
 
-/// Adapters, ledger, driver, watchers and the API over the running chains.
+/// `hub up`'s parts over the running chains (native adapters of `alpha` and `beta`, the
+/// hub chain's ledger and transition log, the native packet port, the demo keys), the hub
+/// assembled from them by the [`HubBuilder`], then the relayer path and the API.
 async fn wire(
     opts: &UpOptions,
     dir: DataDir,
@@ -325,7 +314,7 @@ async fn wire(
     attester: Keypair,
     handles: &HashMap<&'static str, NodeHandle>,
     stop: CancellationToken,
-) -> anyhow::Result<(Wired, JoinSet<()>)> {
+) -> anyhow::Result<Wired> {
     let chain = |n: Net| {
         handles
             .get(n.name())
@@ -350,124 +339,11 @@ async fn wire(
         hub_chain.clone(),
         secrets.derived_key("recorder")?,
     ));
-    let configured = Arc::new(Directory {
-        nets: named.iter().map(|(n, a)| (n.clone(), a.clone())).collect(),
-    });
-    let directory: Arc<dyn NetworkDirectory> = configured.clone();
-    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone())?));
     // Every instance and event is sealed at rest: a swap's state holds its secret before
     // the claim makes it public. The key is a data key kept by the wallet service.
     let journal_key = wallet_service
         .data_key("interop-journal")
         .context("cannot read the journal key from the hub wallet")?;
-    let journal: Arc<dyn Journal> =
-        Arc::new(SledJournal::open_sealed(db.clone(), &journal_key).context(
-            "cannot open the interop journal (is the wallet the one it was sealed with?)",
-        )?);
-    let driver = Driver::new(
-        journal.clone(),
-        Arc::new(ApiNotifier {
-            bus: bus.clone(),
-            directory: directory.clone(),
-        }),
-        DriverConfig {
-            retry_base: Duration::from_millis(100),
-            retry_max: Duration::from_secs(5),
-            sweep_interval: opts.sweep,
-            ..DriverConfig::default()
-        },
-    );
-    let by_id: HashMap<NetworkId, Arc<dyn Adapter>> = named
-        .values()
-        .map(|a| (a.descriptor().network, a.clone()))
-        .collect();
-    let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(now_secs);
-    // Providers may add platforms at run time (`POST /v1/adapters`): the registry holds the
-    // built-in adapters plus the registered ones, health-checks the latter and pauses
-    // transfers through one that turns unhealthy.
-    let registry = AdapterRegistry::open(
-        by_id.clone(),
-        db.clone(),
-        remote_connect(secrets.derived_key("adapter-client")?),
-        Some(RegistryHooks {
-            driver: driver.clone(),
-            db: db.clone(),
-            clock: clock.clone(),
-        }),
-        Duration::from_secs(2),
-    )?;
-    let exec = Arc::new(AdapterExecutor::new(
-        registry.clone(),
-        ledger.clone(),
-        vec![attester.clone()],
-    ));
-    let mut tasks = JoinSet::new();
-    {
-        // Every journaled transition is anchored on the hub chain (after the journal, which
-        // stays the first durable record), so the history is replicated and auditable.
-        let auditor = secrets.derived_key("auditor")?;
-        let anchorer = Arc::new(Anchorer::new(
-            journal,
-            Arc::new(ChainTransitionLog::new(hub_chain.clone(), auditor)),
-            db.open_tree("interop.anchor_progress")?,
-        ));
-        let every = Duration::from_millis(opts.block_ms.max(50));
-        tasks.spawn(anchorer.run(every, stop.clone().cancelled_owned()));
-    }
-    {
-        let d = driver.clone();
-        let s = stop.clone();
-        tasks.spawn(async move {
-            if let Err(e) = d.run(exec, now_secs, s.cancelled_owned()).await {
-                tracing::error!(%e, "interop driver stopped");
-            }
-        });
-    }
-    // Watchers poll in-process adapters: cheap, so poll well within a block interval.
-    let poll = Duration::from_millis((opts.block_ms / 10).clamp(5, 100));
-    for (network, adapter) in by_id {
-        let w = Watcher {
-            network,
-            adapter,
-            driver: driver.clone(),
-            db: db.clone(),
-            clock: clock.clone(),
-            page: 256,
-            idle_poll: poll,
-        };
-        tasks.spawn(w.run(stop.clone().cancelled_owned()));
-    }
-    {
-        // Deadlines and timelocks move with the hub's clock, not only with chain events.
-        let d = driver.clone();
-        let s = stop.clone();
-        tasks.spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(250));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = s.cancelled() => return,
-                    _ = every.tick() => {
-                        if let Err(e) = d.tick_all(now_secs()).await {
-                            tracing::warn!(%e, "clock tick refused");
-                        }
-                    }
-                }
-            }
-        });
-    }
-    let api_directory = registry.directory(directory);
-    let interop = Arc::new(InteropService {
-        driver: driver.clone(),
-        two_phase: TwoPhaseConfig {
-            release_window: opts.release_window_secs,
-        },
-        htlc: HtlcConfig {
-            delta: opts.htlc_delta_secs,
-        },
-        clock: clock.clone(),
-        wallet_secret: Arc::new(secrets.wallet_secret()?),
-    });
     // Message relay between alpha and beta: packets delivered under the hub attester's
     // signature, submitted with a key of their own so its nonces never race the adapters'.
     let port = Arc::new(NativePacketPort::new(
@@ -476,13 +352,49 @@ async fn wire(
         secrets.derived_key("packet-submitter")?,
         vec![attester.clone()],
     ));
-    let relay =
-        Arc::new(MessageRelay::open(db.clone(), port)?.with_relayer(opts.relay.fallback_secs));
-    {
-        let (r, c, s) = (relay.clone(), clock.clone(), stop.clone());
-        let every = Duration::from_millis(opts.block_ms.max(50));
-        tasks.spawn(async move { r.run(c, every, s.cancelled_owned()).await });
+    let every_block = Duration::from_millis(opts.block_ms.max(50));
+    let mut builder = HubBuilder::new(db.clone())
+        .ledger(ledger.clone())
+        .attesters(vec![attester.clone()])
+        .sealed_journal(journal_key)
+        .wallet_secret(secrets.wallet_secret()?)
+        // Every journaled transition is anchored on the hub chain.
+        .anchoring(
+            Arc::new(ChainTransitionLog::new(
+                hub_chain.clone(),
+                secrets.derived_key("auditor")?,
+            )),
+            every_block,
+        )
+        .messages(port, every_block)
+        .relayer_grace(opts.relay.fallback_secs)
+        .driver_config(DriverConfig {
+            sweep_interval: opts.sweep,
+            ..builder::default_driver_config()
+        })
+        .two_phase(TwoPhaseConfig {
+            release_window: opts.release_window_secs,
+        })
+        .htlc(HtlcConfig {
+            delta: opts.htlc_delta_secs,
+        })
+        .clock(Arc::new(now_secs))
+        // Watchers poll in-process adapters: cheap, so poll well within a block interval.
+        .watchers(
+            Duration::from_millis((opts.block_ms / 10).clamp(5, 100)),
+            256,
+        )
+        // Providers may add platforms at run time (`POST /v1/adapters`).
+        .registry(
+            remote_connect(secrets.derived_key("adapter-client")?),
+            Duration::from_secs(2),
+        )
+        .stop(stop.clone());
+    for (name, a) in &named {
+        builder = builder.adapter(name.clone(), a.clone());
     }
+    let mut hub = builder.start()?;
+    let relay = hub.relay().cloned().context("the hub relays no messages")?;
     let mut sources = Vec::new();
     for n in [Net::Alpha, Net::Beta] {
         let adapter = named
@@ -495,59 +407,47 @@ async fn wire(
             node: chain(n)?,
         });
     }
-    let relay_path = relay::start(
+    let relay_path = match relay::start(
         &opts.relay,
         &dir,
         secrets,
         &db,
         sources,
-        relay.clone(),
+        relay,
         opts.block_ms,
         &stop,
-        &mut tasks,
+        hub.tasks_mut(),
     )
-    .await?;
-    let backends = Backends {
-        directory: Arc::new(WithRegistered {
-            configured,
-            registry: registry.clone(),
-        }),
-        operations: Arc::new(InteropOperations {
-            interop,
-            directory: api_directory.clone(),
-        }),
-        messages: Arc::new(RelayMessages {
-            relay,
-            directory: api_directory,
-            clock,
-        }),
-        adapters: Arc::new(RegistryAdapters {
-            registry: registry.clone(),
-        }),
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            hub.shutdown().await;
+            return Err(e);
+        }
     };
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
         ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
     ])
-    .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")))?;
-    let state = ApiState::new(backends, keys, bus);
-    let (api, server) = isthmus_hub_api::serve(opts.api, state, stop.clone().cancelled_owned())
-        .with_context(|| format!("cannot serve the api on {}", opts.api))?;
-    tasks.spawn(server);
-    Ok((
-        Wired {
-            api,
-            adapters: named,
-            hub_chain,
-            driver,
-            ledger,
-            attester,
-            db,
-            relay: relay_path,
-            dir,
-        },
-        tasks,
-    ))
+    .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")));
+    let api = match keys.and_then(|keys| hub.serve(opts.api, keys)) {
+        Ok(api) => api,
+        Err(e) => {
+            hub.shutdown().await;
+            return Err(e);
+        }
+    };
+    Ok(Wired {
+        api,
+        hub,
+        adapters: named,
+        hub_chain,
+        ledger,
+        attester,
+        relay: relay_path,
+        dir,
+    })
 }
 
 impl RunningHub {
@@ -562,19 +462,15 @@ impl RunningHub {
 
     /// A token that stops the hub when cancelled.
     pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
+        self.hub.stop_token()
     }
 
     /// Stop every task, then the chains (their last commits are already durable), and
     /// flush the interop database.
     pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.hub.stop().await;
         for n in self.nodes.drain(..) {
             n.shutdown().await;
-        }
-        if let Err(e) = self.db.flush_async().await {
-            tracing::error!(%e, "interop database flush at shutdown failed");
         }
         if let Err(e) = self.relayer_db.flush_async().await {
             tracing::error!(%e, "relayer database flush at shutdown failed");

@@ -2,13 +2,10 @@
 //! to completion, and its status and events are visible to the DApp.
 
 use super::*;
-use isthmus_hub::service::{ApiNotifier, InteropOperations};
+use isthmus_hub::builder::HubBuilder;
 use isthmus_hub_api::model::{NetworkInfo, PlatformInfo};
-use isthmus_hub_api::{
-    ApiKeyConfig, ApiState, BackendError, Backends, Directory, EventBus, KeyRing, Role,
-    SledApiStore,
-};
-use isthmus_interop::{InteropService, NetworkDirectory};
+use isthmus_hub_api::{ApiKeyConfig, BackendError, Directory, KeyRing, Role};
+use isthmus_interop::NetworkDirectory;
 use serde_json::json;
 
 struct TwoNets;
@@ -44,17 +41,6 @@ impl Directory for TwoNets {
 async fn transfer_over_http_completes_and_reports_status() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
-    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
-    let directory: Arc<dyn NetworkDirectory> = Arc::new(TwoNets);
-    let journal = Arc::new(SledJournal::open(db).unwrap());
-    let driver = Driver::new(
-        journal,
-        Arc::new(ApiNotifier {
-            bus: bus.clone(),
-            directory: directory.clone(),
-        }),
-        fast(),
-    );
     let world = Arc::new(World {
         escrows: Mutex::default(),
         flaky: 0,
@@ -62,40 +48,26 @@ async fn transfer_over_http_completes_and_reports_status() {
     });
     let clock = Arc::new(AtomicU64::new(100));
     let c2 = clock.clone();
-    let interop = Arc::new(InteropService {
-        driver: driver.clone(),
-        two_phase: TwoPhaseConfig {
-            release_window: 600,
-        },
-        htlc: HtlcConfig { delta: 60 },
-        clock: Arc::new(move || c2.load(Ordering::SeqCst)),
-        wallet_secret: Arc::new(zeroize::Zeroizing::new([9u8; 32])),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let d = driver.clone();
-    let w = world.clone();
-    let c3 = clock.clone();
-    let runner = tokio::spawn(async move {
-        d.run(w, move || c3.load(Ordering::SeqCst), async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
     let keys = KeyRing::new(&[ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k")]).unwrap();
-    let operations = Arc::new(InteropOperations { interop, directory });
-    let state = ApiState::new(
-        Backends::new(Arc::new(TwoNets), operations),
-        keys,
-        bus.clone(),
+    let hub = HubBuilder::new(db)
+        .directory(Arc::new(TwoNets))
+        .executor(world.clone())
+        .driver_config(fast())
+        .two_phase(TwoPhaseConfig {
+            release_window: 600,
+        })
+        .htlc(HtlcConfig { delta: 60 })
+        .wallet_secret(zeroize::Zeroizing::new([9u8; 32]))
+        .clock(Arc::new(move || c2.load(Ordering::SeqCst)))
+        .clock_tick(None)
+        .api("127.0.0.1:0".parse().unwrap(), keys)
+        .start()
+        .unwrap();
+    let (addr, driver, bus) = (
+        hub.api_addr().unwrap(),
+        hub.driver().clone(),
+        hub.bus().clone(),
     );
-    let (addr, server) = isthmus_hub_api::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        std::future::pending(),
-    )
-    .unwrap();
-    let server = tokio::spawn(server);
     let http = reqwest::Client::new();
     let body = json!({
         "source": {"network": "alpha", "asset": "native", "amount": "100", "from": "alice", "to": "bob"},
@@ -199,7 +171,5 @@ async fn transfer_over_http_completes_and_reports_status() {
         "the secret never appears in the API: {v}"
     );
 
-    let _ = stop_tx.send(());
-    runner.await.unwrap();
-    server.abort();
+    hub.shutdown().await;
 }

@@ -8,14 +8,13 @@ use super::*;
 use isthmus_adapter_api::{Adapter, Finality};
 use isthmus_adapter_testkit::mock::{MockAdapter, MockConfig};
 use isthmus_core::Keypair;
-use isthmus_hub::service::{ApiNotifier, InteropOperations};
+use isthmus_hub::builder::HubBuilder;
+use isthmus_hub::service::InteropOperations;
 use isthmus_hub_api::model::{
     CreateSwap, CreateTransfer, LegSpec as ApiLeg, LockBy, NetworkInfo, PlatformInfo, SwapSide,
 };
-use isthmus_hub_api::{
-    BackendError, Directory, EventBus, OpId, Operations, Principal, Role, SledApiStore,
-};
-use isthmus_interop::{AdapterExecutor, HubLedger, InteropService, NetworkDirectory, Watcher};
+use isthmus_hub_api::{BackendError, Directory, EventBus, OpId, Operations, Principal, Role};
+use isthmus_interop::{HubLedger, NetworkDirectory, Watcher};
 
 pub(super) struct Dir;
 
@@ -80,8 +79,7 @@ pub(super) struct Hub {
     pub(super) bus: EventBus,
     pub(super) clock: Arc<AtomicU64>,
     db: sled::Db,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    hub: isthmus_hub::builder::Hub,
     _dir: tempfile::TempDir,
 }
 
@@ -109,91 +107,54 @@ pub(super) fn boot_hub_with(beta_mines: bool, watch_beta: bool) -> Hub {
         m.fund(&Address(who.into()), &AssetId("native".into()), 1_000);
     }
     let clock = Arc::new(AtomicU64::new(1_000));
-    let journal = Arc::new(SledJournal::open(db.clone()).unwrap());
-    let bus = EventBus::new(Arc::new(SledApiStore::open(db.clone()).unwrap()));
-    let notifier = Arc::new(ApiNotifier {
-        bus: bus.clone(),
-        directory: Arc::new(Dir),
-    });
-    let driver = Driver::new(journal, notifier, fast());
     let beta_refusals = Arc::new(Refusals::default());
     let beta_seen: Arc<dyn Adapter> = Arc::new(Refusing {
         inner: beta.clone(),
         refusals: beta_refusals.clone(),
     });
-    let mut adapters: HashMap<NetworkId, Arc<dyn Adapter>> = HashMap::new();
-    adapters.insert(NetworkId(1), alpha.clone());
-    adapters.insert(NetworkId(2), beta_seen.clone());
-    let exec = Arc::new(AdapterExecutor::new(
-        Arc::new(adapters),
-        Arc::new(MemLedger::default()),
-        vec![attester],
-    ));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let until_stop = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = Vec::new();
     let c = clock.clone();
-    let d = driver.clone();
-    let s = until_stop.clone();
-    tasks.push(tokio::spawn(async move {
-        d.run(exec, move || c.load(Ordering::SeqCst), s())
-            .await
-            .unwrap();
-    }));
-    let mut watched = vec![(1u64, alpha.clone() as Arc<dyn Adapter>)];
-    if watch_beta {
-        watched.push((2, beta_seen));
+    let mut builder = HubBuilder::new(db.clone())
+        .adapter("alpha", alpha.clone())
+        .adapter("beta", beta_seen)
+        .directory(Arc::new(Dir))
+        .ledger(Arc::new(MemLedger::default()))
+        .attesters(vec![attester])
+        .driver_config(fast())
+        .two_phase(TwoPhaseConfig {
+            release_window: 600,
+        })
+        .htlc(HtlcConfig { delta: 60 })
+        .wallet_secret(zeroize::Zeroizing::new([3u8; 32]))
+        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        // the tests move the clock and tick by hand
+        .clock_tick(None)
+        .watchers(Duration::from_millis(10), 100);
+    if !watch_beta {
+        builder = builder.unwatched(NetworkId(2));
     }
-    for (net, adapter) in watched {
-        let w = watcher(&driver, &db, &clock, net, adapter);
-        let s = until_stop.clone();
-        tasks.push(tokio::spawn(async move { w.run(s()).await }));
-    }
+    let mut hub = builder.start().unwrap();
     // beta produces blocks on its own so confirmations accrue
-    let b = beta.clone();
-    let s = until_stop.clone();
-    tasks.push(tokio::spawn(async move {
-        if !beta_mines {
-            return;
-        }
-        let stop = s();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(Duration::from_millis(15)) => b.mine(1),
+    if beta_mines {
+        let (b, stop) = (beta.clone(), hub.stop_token());
+        hub.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(15)) => b.mine(1),
+                }
             }
-        }
-    }));
-    let c = clock.clone();
-    let backend = Arc::new(InteropOperations {
-        interop: Arc::new(InteropService {
-            driver: driver.clone(),
-            two_phase: TwoPhaseConfig {
-                release_window: 600,
-            },
-            htlc: HtlcConfig { delta: 60 },
-            clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            wallet_secret: Arc::new(zeroize::Zeroizing::new([3u8; 32])),
-        }),
-        directory: Arc::new(Dir),
-    });
+        });
+    }
     Hub {
-        backend,
-        driver,
+        backend: hub.operations().clone(),
+        driver: hub.driver().clone(),
         alpha,
         beta,
         beta_refusals,
-        bus,
+        bus: hub.bus().clone(),
         clock,
         db,
-        stop,
-        tasks,
+        hub,
         _dir: dir,
     }
 }
@@ -219,10 +180,7 @@ fn watcher(
 
 impl Hub {
     pub(super) async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
+        self.hub.shutdown().await;
     }
     pub(super) async fn bal(&self, net: &MockAdapter, who: &str) -> u128 {
         net.balance(&Address(who.into()), &AssetId("native".into()))
