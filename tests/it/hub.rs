@@ -195,7 +195,7 @@ impl Hub {
     }
 
     pub async fn shutdown(mut self) {
-        self.core.stop().await;
+        self.core.stop().await.expect("the hub stopped cleanly");
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.await.expect("hub task ends cleanly");

@@ -172,7 +172,7 @@ async fn serve(
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = rx.await;
-        hub.shutdown().await;
+        hub.shutdown().await.expect("the hub stopped cleanly");
     });
     (addr, stop, task)
 }

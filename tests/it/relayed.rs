@@ -202,6 +202,34 @@ contracts_record = {record:?}
             .seq
     }
 
+    /// The lock observations (seen or final) applied to the instance behind `api_id`
+    /// after journal sequence `seq`: what a wrongly accepted relayed item would add. Other
+    /// events (the hub's own clock and action results) may land meanwhile and are not
+    /// counted.
+    fn lock_events_since(&self, api_id: &str, seq: u64) -> Vec<String> {
+        let journal = self.hub.core.driver().journal();
+        let inst = journal
+            .get_by_api_id(api_id)
+            .expect("journal read")
+            .expect("instance exists");
+        journal
+            .events(&inst.contract.id())
+            .expect("journal events")
+            .into_iter()
+            .skip(usize::try_from(seq).expect("seq fits"))
+            .filter(|e| {
+                matches!(
+                    e,
+                    isthmus_interop::ContractEvent::TwoPhase(
+                        isthmus_lock_contracts::TwoPhaseEvent::LockObserved { .. }
+                            | isthmus_lock_contracts::TwoPhaseEvent::LockFinalized { .. }
+                    )
+                )
+            })
+            .map(|e| format!("{e:?}"))
+            .collect()
+    }
+
     fn applied(&self) -> u64 {
         self.ingress.stats.applied.load(Ordering::Relaxed)
     }
@@ -480,7 +508,12 @@ async fn forged_or_misdirected_evidence_is_refused_and_changes_nothing() {
     assert_eq!(r.ingress.stats.rejected.load(Ordering::Relaxed), 3);
     assert_eq!(r.ingress.stats.rejected_with("event_mismatch"), 1);
     assert_eq!(r.applied(), 0);
-    assert_eq!(r.seq(&api_id), seq, "nothing changed");
+    assert_eq!(
+        r.lock_events_since(&api_id, seq),
+        Vec::<String>::new(),
+        "nothing changed"
+    );
+    assert!(!r.hub.instance(&api_id).legs[LegId::A].is_final());
     // The genuine item is applied, once.
     let o = r.ingress.process(&item(ETH, final_event(&lock))).await;
     assert_eq!(o, EvidenceOutcome::Applied);

@@ -104,7 +104,7 @@ impl Hub {
     }
 
     async fn shutdown(self) {
-        self.core.shutdown().await;
+        self.core.shutdown().await.expect("the hub stopped cleanly");
     }
 
     async fn balance(&self, net: u64, who: &Keypair) -> u128 {

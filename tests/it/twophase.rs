@@ -388,7 +388,7 @@ fn start_core(
 }
 
 async fn stop_core(core: &mut Hub) {
-    core.stop().await;
+    core.stop().await.expect("the hub stopped cleanly");
 }
 
 impl Drop for TwoPhaseHub {

@@ -245,5 +245,7 @@ async fn main() {
         );
     }
     pserver.abort();
-    hub.shutdown().await;
+    if let Err(e) = hub.shutdown().await {
+        eprintln!("the hub did not stop cleanly: {e}");
+    }
 }

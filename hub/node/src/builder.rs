@@ -371,11 +371,17 @@ impl HubBuilder {
             let anchorer = Arc::new(Anchorer::new(journal, log, progress));
             tasks.spawn(anchorer.run(every, stop.clone().cancelled_owned()));
         }
+        let failures: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         {
             let (d, s, c) = (driver.clone(), stop.clone(), clock.clone());
+            let failed = failures.clone();
             tasks.spawn(async move {
                 if let Err(e) = d.run(exec, move || c(), s.cancelled_owned()).await {
                     tracing::error!(%e, "interop driver stopped");
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("the interop driver stopped: {e}"));
                 }
             });
         }
@@ -468,6 +474,7 @@ impl HubBuilder {
             db,
             stop,
             tasks,
+            failures,
         };
         if let Some((addr, keys)) = api {
             if let Err(e) = hub.serve(addr, keys) {
@@ -511,7 +518,15 @@ pub struct Hub {
     db: sled::Db,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    /// What went wrong in the hub's own tasks, reported by [`Hub::stop`].
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
 }
+
+/// A hub that stopped, but not cleanly: each failure of its tasks (a panic, the driver
+/// ending with an error) or of its final flush, in the order seen.
+#[derive(Debug, thiserror::Error)]
+#[error("the hub stopped with {} failure(s): {}", .0.len(), .0.join("; "))]
+pub struct StopError(pub Vec<String>);
 
 impl Hub {
     /// Serve the HTTP API on `addr` over this hub (done by [`HubBuilder::start`] when
@@ -593,13 +608,17 @@ impl Hub {
     }
 
     /// Cancel the stop token, wait for every task and the registry's monitors, and flush
-    /// the database. Idempotent.
-    pub async fn stop(&mut self) {
+    /// the database. Idempotent. Every failure seen on the way (a task that panicked, the
+    /// driver that ended with an error, a failed flush) is returned, so a caller, and a
+    /// test above all, cannot miss it.
+    pub async fn stop(&mut self) -> Result<(), StopError> {
         self.stop.cancel();
+        let mut failed = Vec::new();
         while let Some(r) = self.tasks.join_next().await {
             if let Err(e) = r {
                 if e.is_panic() {
                     tracing::error!(%e, "hub task panicked");
+                    failed.push(format!("a hub task panicked: {e}"));
                 }
             }
         }
@@ -608,12 +627,20 @@ impl Hub {
         }
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(%e, "interop database flush at shutdown failed");
+            failed.push(format!("the interop database flush failed: {e}"));
+        }
+        let mut all = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        all.extend(failed);
+        if all.is_empty() {
+            Ok(())
+        } else {
+            Err(StopError(all))
         }
     }
 
     /// [`stop`](Self::stop), consuming the hub.
-    pub async fn shutdown(mut self) {
-        self.stop().await;
+    pub async fn shutdown(mut self) -> Result<(), StopError> {
+        self.stop().await
     }
 }
 

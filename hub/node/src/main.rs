@@ -324,9 +324,10 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     println!("stopping: finishing in-flight work, flushing the data dir");
-    hub.shutdown().await;
+    let stopped = hub.shutdown().await;
     println!("hub stopped");
-    outcome
+    // The run's own outcome comes first; a clean run that stopped badly still fails.
+    outcome.and(stopped.map_err(anyhow::Error::from))
 }
 
 async fn run_node(opts: NodeOptions, status_addr: SocketAddr) -> anyhow::Result<()> {

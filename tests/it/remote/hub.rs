@@ -174,7 +174,7 @@ pub async fn boot(dir: &std::path::Path) -> Hub {
 
 impl Hub {
     pub async fn shutdown(self) {
-        self.hub.shutdown().await;
+        self.hub.shutdown().await.expect("the hub stopped cleanly");
     }
 
     pub async fn call(

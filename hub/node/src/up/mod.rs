@@ -17,7 +17,7 @@ pub mod demo;
 pub mod nets;
 pub mod relay;
 
-use crate::builder::{self, Hub, HubBuilder};
+use crate::builder::{self, Hub, HubBuilder, StopError};
 use crate::ledger::{ChainLedger, ChainTransitionLog};
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
@@ -422,7 +422,9 @@ async fn wire(
     {
         Ok(r) => r,
         Err(e) => {
-            hub.shutdown().await;
+            if let Err(stop) = hub.shutdown().await {
+                tracing::warn!(%stop, "while giving up on starting");
+            }
             return Err(e);
         }
     };
@@ -434,7 +436,9 @@ async fn wire(
     let api = match keys.and_then(|keys| hub.serve(opts.api, keys)) {
         Ok(api) => api,
         Err(e) => {
-            hub.shutdown().await;
+            if let Err(stop) = hub.shutdown().await {
+                tracing::warn!(%stop, "while giving up on starting");
+            }
             return Err(e);
         }
     };
@@ -466,9 +470,10 @@ impl RunningHub {
     }
 
     /// Stop every task, then the chains (their last commits are already durable), and
-    /// flush the interop database.
-    pub async fn shutdown(mut self) {
-        self.hub.stop().await;
+    /// flush the interop database. The chains are stopped whatever the hub's tasks report;
+    /// their failures are returned after.
+    pub async fn shutdown(mut self) -> Result<(), StopError> {
+        let stopped = self.hub.stop().await;
         for n in self.nodes.drain(..) {
             n.shutdown().await;
         }
@@ -476,5 +481,6 @@ impl RunningHub {
             tracing::error!(%e, "relayer database flush at shutdown failed");
         }
         let _ = std::fs::remove_file(self._dir.up_json());
+        stopped
     }
 }

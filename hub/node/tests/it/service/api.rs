@@ -171,5 +171,5 @@ async fn transfer_over_http_completes_and_reports_status() {
         "the secret never appears in the API: {v}"
     );
 
-    hub.shutdown().await;
+    hub.shutdown().await.expect("the hub stopped cleanly");
 }

@@ -180,7 +180,7 @@ fn watcher(
 
 impl Hub {
     pub(super) async fn shutdown(self) {
-        self.hub.shutdown().await;
+        self.hub.shutdown().await.expect("the hub stopped cleanly");
     }
     pub(super) async fn bal(&self, net: &MockAdapter, who: &str) -> u128 {
         net.balance(&Address(who.into()), &AssetId("native".into()))
