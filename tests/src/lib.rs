@@ -1,8 +1,9 @@
-//! The shared kit of the end-to-end scenarios in `it/`: locating the workspace's own
-//! binaries and the real peers the scenarios run against. The scenarios themselves live in
-//! `it/` (one test binary); the hub is assembled through `isthmus_hub::builder`, and the
-//! peers' fixtures (litecoind, anvil, native test networks) are the adapters' own, shared
-//! by path or feature so every suite starts and stops them the same way.
+//! The shared kit of the end-to-end scenarios in `it/`: the workspace's own binaries, and
+//! the real peers' start and stop helpers (from the adapter test kit, which every adapter
+//! suite uses too). The scenarios themselves live in `it/` (one test binary); the hub is
+//! assembled through `isthmus_hub::builder`, and the peers' fixtures (litecoind, anvil,
+//! native test networks) are the adapters' own, shared by path or feature, so every suite
+//! starts and stops them the same way.
 //!
 //! This crate holds no product code, and nothing in it talks to anything outside
 //! 127.0.0.0/8.
@@ -11,16 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-/// The workspace root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Where the real peers are installed (`scripts/install-peers.sh`): `$ISTHMUS_PEERS`, or
-/// `.peers` in the workspace root.
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("ISTHMUS_PEERS").map_or_else(|| repo_root().join(".peers"), PathBuf::from)
-}
+pub use isthmus_adapter_testkit::peers::{free_port, peers_dir, repo_root, tool, Reaped};
 
 /// The newest modification time of the files below `dir`.
 fn newest_source(dir: &Path) -> SystemTime {

@@ -20,32 +20,14 @@ use isthmus_adapter_api::{
 use isthmus_adapter_testkit::conformance::Fixture;
 use isthmus_core::NetworkId;
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, HubRecord, LockId, Timestamp};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// Where `scripts/install-peers.sh` put the external tools: `$ISTHMUS_PEERS`, else
-/// `<repo>/.peers`.
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("ISTHMUS_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.peers")))
-}
-
-fn tool(name: &str) -> Result<PathBuf, String> {
-    let p = peers_dir().join("bin").join(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} is missing: run scripts/install-peers.sh --only {name}",
-            p.display()
-        ))
-    }
-}
+pub use isthmus_adapter_testkit::peers::peers_dir;
+use isthmus_adapter_testkit::peers::{free_port, tool};
 
 /// One anvil process. Dropping it kills the process (by its pid) and reaps it.
 pub struct Anvil {
@@ -53,13 +35,6 @@ pub struct Anvil {
     pub port: u16,
     pub chain_id: u64,
     args: Vec<String>,
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 impl Anvil {
@@ -82,7 +57,7 @@ impl Anvil {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(tool("anvil")?)
+        let child = Command::new(tool("bin/anvil", "anvil")?)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--chain-id", &self.chain_id.to_string()])
             .args(&self.args)

@@ -21,3 +21,4 @@
 
 pub mod conformance;
 pub mod mock;
+pub mod peers;

@@ -4,6 +4,7 @@
 //! Needs the repo venv with the adapter's packages: `scripts/install-peers.sh --only
 //! python-adapter` (or `ISTHMUS_PEERS` pointing at a peers folder that has them).
 
+use isthmus_adapter_testkit::peers;
 use isthmus_core::{Keypair, NodeId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,24 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The workspace root: the nearest folder above this package that holds `Cargo.lock`.
-fn repo_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .find(|d| d.join("Cargo.lock").exists())
-        .map_or(here.clone(), PathBuf::from)
-}
-
 fn python() -> PathBuf {
-    let peers =
-        std::env::var_os("ISTHMUS_PEERS").map_or_else(|| repo_root().join(".peers"), PathBuf::from);
-    let py = peers.join("venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/install-peers.sh --only python-adapter",
-        py.display()
-    );
-    py
+    peers::tool("venv/bin/python", "python-adapter").unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct PyAdapter {
@@ -38,7 +23,7 @@ pub struct PyAdapter {
 }
 
 pub async fn start_python(network: u64) -> PyAdapter {
-    let script = repo_root().join("adapters/remote/python/adapter.py");
+    let script = peers::repo_root().join("adapters/remote/python/adapter.py");
     let mut child = Command::new(python())
         .arg(script)
         .args(["--network", &network.to_string(), "--name", "py-ledger"])

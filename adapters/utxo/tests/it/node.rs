@@ -26,10 +26,7 @@ pub const NETWORK: NetworkId = NetworkId(0x17c);
 const CLTV_HEIGHT: u64 = 1_351;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    isthmus_adapter_testkit::peers::free_port().expect("a free loopback port")
 }
 
 fn unix_now() -> u64 {
@@ -142,21 +139,7 @@ fn launch(dir: &Path, rpc_port: u16, extra: &[String]) -> Child {
         .expect("litecoind starts (scripts/install-peers.sh --only litecoind)")
 }
 
-/// A child process, killed by pid when dropped (also when a test panics).
-struct Proc(Child);
-
-impl Proc {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use isthmus_adapter_testkit::peers::Reaped as Proc;
 
 async fn wait_ready(child: &mut Proc, rpc: &Rpc) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);

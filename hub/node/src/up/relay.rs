@@ -338,7 +338,11 @@ async fn forward(
                         tracing::warn!(%src, %dst, seq = packet.sequence, %e, "relayed packet not delivered; the hub's own delivery takes over after its grace");
                         break;
                     }
-                    let wait = Duration::from_millis(100u64 << attempt.min(6));
+                    let wait = isthmus_core::Backoff::new(
+                        Duration::from_millis(200),
+                        Duration::from_millis(6_400),
+                    )
+                    .delay(attempt - 1);
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
