@@ -1,7 +1,7 @@
 //! Integration tests of the native adapter on real in-process networks (sled stores in
 //! temporary directories): the adapter conformance suite on PoS and PoW networks, escrow,
 //! light-client evidence and packets. Interop between two native networks through the hub
-//! is tested by the hub (`hub/e2e`), the hub's own ledger by `hub/node`.
+//! is tested in the top-level `tests/` (`transfer`, `messages`), the hub's own ledger in `hub/node`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns fail loudly by design
 
