@@ -128,6 +128,7 @@ enum Request {
     StateProofs(u64, Vec<Vec<u8>>, Reply<StateProofsReply>),
     Connect(SocketAddr),
     SetMining(bool),
+    MineBlocks(u64),
 }
 
 type TxProofReply = Result<Option<(BlockHeader, MerkleProof)>, StoreError>;
@@ -238,6 +239,16 @@ impl NodeHandle {
             .await
             .map_err(|_| NodeError::Stopped)
     }
+
+    /// PoW: mine exactly `n` more blocks of its own, then pause (like a regtest node's
+    /// `generate`): a block found after the `n`th is dropped, however fast the search.
+    /// `n = 0` pauses at once.
+    pub async fn mine_blocks(&self, n: u64) -> Result<(), NodeError> {
+        self.tx
+            .send(Request::MineBlocks(n))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
 }
 
 /// A started node: its handle and the means to stop it.
@@ -291,6 +302,8 @@ struct PowDriver {
     generation: u64,
     threads: u32,
     enabled: bool,
+    /// Blocks left to mine before pausing (`mine_blocks`); `None` mines on.
+    budget: Option<u64>,
     mined_tx: mpsc::Sender<(u64, Block)>,
 }
 
@@ -408,6 +421,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode, NodeError> {
                 generation: 0,
                 threads: budget.mining_threads,
                 enabled: opts.mine,
+                budget: None,
                 mined_tx,
             }),
         ),
@@ -552,9 +566,22 @@ impl Node {
                     self.stop.clone(),
                 );
             }
+            Request::MineBlocks(n) => {
+                if let Some(p) = &mut self.pow {
+                    p.enabled = n > 0;
+                    p.budget = (n > 0).then_some(n);
+                    if n == 0 {
+                        p.ctl.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                if n > 0 {
+                    self.restart_mining();
+                }
+            }
             Request::SetMining(on) => {
                 if let Some(p) = &mut self.pow {
                     p.enabled = on;
+                    p.budget = None;
                     // Off ends the search threads (on starts a new search below); a paused
                     // thread would outlive a node whose task is dropped without running its
                     // shutdown, and a runtime waits for its blocking threads when dropped.
@@ -1074,6 +1101,18 @@ impl Node {
         match self.import_pow(b.clone()) {
             Ok(()) => {
                 tracing::info!(number, txs = b.txs.len(), "mined block");
+                if let Some(p) = &mut self.pow {
+                    if let Some(left) = p.budget.as_mut() {
+                        *left = left.saturating_sub(1);
+                        if *left == 0 {
+                            // The budget is spent: pause before the head change below
+                            // would start the next search.
+                            p.budget = None;
+                            p.enabled = false;
+                            p.ctl.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                }
                 self.broadcast_except(&PeerMsg::Block(b), None);
                 self.after_head_change();
             }

@@ -70,3 +70,41 @@ fn switching_mining_off_ends_the_search_threads() {
         "the runtime's drop waited on a paused mining thread"
     );
 }
+
+/// `mine_blocks(n)` mines exactly `n` blocks on an easy chain, where the search finds
+/// many blocks per poll: the budget, not the caller's polling, decides where it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mine_blocks_mines_exactly_the_asked_number() {
+    let cfg = NetworkConfig::from_toml_str(
+        "name = \"easy\"\nnetwork_id = 78\nnodes = 1\nblock_interval_ms = 10\n\
+         [consensus]\ntype = \"pow\"\ninitial_difficulty = 1\nmin_difficulty = 1\n",
+    )
+    .expect("valid pow config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = node::start(NodeOptions {
+        cfg: Arc::new(cfg),
+        index: 0,
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        peers: vec![],
+        mine: false,
+        transport: TransportKind::Tcp,
+    })
+    .await
+    .expect("node starts");
+    let node = &running.handle;
+    for (ask, want) in [(3, 3), (1, 4), (5, 9)] {
+        node.mine_blocks(ask).await.expect("mine");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while node.status().await.expect("status").height < want {
+            assert!(std::time::Instant::now() < deadline, "never reached {want}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Give a runaway search the time to overshoot, then check it did not.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = node.status().await.expect("status");
+        assert_eq!(s.height, want, "asked {ask} more blocks");
+        assert!(!s.mining, "paused once the budget is spent");
+    }
+    running.shutdown().await;
+}

@@ -146,9 +146,25 @@ impl TestNet {
         result
     }
 
+    /// Mine exactly `n` blocks (PoW), however fast the search, and wait for them; on PoS,
+    /// wait for `n` more blocks.
     pub async fn mine(&self, n: u64) -> Result<(), String> {
         let h = self.node.status().await.map_err(|e| e.to_string())?.height;
-        self.until_height(h + n).await
+        if !self.is_pow() {
+            return self.until_height(h + n).await;
+        }
+        self.node.mine_blocks(n).await.map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.node.status().await.map_err(|e| e.to_string())?.height;
+            if now >= h + n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("head stuck at {now}, mining {n} blocks from {h}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Produce blocks until one is stamped at or after `t_ms` (chain time).
