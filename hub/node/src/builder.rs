@@ -174,7 +174,9 @@ impl HubBuilder {
     }
 
     /// The wallet's secret for HTLC secrets the hub makes on a customer's behalf. Without
-    /// one, a random secret of this run.
+    /// one, a random secret of this run: a secret already made lives in its swap's journal
+    /// record (seal the journal with [`sealed_journal`](Self::sealed_journal)), so a new
+    /// one per run loses nothing, it only makes the next secrets unrelated to the last.
     pub fn wallet_secret(mut self, secret: Zeroizing<[u8; 32]>) -> Self {
         self.wallet_secret = Some(secret);
         self
