@@ -5,7 +5,7 @@
 //! keep their attempt counts in different places: a driver's per-instance record, a
 //! link's loop, a connection's failure count, a datagram's retransmit count.
 
-use rand_core::{OsRng, RngCore};
+use rand::Rng;
 use std::time::Duration;
 
 /// Exponential backoff with jitter: attempt 0 waits about `base`, each later attempt
@@ -46,8 +46,8 @@ impl Backoff {
     /// The delay to wait before retry number `attempt` (0-based): the nominal delay
     /// scaled by a random factor in `1 ± jitter`, and never above `max`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        // 53 random bits give a uniform f64 in [0, 1).
-        let unit = (OsRng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        // The thread's own generator: no system call on a retry path (UDP retransmits).
+        let unit: f64 = rand::thread_rng().gen();
         let factor = 1.0 - self.jitter + 2.0 * self.jitter * unit;
         self.nominal(attempt).mul_f64(factor).min(self.max)
     }

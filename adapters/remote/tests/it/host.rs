@@ -15,16 +15,15 @@ use tokio::process::{Child, Command};
 
 /// The `adapter-host` binary: cargo names it for this package's own tests; a test of
 /// another package (the top-level tests) finds it beside its own binary, built by the
-/// same workspace run.
+/// same workspace run (or builds it).
 fn adapter_host_bin() -> std::path::PathBuf {
     match option_env!("CARGO_BIN_EXE_adapter-host") {
         Some(p) => p.into(),
-        None => std::env::current_exe()
-            .expect("test binary path")
-            .parent()
-            .and_then(std::path::Path::parent)
-            .expect("target profile dir")
-            .join("adapter-host"),
+        None => isthmus_adapter_testkit::peers::workspace_bin(
+            "isthmus-adapter-remote",
+            "adapter-host",
+            &["adapters/remote/src"],
+        ),
     }
 }
 
