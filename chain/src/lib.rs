@@ -22,6 +22,7 @@ pub mod node;
 pub mod p2p;
 pub mod packets;
 pub mod pos;
+pub mod rpc;
 pub mod state;
 pub mod store;
 pub mod tx;

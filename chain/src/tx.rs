@@ -164,7 +164,7 @@ pub fn verify_signatures(txs: &[Transaction], network: NetworkId) -> Vec<Result<
 }
 
 /// Why a transaction was refused. Only [`TxError::retryable`] ones can succeed unchanged later.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TxError {
     #[error("bad signature from {0}")]
     BadSignature(NodeId),

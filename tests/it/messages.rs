@@ -122,7 +122,10 @@ async fn world() -> World {
     );
     let port = Arc::new(Counting {
         inner: NativePacketPort::new(
-            [alpha.node.clone(), beta.node.clone()],
+            [
+                Arc::new(alpha.node.clone()) as Arc<dyn isthmus_chain::rpc::NodeApi>,
+                Arc::new(beta.node.clone()),
+            ],
             Arc::new(wallet),
             Keypair::dev("hub-submitter"),
             hub_keys()[..2].to_vec(),

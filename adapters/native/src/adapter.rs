@@ -16,8 +16,9 @@ use isthmus_chain::escrow::{
     self, Attestation, AttestedDecision, ClaimArgs, EscrowCall, EscrowLock, EscrowStatus,
     EscrowTerms, LockArgs, RefundArgs, ReleaseArgs,
 };
-use isthmus_chain::node::{NodeError, NodeHandle, POW_CONFIRMATIONS};
+use isthmus_chain::node::{NodeError, POW_CONFIRMATIONS};
 use isthmus_chain::pos::PosValidatorSet;
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::tx::{Transaction, TxError};
 use isthmus_core::{Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
 use isthmus_lock_contracts::{
@@ -109,7 +110,7 @@ enum Op {
 /// The adapter. Cheap to share behind `Arc`; every chain-changing call is idempotent per
 /// lock id (a retry returns the first transaction).
 pub struct NativeAdapter {
-    node: NodeHandle,
+    node: Arc<dyn NodeApi>,
     light: LightClient,
     descriptor: PlatformDescriptor,
     wallet: Arc<dyn Wallet>,
@@ -201,11 +202,11 @@ impl NativeAdapter {
     }
 
     /// An adapter for the network described by `network` (the hub's trusted copy of its
-    /// genesis config), talking to `node`. Legs locked by the hub are signed with the
+    /// genesis config), talking to `node` (in this process or over its RPC). Legs locked by the hub are signed with the
     /// `wallet`'s key of their owner; releases, refunds and claims are submitted by
     /// `hub_signer` (it needs no balance: the escrow pays, not the submitter).
     pub fn new(
-        node: NodeHandle,
+        node: Arc<dyn NodeApi>,
         network: NativeNetwork,
         wallet: Arc<dyn Wallet>,
         hub_signer: Keypair,
@@ -236,7 +237,7 @@ impl NativeAdapter {
         self.descriptor.network
     }
 
-    pub fn node(&self) -> &NodeHandle {
+    pub fn node(&self) -> &Arc<dyn NodeApi> {
         &self.node
     }
 

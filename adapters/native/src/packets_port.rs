@@ -11,11 +11,11 @@ use crate::submit::submit_kind;
 use async_trait::async_trait;
 use isthmus_adapter_api::port::{MessageSpec, PacketPort, PortError, SendTicket};
 use isthmus_adapter_api::{SecretKey, SignatureScheme, Wallet};
-use isthmus_chain::node::NodeHandle;
 use isthmus_chain::packets::{
     committed_packet_key, receipt_key, send_record_key, AckArgs, PacketCall, RecvArgs, SendArgs,
     SendRecord, TimeoutArgs,
 };
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::tx::{Transaction, TxError};
 use isthmus_core::{Hash32, Keypair, NetworkId};
 use isthmus_lock_contracts::packet::{
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct NativePacketPort {
-    nodes: BTreeMap<NetworkId, NodeHandle>,
+    nodes: BTreeMap<NetworkId, Arc<dyn NodeApi>>,
     wallet: Arc<dyn Wallet>,
     submitter: Keypair,
     attesters: Vec<Keypair>,
@@ -39,11 +39,11 @@ fn retry(what: &str, e: impl std::fmt::Display) -> PortError {
 }
 
 impl NativePacketPort {
-    /// A port over the in-process nodes of the linked native networks. `submitter` signs
+    /// A port over nodes of the linked native networks (in this process or over RPC). `submitter` signs
     /// hub submissions (it needs an account on each network); `attesters` are the hub's
     /// attester keys, of which the networks' `[escrow] hub_attesters` accept a threshold.
     pub fn new(
-        nodes: impl IntoIterator<Item = NodeHandle>,
+        nodes: impl IntoIterator<Item = Arc<dyn NodeApi>>,
         wallet: Arc<dyn Wallet>,
         submitter: Keypair,
         attesters: Vec<Keypair>,
@@ -60,7 +60,7 @@ impl NativePacketPort {
         }
     }
 
-    fn node(&self, net: NetworkId) -> Result<&NodeHandle, PortError> {
+    fn node(&self, net: NetworkId) -> Result<&Arc<dyn NodeApi>, PortError> {
         self.nodes.get(&net).ok_or_else(|| {
             PortError::Refused(format!("network {net} is not a linked native network"))
         })
@@ -100,7 +100,7 @@ impl NativePacketPort {
     async fn hub_call(&self, net: NetworkId, call: PacketCall) -> Result<(), PortError> {
         let node = self.node(net)?;
         let kind = call.attest(net, &self.attesters).into_tx_kind();
-        let id = submit_kind(node, &self.submitter, kind).await?;
+        let id = submit_kind(node.as_ref(), &self.submitter, kind).await?;
         self.included(net, id).await
     }
 }

@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use isthmus_adapter_api::{Adapter, AdapterError, Checkpoint, TxStatus};
 use isthmus_chain::merkle::MerkleProof as ChainProof;
-use isthmus_chain::node::NodeHandle;
 use isthmus_chain::packets::{self, committed_packet_key};
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::{Transaction, TxKind};
 use isthmus_core::Hash32;
 use isthmus_lock_contracts::packet::Packet;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// node (the adapter API has no state proofs).
 pub struct NativeProver {
     pub adapter: Arc<dyn Adapter>,
-    pub node: NodeHandle,
+    pub node: Arc<dyn NodeApi>,
 }
 
 impl NativeProver {

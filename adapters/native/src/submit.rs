@@ -1,8 +1,8 @@
 //! Submitting one transaction signed by a key the hub holds (its submitter, recorder or
-//! auditor key) to an in-process node, with the nonce read from the chain.
+//! auditor key) to a node, with the nonce read from the chain.
 
 use isthmus_adapter_api::port::PortError;
-use isthmus_chain::node::NodeHandle;
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::tx::{Transaction, TxError, TxKind};
 use isthmus_core::Keypair;
 
@@ -12,7 +12,7 @@ const NONCE_RETRIES: usize = 4;
 /// Submit one transaction of `kind` signed by `signer`, resyncing the nonce from the node
 /// when the account has transactions in flight. A duplicate counts as submitted.
 pub async fn submit_kind(
-    node: &NodeHandle,
+    node: &dyn NodeApi,
     signer: &Keypair,
     kind: TxKind,
 ) -> Result<isthmus_core::Hash32, PortError> {

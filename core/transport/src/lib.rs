@@ -23,6 +23,7 @@ pub mod frame;
 mod noise;
 mod quic;
 pub mod reliable;
+pub mod rpc;
 mod stats;
 mod tcp;
 pub mod udp;

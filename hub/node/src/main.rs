@@ -10,11 +10,13 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use isthmus_chain::config::parse_identity;
 use isthmus_chain::node::{self, NodeOptions};
+use isthmus_chain::rpc::{RpcAccess, RpcServer};
 use isthmus_chain::{NetworkConfig, Transaction};
-use isthmus_core::Keypair;
+use isthmus_core::{Keypair, NodeId};
 use isthmus_hub::{status, up};
 use isthmus_transport::TransportKind;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -131,6 +133,19 @@ enum NodeCmd {
         /// Local JSON-lines status endpoint
         #[arg(long, default_value = "127.0.0.1:0")]
         status_addr: SocketAddr,
+        /// The node's authenticated RPC (Noise over TCP, this node's key), through which a
+        /// hub or a relayer on another machine links the network
+        #[arg(long, default_value = "127.0.0.1:0")]
+        rpc: SocketAddr,
+        /// Identity (`isth_…` or `dev:LABEL`) that may also make admin calls over the RPC
+        /// (dial a peer, pause or step mining); repeatable
+        #[arg(long = "rpc-admin")]
+        rpc_admins: Vec<String>,
+        /// Identity that may read and submit over the RPC; repeatable. Without any, a
+        /// public network admits every authenticated caller and a private one only its
+        /// allowlist
+        #[arg(long = "rpc-reader")]
+        rpc_readers: Vec<String>,
         /// Transport between nodes: tcp (Noise) or quic
         #[arg(long, default_value = "tcp")]
         transport: TransportKind,
@@ -215,12 +230,16 @@ fn main() -> anyhow::Result<()> {
                     listen,
                     peers,
                     status_addr,
+                    rpc,
+                    rpc_admins,
+                    rpc_readers,
                     transport,
                     no_mine,
                 },
         } => {
             init_logs();
             let cfg = Arc::new(load(&config)?);
+            let access = rpc_access(&cfg, &rpc_admins, &rpc_readers)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run_node(
                 NodeOptions {
@@ -233,6 +252,7 @@ fn main() -> anyhow::Result<()> {
                     transport,
                 },
                 status_addr,
+                (rpc, access),
             ))
         }
         Cmd::Net {
@@ -330,31 +350,66 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
     outcome.and(stopped.map_err(anyhow::Error::from))
 }
 
-async fn run_node(opts: NodeOptions, status_addr: SocketAddr) -> anyhow::Result<()> {
+/// Who may call the node's RPC: the named admins, and the named readers, or (without any)
+/// everyone on a public network and the allowlist on a private one.
+fn rpc_access(
+    cfg: &NetworkConfig,
+    admins: &[String],
+    readers: &[String],
+) -> anyhow::Result<RpcAccess> {
+    let parse = |what: &str, list: &[String]| -> anyhow::Result<BTreeSet<NodeId>> {
+        list.iter()
+            .map(|s| parse_identity(s).map_err(|e| anyhow::anyhow!("{what} `{s}`: {e}")))
+            .collect()
+    };
+    let admins = parse("--rpc-admin", admins)?;
+    let named = parse("--rpc-reader", readers)?;
+    let readers = match (cfg.allowlist_ids(), named.is_empty()) {
+        (None, true) => None,
+        (allow, _) => Some(allow.unwrap_or_default().union(&named).copied().collect()),
+    };
+    Ok(RpcAccess { readers, admins })
+}
+
+async fn run_node(
+    opts: NodeOptions,
+    status_addr: SocketAddr,
+    (rpc_addr, access): (SocketAddr, RpcAccess),
+) -> anyhow::Result<()> {
     let data = opts.data_dir.clone();
     let index = opts.index;
+    let key = opts
+        .cfg
+        .node_key(index)
+        .map_err(|e| anyhow::anyhow!("node {index}: {e}"))?;
     let running = node::start(opts).await?;
     let stop = running.stop_token();
     let status = status::serve(status_addr, running.handle.clone(), stop.clone()).await?;
+    let rpc = RpcServer::start(running.handle.clone(), key, rpc_addr, access).await?;
     let p2p = running.handle.local_addr();
     let info = json!({
         "index": index,
         "id": running.handle.id().to_string(),
         "p2p": p2p.to_string(),
         "status": status.to_string(),
+        "rpc": rpc.local_addr().to_string(),
         "pid": std::process::id(),
     });
     // Written whole then renamed, so readers never see half a file.
     let tmp = data.join("node.json.tmp");
     std::fs::write(&tmp, info.to_string())?;
     std::fs::rename(&tmp, data.join("node.json"))?;
-    println!("node {index}: p2p={p2p} status={status}");
+    println!(
+        "node {index}: p2p={p2p} status={status} rpc={}",
+        rpc.local_addr()
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
         _ = stop.cancelled() => {}
     }
+    rpc.stop().await;
     running.shutdown().await;
     Ok(())
 }
@@ -438,8 +493,8 @@ fn net_up(config: &Path, data: Option<PathBuf>, transport: TransportKind) -> any
     );
     for v in &infos {
         println!(
-            "  node {}  pid {}  p2p {}  status {}  id {}",
-            v["index"], v["pid"], v["p2p"], v["status"], v["id"]
+            "  node {}  pid {}  p2p {}  status {}  rpc {}  id {}",
+            v["index"], v["pid"], v["p2p"], v["status"], v["rpc"], v["id"]
         );
     }
     println!("Ctrl-C stops the network");

@@ -224,7 +224,7 @@ async fn a_message_crosses_two_native_networks_once_with_ack_and_timeout() {
         let _ = hub_rx.await;
     }));
     let adapter = Arc::new(NativeAdapter::new(
-        alpha.node.clone(),
+        Arc::new(alpha.node.clone()),
         NativeNetwork::new(alpha.cfg.clone()),
         Arc::new(MemoryWallet::new()),
         Keypair::dev("hub-signer"),

@@ -73,7 +73,7 @@ impl Net {
         .unwrap();
         let node = running.handle.clone();
         let adapter: Arc<dyn Adapter> = Arc::new(NativeAdapter::new(
-            node.clone(),
+            Arc::new(node.clone()),
             NativeNetwork::new(cfg.clone()),
             Arc::new(MemoryWallet::new()),
             Keypair::dev("hub-signer"),
@@ -171,7 +171,7 @@ async fn proven_packets(net: &Net, user: &Keypair) -> Vec<RelayedPacket> {
     let outbox = Outbox::open(db.clone(), "link").unwrap();
     let prover = NativeProver {
         adapter: net.adapter.clone(),
-        node: net.node.clone(),
+        node: Arc::new(net.node.clone()),
     };
     let source = AdapterSource::proving(
         net.adapter.clone(),

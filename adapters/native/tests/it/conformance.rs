@@ -8,6 +8,7 @@ use isthmus_adapter_api::{Adapter, AdapterError, HubAttestation, SignedTx};
 use isthmus_adapter_native::ASSET;
 use isthmus_adapter_testkit::conformance::{self, Fixture};
 use isthmus_chain::config::NetworkConfig;
+use isthmus_chain::rpc::{NodeApi, RemoteNode, RemoteNodeConfig, RpcAccess, RpcServer};
 use isthmus_chain::tx::Transaction;
 use isthmus_core::{Keypair, NodeId};
 use isthmus_lock_contracts::{Address, Amount, AssetId, Decision, HubRecord, LockId, Timestamp};
@@ -15,6 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 struct NativeFixture {
+    /// The node's RPC server, when the adapter talks to the node over it (stops on drop).
+    _rpc: Option<RpcServer>,
     net: TestNet,
     adapter: Arc<dyn Adapter>,
     accounts: [Keypair; 2],
@@ -22,13 +25,35 @@ struct NativeFixture {
 }
 
 impl NativeFixture {
-    async fn new(cfg: NetworkConfig) -> NativeFixture {
+    /// Over the in-process node, or (`over_rpc`) over the node's authenticated RPC on a
+    /// loopback socket, as a hub in another process would reach it.
+    async fn new(cfg: NetworkConfig, over_rpc: bool) -> NativeFixture {
         let accounts = [Keypair::dev("alice"), Keypair::dev("bob")];
         let net = TestNet::start(cfg).await;
         // Past genesis (stamped 0), the chain tells wall-clock time.
         net.until_height(1).await.expect("first block");
-        let adapter = Arc::new(net.adapter(&[&accounts[0], &accounts[1]], 3));
+        let (rpc, node): (_, Arc<dyn NodeApi>) = if over_rpc {
+            let server = RpcServer::start(
+                net.node.clone(),
+                net.cfg.node_key(0).expect("node key"),
+                "127.0.0.1:0".parse().expect("addr"),
+                RpcAccess::default(),
+            )
+            .await
+            .expect("rpc serves");
+            let remote = RemoteNode::connect(
+                RemoteNodeConfig::new(net.cfg.clone(), server.local_addr(), net.node.id()),
+                Keypair::dev("hub-rpc-client"),
+            )
+            .await
+            .expect("rpc client connects");
+            (Some(server), Arc::new(remote))
+        } else {
+            (None, Arc::new(net.node.clone()))
+        };
+        let adapter = Arc::new(net.adapter_over(node, &[&accounts[0], &accounts[1]], 3));
         NativeFixture {
+            _rpc: rpc,
             net,
             adapter,
             accounts,
@@ -112,9 +137,11 @@ impl Fixture for NativeFixture {
     }
 }
 
-async fn run(make: fn() -> NetworkConfig) {
+async fn run(make: fn() -> NetworkConfig, over_rpc: bool) {
     let factory = move || -> BoxFuture<'static, Result<Box<dyn Fixture>, String>> {
-        Box::pin(async move { Ok(Box::new(NativeFixture::new(make()).await) as Box<dyn Fixture>) })
+        Box::pin(async move {
+            Ok(Box::new(NativeFixture::new(make(), over_rpc).await) as Box<dyn Fixture>)
+        })
     };
     let report = conformance::run(&factory).await;
     assert_eq!(report.results.len(), conformance::CHECKS.len());
@@ -123,10 +150,20 @@ async fn run(make: fn() -> NetworkConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_on_a_pos_network() {
-    run(|| pos("beta", 202, &["alice", "bob"])).await;
+    run(|| pos("beta", 202, &["alice", "bob"]), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_on_a_pow_network() {
-    run(|| pow("alpha", 201, &["alice", "bob"])).await;
+    run(|| pow("alpha", 201, &["alice", "bob"]), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_pos_network_over_the_node_rpc() {
+    run(|| pos("beta", 202, &["alice", "bob"]), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_pow_network_over_the_node_rpc() {
+    run(|| pow("alpha", 201, &["alice", "bob"]), true).await;
 }

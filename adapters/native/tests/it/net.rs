@@ -5,6 +5,7 @@ use isthmus_adapter_api::{MemoryWallet, SecretKey};
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_chain::config::NetworkConfig;
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
+use isthmus_chain::rpc::NodeApi;
 use isthmus_core::Keypair;
 use isthmus_lock_contracts::Address;
 use isthmus_transport::TransportKind;
@@ -194,6 +195,17 @@ impl TestNet {
 
     /// An adapter over this network's node with a wallet holding `owners`' keys.
     pub fn adapter(&self, owners: &[&Keypair], confirmations: u32) -> NativeAdapter {
+        self.adapter_over(Arc::new(self.node.clone()), owners, confirmations)
+    }
+
+    /// An adapter talking to this network through `node` (the in-process handle or a
+    /// client of the node's RPC).
+    pub fn adapter_over(
+        &self,
+        node: Arc<dyn NodeApi>,
+        owners: &[&Keypair],
+        confirmations: u32,
+    ) -> NativeAdapter {
         let wallet = MemoryWallet::new();
         for k in owners {
             wallet.insert(
@@ -202,7 +214,7 @@ impl TestNet {
             );
         }
         NativeAdapter::new(
-            self.node.clone(),
+            node,
             NativeNetwork::new(self.cfg.clone()).with_confirmations(confirmations),
             Arc::new(wallet),
             Keypair::dev("hub-submitter"),

@@ -470,7 +470,7 @@ impl ProvingNet {
         }
         let adapter: Arc<dyn isthmus_adapter_api::Adapter> =
             Arc::new(isthmus_adapter_native::NativeAdapter::new(
-                node.clone(),
+                Arc::new(node.clone()),
                 isthmus_adapter_native::NativeNetwork::new(cfg.clone()),
                 Arc::new(isthmus_adapter_api::MemoryWallet::new()),
                 Keypair::dev("bench-hub-signer"),
@@ -499,7 +499,7 @@ impl ProvingNet {
         let t = Instant::now();
         let prover = NativeProver {
             adapter: adapter.clone(),
-            node,
+            node: Arc::new(node),
         };
         let proofs = prover.prove_all(&items).await?;
         let build_secs = t.elapsed().as_secs_f64();

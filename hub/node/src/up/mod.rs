@@ -26,6 +26,7 @@ use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
+use isthmus_chain::rpc::NodeApi;
 use isthmus_core::Keypair;
 use isthmus_hub_api::{ApiKeyConfig, KeyRing, Role};
 use isthmus_interop::{Connect, ConnectError, Driver, DriverConfig, HubLedger};
@@ -332,7 +333,7 @@ async fn wire(
         // In-process, the hub's trusted copy of the network's genesis config is the one the
         // node was started with; evidence is still verified as a light client against it.
         let network = NativeNetwork::new(node.config().clone());
-        let a = NativeAdapter::new(node, network, wallet.clone(), attester.clone());
+        let a = NativeAdapter::new(Arc::new(node), network, wallet.clone(), attester.clone());
         named.insert(n.name().to_owned(), Arc::new(a));
     }
     let ledger: Arc<dyn HubLedger> = Arc::new(ChainLedger::new(
@@ -347,7 +348,10 @@ async fn wire(
     // Message relay between alpha and beta: packets delivered under the hub attester's
     // signature, submitted with a key of their own so its nonces never race the adapters'.
     let port = Arc::new(NativePacketPort::new(
-        [chain(Net::Alpha)?, chain(Net::Beta)?],
+        [
+            Arc::new(chain(Net::Alpha)?) as Arc<dyn NodeApi>,
+            Arc::new(chain(Net::Beta)?),
+        ],
         wallet.clone(),
         secrets.derived_key("packet-submitter")?,
         vec![attester.clone()],
@@ -404,7 +408,7 @@ async fn wire(
         sources.push(relay::Source {
             name: n.name().to_owned(),
             adapter,
-            node: chain(n)?,
+            node: Arc::new(chain(n)?),
         });
     }
     let relay_path = match relay::start(

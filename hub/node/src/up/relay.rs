@@ -20,7 +20,7 @@ use super::datadir::{DataDir, Secrets};
 use anyhow::Context as _;
 use isthmus_adapter_api::Adapter;
 use isthmus_adapter_native::NativeProver;
-use isthmus_chain::node::NodeHandle;
+use isthmus_chain::rpc::NodeApi;
 use isthmus_core::{NetworkId, NodeId};
 use isthmus_hub_ingress::{
     Forwarded, IngressConfig, NativeProofVerifier, PacketIngress, ProofVerifier,
@@ -69,7 +69,7 @@ pub struct Source {
     pub name: String,
     pub adapter: Arc<dyn Adapter>,
     /// The network's node: the relayer's prover reads state paths from it.
-    pub node: NodeHandle,
+    pub node: Arc<dyn NodeApi>,
 }
 
 /// The running relayer path, as the banner and `up.json` describe it.
