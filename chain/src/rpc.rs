@@ -381,18 +381,20 @@ impl RemoteNodeConfig {
 }
 
 /// A node in another process, reached over its RPC. Cheap to clone.
+///
+/// Before its first answer is used, the node must show the genesis block of the config the
+/// caller trusts; until it has, every call checks that first.
 #[derive(Clone, Debug)]
 pub struct RemoteNode {
     cfg: Arc<NetworkConfig>,
     client: RpcClient,
+    checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RemoteNode {
-    /// Open a client endpoint with `key` (the caller's identity), reach the node, and check
-    /// that it runs the genesis of `cfg.network`. A node that is down fails with a
-    /// retryable [`NodeError::Transport`]; one with another genesis with
-    /// [`NodeError::Setup`].
-    pub async fn connect(cfg: RemoteNodeConfig, key: Keypair) -> Result<RemoteNode, NodeError> {
+    /// A client of the node with `key` as the caller's identity; nothing is sent yet (a node
+    /// that is down now is reached once it is up).
+    pub async fn new(cfg: RemoteNodeConfig, key: Keypair) -> Result<RemoteNode, NodeError> {
         let bind: SocketAddr = if cfg.addr.ip().is_loopback() {
             SocketAddr::from(([127, 0, 0, 1], 0))
         } else {
@@ -406,26 +408,47 @@ impl RemoteNode {
         let endpoint = Endpoint::bind(tc, key)
             .await
             .map_err(|e| NodeError::Transport(format!("cannot open a local endpoint: {e}")))?;
-        let node = RemoteNode {
+        Ok(RemoteNode {
             client: RpcClient::new(endpoint, cfg.addr, cfg.identity, cfg.call_timeout),
             cfg: cfg.network,
-        };
-        let want = genesis_block(&node.cfg).hash(node.cfg.rules_at(0).hash);
-        let got = node
-            .block_at(0)
-            .await?
-            .map(|b| b.hash(node.cfg.rules_at(0).hash));
-        if got != Some(want) {
+            checked: Arc::default(),
+        })
+    }
+
+    /// [`new`](Self::new), then reach the node and check its genesis at once. A node that
+    /// is down fails with a retryable [`NodeError::Transport`]; one of another chain with
+    /// [`NodeError::Setup`].
+    pub async fn connect(cfg: RemoteNodeConfig, key: Keypair) -> Result<RemoteNode, NodeError> {
+        let node = RemoteNode::new(cfg, key).await?;
+        if let Err(e) = node.check_genesis().await {
             node.client.close().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    async fn check_genesis(&self) -> Result<(), NodeError> {
+        use std::sync::atomic::Ordering;
+        if self.checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let algo = self.cfg.rules_at(0).hash;
+        let want = genesis_block(&self.cfg).hash(algo);
+        let got = match self.raw(NodeCall::BlockAt { number: 0 }).await? {
+            NodeAnswer::Block(b) => b.map(|b| b.hash(algo)),
+            other => return Err(unexpected("block", &other)),
+        };
+        if got != Some(want) {
             return Err(NodeError::Setup(format!(
                 "the node at {} runs another chain than network `{}`: genesis {} expected, {} found",
-                cfg.addr,
-                node.cfg.name,
+                self.client.addr(),
+                self.cfg.name,
                 want.to_hex(),
                 got.map_or_else(|| "none".to_owned(), |h| h.to_hex())
             )));
         }
-        Ok(node)
+        self.checked.store(true, Ordering::Release);
+        Ok(())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -433,6 +456,11 @@ impl RemoteNode {
     }
 
     async fn call(&self, call: NodeCall) -> Result<NodeAnswer, NodeError> {
+        self.check_genesis().await?;
+        self.raw(call).await
+    }
+
+    async fn raw(&self, call: NodeCall) -> Result<NodeAnswer, NodeError> {
         let name = call.name();
         match self.client.call::<_, NodeAnswer>(&call).await {
             Ok(NodeAnswer::Refused { kind, reason }) => Err(match kind {
@@ -558,5 +586,98 @@ impl NodeApi for RemoteNode {
     }
     async fn cert(&self, number: u64) -> Result<Option<CommitCert>, NodeError> {
         expect_answer!(self, NodeCall::Cert { number }, Cert, "cert")
+    }
+}
+
+/// Several nodes of one network as one: each call goes to the node that answered last, and
+/// moves on to the next when that one is unreachable, so the network stays reachable while
+/// one of its nodes restarts. Answers from different nodes may differ in height; callers
+/// that act on them verify what they read (headers, certificates, Merkle paths).
+pub struct Failover {
+    nodes: Vec<Arc<dyn NodeApi>>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Failover {
+    /// `nodes` must be non-empty and of one network.
+    pub fn new(nodes: Vec<Arc<dyn NodeApi>>) -> Result<Failover, NodeError> {
+        let Some(first) = nodes.first() else {
+            return Err(NodeError::Setup("a network needs at least one node".into()));
+        };
+        let net = first.config().network();
+        if let Some(other) = nodes.iter().find(|n| n.config().network() != net) {
+            return Err(NodeError::Setup(format!(
+                "node {} is of network {}, not {net}",
+                other.id(),
+                other.config().network()
+            )));
+        }
+        Ok(Failover {
+            nodes,
+            current: Default::default(),
+        })
+    }
+
+    /// Try each node once, starting with the current one, until one answers; stay with it.
+    async fn each<T, F>(&self, f: F) -> Result<T, NodeError>
+    where
+        F: for<'a> Fn(&'a dyn NodeApi) -> BoxFuture<'a, Result<T, NodeError>>,
+    {
+        use std::sync::atomic::Ordering;
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.nodes.len() {
+            let i = (start + k) % self.nodes.len();
+            match f(self.nodes[i].as_ref()).await {
+                Err(e) if e.retryable() => last = Some(e),
+                other => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or(NodeError::Stopped))
+    }
+}
+
+#[async_trait]
+impl NodeApi for Failover {
+    fn config(&self) -> &Arc<NetworkConfig> {
+        self.nodes[0].config()
+    }
+    fn id(&self) -> NodeId {
+        use std::sync::atomic::Ordering;
+        self.nodes[self.current.load(Ordering::Relaxed) % self.nodes.len()].id()
+    }
+    async fn submit(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> Result<Vec<Result<Hash32, TxError>>, NodeError> {
+        self.each(|n| n.submit(txs.clone())).await
+    }
+    async fn status(&self) -> Result<NodeStatus, NodeError> {
+        self.each(|n| n.status()).await
+    }
+    async fn block_at(&self, number: u64) -> Result<Option<Block>, NodeError> {
+        self.each(|n| n.block_at(number)).await
+    }
+    async fn account(&self, id: NodeId) -> Result<Account, NodeError> {
+        self.each(|n| n.account(id)).await
+    }
+    async fn state_get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, NodeError> {
+        self.each(|n| n.state_get(key.clone())).await
+    }
+    async fn tx_proof(&self, id: Hash32) -> Result<Option<(BlockHeader, MerkleProof)>, NodeError> {
+        self.each(|n| n.tx_proof(id)).await
+    }
+    async fn state_proofs_at(
+        &self,
+        number: u64,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<StateProofs>, NodeError> {
+        self.each(|n| n.state_proofs_at(number, keys.clone())).await
+    }
+    async fn cert(&self, number: u64) -> Result<Option<CommitCert>, NodeError> {
+        self.each(|n| n.cert(number)).await
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod builder;
 pub mod ledger;
+pub mod provision;
+pub mod serve;
 pub mod service;
 pub mod status;
 pub mod up;

@@ -13,6 +13,7 @@ use isthmus_chain::node::{self, NodeOptions};
 use isthmus_chain::rpc::{RpcAccess, RpcServer};
 use isthmus_chain::{NetworkConfig, Transaction};
 use isthmus_core::{Keypair, NodeId};
+use isthmus_hub::serve::HubConfig;
 use isthmus_hub::{status, up};
 use isthmus_transport::TransportKind;
 use serde_json::{json, Value};
@@ -47,10 +48,24 @@ enum Cmd {
     /// interop core, an in-process relayer on QUIC and the HTTP API, with funded demo
     /// accounts
     Up(UpArgs),
-    /// Network configuration files
+    /// Run the hub from a hub config file: its API keys, wallet, and the native networks
+    /// it provisions (as supervised node processes) or attaches (over their nodes' RPC)
+    Serve {
+        /// Hub config (TOML); see configs/hub.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a hub config or a network config and list every problem
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
+    },
+    /// Make a new ed25519 key: write its seed to FILE (mode 0600, never overwritten) and
+    /// print its identity (`isth_…`), for node keys and accounts the hub wallet holds
+    Keygen {
+        /// Where to write the seed (64 hex digits)
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run one node
     Node {
@@ -104,9 +119,10 @@ struct UpArgs {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Check a network config and list every problem
+    /// Check a hub config (`hub serve --config`) or a network config and list every
+    /// problem at once; reads the secrets and genesis configs a hub config names
     Check {
-        /// Path to the network TOML file
+        /// Path to the TOML file
         file: PathBuf,
     },
 }
@@ -152,6 +168,10 @@ enum NodeCmd {
         /// PoW: do not mine (follow only)
         #[arg(long)]
         no_mine: bool,
+        /// Stop when the process PID ends (set by the hub for the nodes it supervises, so
+        /// none outlives a hub killed with SIGKILL)
+        #[arg(long, hide = true)]
+        parent_pid: Option<i32>,
     },
 }
 
@@ -208,6 +228,44 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(hub_up(args))
         }
+        Cmd::Keygen { out } => {
+            let key = Keypair::generate();
+            write_new_secret(&out, key.to_hex_seed().as_bytes())?;
+            println!("{}", key.id());
+            eprintln!("seed written to {} (mode 0600)", out.display());
+            Ok(())
+        }
+        Cmd::Serve { config } => {
+            init_logs();
+            let plan = hub_plan(&config)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hub_serve(plan))
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } if std::fs::read_to_string(&file).is_ok_and(|t| HubConfig::looks_like(&t)) => {
+            let plan = hub_plan(&file)?;
+            eprintln!(
+                "hub config {} is valid: data {}, api {}, {} network(s): {}",
+                file.display(),
+                plan.opts.data.display(),
+                plan.opts.api,
+                plan.networks.len(),
+                plan.networks
+                    .iter()
+                    .map(|(n, how)| format!(
+                        "{n} ({})",
+                        match how {
+                            up::NetworkPlan::Embedded(_) => "embedded",
+                            up::NetworkPlan::Provisioned { .. } => "provisioned",
+                            up::NetworkPlan::Attached { .. } => "attached",
+                        }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => {
@@ -235,9 +293,13 @@ fn main() -> anyhow::Result<()> {
                     rpc_readers,
                     transport,
                     no_mine,
+                    parent_pid,
                 },
         } => {
             init_logs();
+            if let Some(parent) = parent_pid {
+                exit_with_parent(parent)?;
+            }
             let cfg = Arc::new(load(&config)?);
             let access = rpc_access(&cfg, &rpc_admins, &rpc_readers)?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -284,9 +346,12 @@ fn load(file: &Path) -> anyhow::Result<NetworkConfig> {
     NetworkConfig::load(file).with_context(|| format!("config {} is not usable", file.display()))
 }
 
+/// Logs of long-running commands: info, but not every consensus step (`RUST_LOG`
+/// overrides).
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,informalsystems_malachitebft_core_consensus=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -317,24 +382,74 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
     let hub = up::start(opts).await?;
     hub.publish()?;
     println!("{}", up::demo::banner(&hub, args.htlc_delta_secs));
+    run_until_stopped(hub, args.demo.then_some(args.htlc_delta_secs)).await
+}
+
+/// Create `path` (it must not exist) readable by its owner only, and write `contents`.
+fn write_new_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Read a hub config and turn it into a plan, or fail listing every problem.
+fn hub_plan(file: &Path) -> anyhow::Result<up::Plan> {
+    HubConfig::load(file).and_then(|c| c.plan()).map_err(|p| {
+        anyhow::anyhow!(
+            "hub config {} has {} problem(s):\n  - {}",
+            file.display(),
+            p.len(),
+            p.join("\n  - ")
+        )
+    })
+}
+
+async fn hub_serve(plan: up::Plan) -> anyhow::Result<()> {
+    let names: Vec<String> = plan.networks.iter().map(|(n, _)| n.clone()).collect();
+    let hub = up::start_plan(plan).await?;
+    hub.publish()?;
+    println!(
+        "hub serving: api http://{}  networks: hub, {}  metrics http://{}/metrics",
+        hub.info.api,
+        names.join(", "),
+        hub.info.metrics
+    );
+    for (name, net) in &hub.provisioned {
+        for n in net.nodes() {
+            println!("  {name} node {}: rpc {} ({:?})", n.index, n.rpc, n.state);
+        }
+    }
+    println!("Ctrl-C or SIGTERM stops the hub and the node processes it started");
+    run_until_stopped(hub, None).await
+}
+
+/// Serve until Ctrl-C, SIGTERM or the hub's own stop; with `demo` (the HTLC margin), run
+/// the demo meanwhile. Then stop cleanly.
+async fn run_until_stopped(hub: up::RunningHub, demo: Option<u64>) -> anyhow::Result<()> {
     let stop = hub.stop_token();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = {
-        let demo = async {
-            if args.demo {
-                up::demo::run(&hub, args.htlc_delta_secs).await.map(|_| ())
-            } else {
-                std::future::pending().await
+        let demo_run = async {
+            match demo {
+                Some(delta) => up::demo::run(&hub, delta).await.map(|_| ()),
+                None => std::future::pending().await,
             }
         };
-        tokio::pin!(demo);
-        let mut demo_done = !args.demo;
+        tokio::pin!(demo_run);
+        let mut demo_done = demo.is_none();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break Ok(()),
                 _ = term.recv() => break Ok(()),
                 _ = stop.cancelled() => break Ok(()),
-                r = &mut demo, if !demo_done => {
+                r = &mut demo_run, if !demo_done => {
                     demo_done = true;
                     if let Err(e) = r {
                         break Err(e.context("the demo failed"));
@@ -348,6 +463,17 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
     println!("hub stopped");
     // The run's own outcome comes first; a clean run that stopped badly still fails.
     outcome.and(stopped.map_err(anyhow::Error::from))
+}
+
+/// Ask the kernel for SIGTERM when the parent ends, then make sure it has not already.
+fn exit_with_parent(parent: i32) -> anyhow::Result<()> {
+    use rustix::process::{getppid, set_parent_process_death_signal, Pid, Signal};
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .context("cannot ask to stop with the parent process")?;
+    if getppid() != Pid::from_raw(parent) {
+        bail!("the supervising process {parent} has already ended");
+    }
+    Ok(())
 }
 
 /// Who may call the node's RPC: the named admins, and the named readers, or (without any)

@@ -1,4 +1,9 @@
-//! `hub up`: the whole hub in one process, on one data directory.
+//! `hub up`: the whole hub in one process, on one data directory; and the same code under
+//! `hub serve --config` (see [`crate::serve`]), which differs only in its [`Plan`]: where
+//! the API keys and the wallet's passphrase come from, which accounts the wallet holds,
+//! and which native networks are linked: embedded in this process (`hub up`'s `alpha` and
+//! `beta`), provisioned as node processes the hub supervises, or attached over the nodes'
+//! RPC where they already run.
 //!
 //! It starts the hub chain (one PoS validator, where every decision of a lock contract is
 //! recorded), two native networks with different consensus (`alpha`: PoW sha256, `beta`:
@@ -19,6 +24,8 @@ pub mod relay;
 
 use crate::builder::{self, Hub, HubBuilder, StopError};
 use crate::ledger::{ChainLedger, ChainTransitionLog};
+use crate::provision::network::{wait_for_block, HubIdentities, ProvisionedNetwork};
+use crate::provision::spec::NetworkSpec;
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
@@ -26,8 +33,10 @@ use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
 use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
-use isthmus_chain::rpc::NodeApi;
+use isthmus_chain::rpc::{Failover, NodeApi, RemoteNode, RemoteNodeConfig};
+use isthmus_chain::NetworkConfig;
 use isthmus_core::Keypair;
+use isthmus_core::NodeId;
 use isthmus_hub_api::{ApiKeyConfig, KeyRing, Role};
 use isthmus_interop::{Connect, ConnectError, Driver, DriverConfig, HubLedger};
 use isthmus_lock_contracts::{Address, HtlcConfig, TwoPhaseConfig};
@@ -35,12 +44,13 @@ use isthmus_transport::TransportKind;
 use isthmus_wallet::{KdfParams, SledSealedStore, WalletService};
 use nets::{Net, DEMO_ACCOUNTS};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 /// The API's default address.
 pub const DEFAULT_API: &str = "127.0.0.1:7780";
@@ -82,10 +92,17 @@ impl UpOptions {
 pub struct UpInfo {
     pub pid: u32,
     pub api: SocketAddr,
+    /// The dev API keys of `hub up`; empty under `hub serve`, whose keys the operator holds.
+    #[serde(default)]
     pub customer_key: String,
+    #[serde(default)]
     pub provider_key: String,
-    /// Each chain's local JSON-lines status endpoint (see `status.rs`).
+    /// The local JSON-lines status endpoint of each chain that runs in this process (see
+    /// `status.rs`).
     pub status: BTreeMap<String, SocketAddr>,
+    /// Each linked native network's node RPC addresses (networks in other processes).
+    #[serde(default)]
+    pub rpc: BTreeMap<String, Vec<SocketAddr>>,
     /// Demo account label → address on `alpha` and `beta`.
     pub accounts: BTreeMap<String, String>,
     pub block_ms: u64,
@@ -121,6 +138,8 @@ pub struct RunningHub {
     pub attester: Keypair,
     /// The in-process relayer's counters per link (`alpha`, `beta`).
     pub relay_links: BTreeMap<String, Arc<isthmus_relayer::RelayerStats>>,
+    /// Networks whose nodes the hub runs as processes, by name.
+    pub provisioned: BTreeMap<String, ProvisionedNetwork>,
     /// The hub over the chains: every task of `hub up` runs in it.
     hub: Hub,
     nodes: Vec<RunningNode>,
@@ -177,26 +196,92 @@ fn check_api_addr(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// The hub's wallet service (keys sealed at rest in the interop database), holding the demo
-/// accounts' keys.
-fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<WalletService>> {
+/// The hub's wallet service (keys sealed at rest in the interop database), holding the
+/// plan's accounts' keys.
+fn wallet(db: &sled::Db, secrets: &Secrets, plan: &Plan) -> anyhow::Result<Arc<WalletService>> {
     let store = Arc::new(SledSealedStore::new(db.open_tree("wallet")?));
-    // Cheap KDF parameters: the passphrase of this dev wallet sits in secrets.json anyway.
-    let w = WalletService::open(
-        store,
-        secrets.wallet_passphrase.as_bytes(),
-        KdfParams::INSECURE_FAST,
-    )
-    .context("cannot open the hub wallet")?;
+    let w = match &plan.wallet {
+        // Cheap KDF parameters: the passphrase of this dev wallet sits in secrets.json anyway.
+        WalletUnlock::Dev => WalletService::open(
+            store,
+            secrets.wallet_passphrase.as_bytes(),
+            KdfParams::INSECURE_FAST,
+        ),
+        WalletUnlock::Passphrase(p) => WalletService::open(store, p.as_bytes(), KdfParams::DEFAULT),
+    }
+    .context("cannot open the hub wallet (is the passphrase the one it was created with?)")?;
     let have = w.addresses().context("cannot list the hub wallet")?;
-    for who in DEMO_ACCOUNTS {
-        let addr = account_address(who);
+    for (_, key) in &plan.accounts {
+        let addr = Address(key.id().to_string());
         if !have.iter().any(|(_, a)| *a == addr) {
-            w.import(&addr, &SecretKey::Ed25519(nets::demo_key(who)))
-                .with_context(|| format!("cannot store {who}'s key in the hub wallet"))?;
+            w.import(&addr, &SecretKey::Ed25519(key.clone()))
+                .with_context(|| format!("cannot store {}'s key in the hub wallet", addr.0))?;
         }
     }
     Ok(Arc::new(w))
+}
+
+/// How the hub wallet is unlocked.
+pub enum WalletUnlock {
+    /// `hub up`: a passphrase kept in the data directory, a fast KDF (demo keys only).
+    Dev,
+    /// An operator's passphrase (from the environment or a file), the standard KDF.
+    Passphrase(Zeroizing<String>),
+}
+
+/// Where the API keys come from.
+pub enum ApiKeys {
+    /// `hub up`: a customer and a provider key made once per data directory.
+    Dev,
+    Configured(Vec<ApiKeyConfig>),
+}
+
+/// One native network the hub links.
+pub enum NetworkPlan {
+    /// A node in this process, with `hub up`'s generated config of `alpha` or `beta`.
+    Embedded(Net),
+    /// Node processes the hub starts and supervises; the escrow trusts the hub's attester.
+    Provisioned { spec: NetworkSpec, network_id: u64 },
+    /// Nodes that run elsewhere, reached over their RPC; `config` is the genesis config the
+    /// hub trusts, `nodes` their RPC addresses and identities.
+    Attached {
+        config: NetworkConfig,
+        nodes: Vec<(SocketAddr, NodeId)>,
+    },
+}
+
+/// What a hub runs: `hub up`'s preset ([`Plan::dev`]) or a hub config's.
+pub struct Plan {
+    pub opts: UpOptions,
+    pub keys: ApiKeys,
+    pub wallet: WalletUnlock,
+    /// Keys the hub wallet holds (accounts customers move through the hub), by label.
+    pub accounts: Vec<(String, Keypair)>,
+    /// Native networks, by the names requests use.
+    pub networks: Vec<(String, NetworkPlan)>,
+    /// How long a provisioned or attached network may take to answer with a block.
+    pub link_deadline: Duration,
+}
+
+impl Plan {
+    /// `hub up`: networks `alpha` (PoW) and `beta` (PoS) in this process, demo accounts,
+    /// dev keys.
+    pub fn dev(opts: UpOptions) -> Plan {
+        Plan {
+            keys: ApiKeys::Dev,
+            wallet: WalletUnlock::Dev,
+            accounts: DEMO_ACCOUNTS
+                .iter()
+                .map(|w| ((*w).to_owned(), nets::demo_key(w)))
+                .collect(),
+            networks: vec![
+                ("alpha".into(), NetworkPlan::Embedded(Net::Alpha)),
+                ("beta".into(), NetworkPlan::Embedded(Net::Beta)),
+            ],
+            link_deadline: Duration::from_secs(60),
+            opts,
+        }
+    }
 }
 
 /// How the hub reaches an adapter a provider registered: Noise-TCP to its endpoint,
@@ -225,8 +310,44 @@ fn remote_connect(hub_key: Keypair) -> Connect {
     })
 }
 
-/// Start everything; returns once the API answers.
+/// `hub up`: start everything of [`Plan::dev`]; returns once the API answers.
 pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
+    start_plan(Plan::dev(opts)).await
+}
+
+/// A native network linked to the hub, however it runs.
+struct Native {
+    name: String,
+    node: Arc<dyn NodeApi>,
+}
+
+/// What [`start_plan`] started before the hub itself, stopped again if a later step fails.
+#[derive(Default)]
+struct Started {
+    nodes: Vec<RunningNode>,
+    provisioned: BTreeMap<String, ProvisionedNetwork>,
+    status: BTreeMap<String, SocketAddr>,
+    rpc: BTreeMap<String, Vec<SocketAddr>>,
+    natives: Vec<Native>,
+}
+
+impl Started {
+    async fn stop(mut self, stop: &CancellationToken) {
+        stop.cancel();
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+        for n in self.provisioned.values_mut() {
+            n.stop().await;
+        }
+    }
+}
+
+/// Start everything `plan` asks for: the hub chain, each native network (in this process,
+/// as supervised node processes, or reached where it runs), then the hub over them.
+/// Returns once the API answers; on any failure, what was started is stopped again.
+pub async fn start_plan(plan: Plan) -> anyhow::Result<RunningHub> {
+    let opts = &plan.opts;
     check_api_addr(opts.api)?;
     let dir = DataDir::open(&opts.data)?;
     let _ = std::fs::remove_file(dir.up_json());
@@ -234,64 +355,145 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
     let attester = secrets.attester()?;
     let auditor_id = secrets.derived_key("auditor")?.id().to_string();
     let stop = CancellationToken::new();
-    let mut nodes = Vec::new();
-    let mut status = BTreeMap::new();
-    let mut handles = HashMap::new();
-    for net in Net::ALL {
-        match start_chain(&dir, net, opts.block_ms, &attester, &stop).await {
-            Ok((running, st)) => {
-                status.insert(net.name().to_owned(), st);
-                handles.insert(net.name(), running.handle.clone());
-                nodes.push(running);
-            }
-            Err(e) => {
-                stop.cancel();
-                for n in nodes {
-                    n.shutdown().await;
-                }
-                return Err(e);
-            }
-        }
-    }
-    match wire(&opts, dir, &secrets, attester, &handles, stop.clone()).await {
-        Ok(parts) => Ok(RunningHub {
-            info: UpInfo {
-                pid: std::process::id(),
-                api: parts.api,
-                customer_key: secrets.customer_key.clone(),
-                provider_key: secrets.provider_key.clone(),
-                status,
-                accounts: DEMO_ACCOUNTS
-                    .iter()
-                    .map(|w| ((*w).to_owned(), account_address(w).0))
-                    .collect(),
-                block_ms: opts.block_ms,
-                data: opts.data.display().to_string(),
-                auditor: auditor_id,
-                relay_ingress: parts.relay.ingress,
-                relay_ingress_id: parts.relay.ingress_id.to_string(),
-                relayer: parts.relay.relayer_id.to_string(),
-                metrics: parts.relay.metrics,
-            },
-            adapters: parts.adapters,
-            hub_chain: parts.hub_chain,
-            driver: parts.hub.driver().clone(),
-            ledger: parts.ledger,
-            attester: parts.attester,
-            hub: parts.hub,
-            nodes,
-            relay_links: parts.relay.links,
-            relayer_db: parts.relay.db,
-            _dir: parts.dir,
-        }),
+    let mut started = Started::default();
+    let hub_chain = match link_networks(&plan, &dir, &secrets, &attester, &stop, &mut started).await
+    {
+        Ok(h) => h,
         Err(e) => {
-            stop.cancel();
-            for n in nodes {
-                n.shutdown().await;
-            }
+            started.stop(&stop).await;
+            return Err(e);
+        }
+    };
+    match wire(
+        &plan,
+        dir,
+        &secrets,
+        attester,
+        hub_chain,
+        &started.natives,
+        stop.clone(),
+    )
+    .await
+    {
+        Ok(parts) => {
+            let (customer_key, provider_key) = match plan.keys {
+                ApiKeys::Dev => (secrets.customer_key.clone(), secrets.provider_key.clone()),
+                ApiKeys::Configured(_) => (String::new(), String::new()),
+            };
+            Ok(RunningHub {
+                info: UpInfo {
+                    pid: std::process::id(),
+                    api: parts.api,
+                    customer_key,
+                    provider_key,
+                    status: std::mem::take(&mut started.status),
+                    rpc: std::mem::take(&mut started.rpc),
+                    accounts: plan
+                        .accounts
+                        .iter()
+                        .map(|(label, k)| (label.clone(), k.id().to_string()))
+                        .collect(),
+                    block_ms: opts.block_ms,
+                    data: opts.data.display().to_string(),
+                    auditor: auditor_id,
+                    relay_ingress: parts.relay.ingress,
+                    relay_ingress_id: parts.relay.ingress_id.to_string(),
+                    relayer: parts.relay.relayer_id.to_string(),
+                    metrics: parts.relay.metrics,
+                },
+                adapters: parts.adapters,
+                hub_chain: parts.hub_chain,
+                driver: parts.hub.driver().clone(),
+                ledger: parts.ledger,
+                attester: parts.attester,
+                hub: parts.hub,
+                nodes: std::mem::take(&mut started.nodes),
+                provisioned: std::mem::take(&mut started.provisioned),
+                relay_links: parts.relay.links,
+                relayer_db: parts.relay.db,
+                _dir: parts.dir,
+            })
+        }
+        Err(e) => {
+            started.stop(&stop).await;
             Err(e)
         }
     }
+}
+
+/// Start the hub chain and link every network of the plan; returns the hub chain.
+async fn link_networks(
+    plan: &Plan,
+    dir: &DataDir,
+    secrets: &Secrets,
+    attester: &Keypair,
+    stop: &CancellationToken,
+    started: &mut Started,
+) -> anyhow::Result<NodeHandle> {
+    let block_ms = plan.opts.block_ms;
+    let (running, st) = start_chain(dir, Net::Hub, block_ms, attester, stop).await?;
+    let hub_chain = running.handle.clone();
+    started.status.insert(Net::Hub.name().to_owned(), st);
+    started.nodes.push(running);
+    let rpc_key = secrets.derived_key("node-rpc-client")?;
+    for (name, how) in &plan.networks {
+        let node: Arc<dyn NodeApi> = match how {
+            NetworkPlan::Embedded(net) => {
+                let (running, st) = start_chain(dir, *net, block_ms, attester, stop).await?;
+                started.status.insert(name.clone(), st);
+                let handle = running.handle.clone();
+                started.nodes.push(running);
+                Arc::new(handle)
+            }
+            NetworkPlan::Provisioned { spec, network_id } => {
+                let hub = HubIdentities {
+                    attesters: vec![attester.id()],
+                    threshold: 1,
+                    rpc_client: rpc_key.id(),
+                };
+                let exe = std::env::current_exe().context("cannot locate the hub binary")?;
+                let net = ProvisionedNetwork::start(
+                    &dir.root.join("networks"),
+                    spec,
+                    *network_id,
+                    &hub,
+                    &exe,
+                )?;
+                started.rpc.insert(
+                    name.clone(),
+                    net.record.nodes.iter().map(|n| n.rpc).collect(),
+                );
+                let net = started.provisioned.entry(name.clone()).or_insert(net);
+                net.link(&rpc_key, plan.link_deadline).await?
+            }
+            NetworkPlan::Attached { config, nodes } => {
+                let config = Arc::new(config.clone());
+                let mut all: Vec<Arc<dyn NodeApi>> = Vec::new();
+                for (addr, id) in nodes {
+                    let cfg = RemoteNodeConfig::new(config.clone(), *addr, *id);
+                    all.push(Arc::new(RemoteNode::new(cfg, rpc_key.clone()).await?));
+                }
+                started
+                    .rpc
+                    .insert(name.clone(), nodes.iter().map(|(a, _)| *a).collect());
+                let node: Arc<dyn NodeApi> = Arc::new(Failover::new(all)?);
+                wait_for_block(&node, name, plan.link_deadline)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{e}; is the hub's identity {} allowed to read its nodes?",
+                            rpc_key.id()
+                        )
+                    })?;
+                node
+            }
+        };
+        started.natives.push(Native {
+            name: name.clone(),
+            node,
+        });
+    }
+    Ok(hub_chain)
 }
 
 struct Wired {
@@ -305,36 +507,31 @@ struct Wired {
     dir: DataDir,
 }
 
-/// `hub up`'s parts over the running chains (native adapters of `alpha` and `beta`, the
-/// hub chain's ledger and transition log, the native packet port, the demo keys), the hub
-/// assembled from them by the [`HubBuilder`], then the relayer path and the API.
+/// The hub's parts over the running chains (a native adapter per linked network, the hub
+/// chain's ledger and transition log, the native packet port, the wallet's accounts), the
+/// hub assembled from them by the [`HubBuilder`], then the relayer path and the API.
 async fn wire(
-    opts: &UpOptions,
+    plan: &Plan,
     dir: DataDir,
     secrets: &Secrets,
     attester: Keypair,
-    handles: &HashMap<&'static str, NodeHandle>,
+    hub_chain: NodeHandle,
+    natives: &[Native],
     stop: CancellationToken,
 ) -> anyhow::Result<Wired> {
-    let chain = |n: Net| {
-        handles
-            .get(n.name())
-            .cloned()
-            .with_context(|| format!("the `{}` chain is not running", n.name()))
-    };
-    let hub_chain = chain(Net::Hub)?;
+    let opts = &plan.opts;
     let db = sled::open(dir.interop_dir())
         .with_context(|| format!("cannot open {}", dir.interop_dir().display()))?;
-    let wallet_service = wallet(&db, secrets)?;
+    let wallet_service = wallet(&db, secrets, plan)?;
     let wallet: Arc<dyn Wallet> = wallet_service.clone();
     let mut named: BTreeMap<String, Arc<dyn Adapter>> = BTreeMap::new();
-    for n in [Net::Alpha, Net::Beta] {
-        let node = chain(n)?;
-        // In-process, the hub's trusted copy of the network's genesis config is the one the
-        // node was started with; evidence is still verified as a light client against it.
-        let network = NativeNetwork::new(node.config().clone());
-        let a = NativeAdapter::new(Arc::new(node), network, wallet.clone(), attester.clone());
-        named.insert(n.name().to_owned(), Arc::new(a));
+    for n in natives {
+        // The hub's trusted copy of the network's genesis config (the one an in-process node
+        // was started with, or the one it checked a remote node's genesis against); evidence
+        // is verified as a light client against it.
+        let network = NativeNetwork::new(n.node.config().clone());
+        let a = NativeAdapter::new(n.node.clone(), network, wallet.clone(), attester.clone());
+        named.insert(n.name.clone(), Arc::new(a));
     }
     let ledger: Arc<dyn HubLedger> = Arc::new(ChainLedger::new(
         hub_chain.clone(),
@@ -348,10 +545,7 @@ async fn wire(
     // Message relay between alpha and beta: packets delivered under the hub attester's
     // signature, submitted with a key of their own so its nonces never race the adapters'.
     let port = Arc::new(NativePacketPort::new(
-        [
-            Arc::new(chain(Net::Alpha)?) as Arc<dyn NodeApi>,
-            Arc::new(chain(Net::Beta)?),
-        ],
+        natives.iter().map(|n| n.node.clone()),
         wallet.clone(),
         secrets.derived_key("packet-submitter")?,
         vec![attester.clone()],
@@ -400,15 +594,15 @@ async fn wire(
     let mut hub = builder.start()?;
     let relay = hub.relay().cloned().context("the hub relays no messages")?;
     let mut sources = Vec::new();
-    for n in [Net::Alpha, Net::Beta] {
+    for n in natives {
         let adapter = named
-            .get(n.name())
+            .get(&n.name)
             .cloned()
-            .with_context(|| format!("no adapter for `{}`", n.name()))?;
+            .with_context(|| format!("no adapter for `{}`", n.name))?;
         sources.push(relay::Source {
-            name: n.name().to_owned(),
+            name: n.name.clone(),
             adapter,
-            node: Arc::new(chain(n)?),
+            node: n.node.clone(),
         });
     }
     let relay_path = match relay::start(
@@ -432,10 +626,13 @@ async fn wire(
             return Err(e);
         }
     };
-    let keys = KeyRing::new(&[
-        ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
-        ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
-    ])
+    let keys = match &plan.keys {
+        ApiKeys::Dev => KeyRing::new(&[
+            ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
+            ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
+        ]),
+        ApiKeys::Configured(keys) => KeyRing::new(keys),
+    }
     .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")));
     let api = match keys.and_then(|keys| hub.serve(opts.api, keys)) {
         Ok(api) => api,
@@ -473,13 +670,16 @@ impl RunningHub {
         self.hub.stop_token()
     }
 
-    /// Stop every task, then the chains (their last commits are already durable), and
-    /// flush the interop database. The chains are stopped whatever the hub's tasks report;
-    /// their failures are returned after.
+    /// Stop every task, then the chains (their last commits are already durable) and the
+    /// provisioned networks' node processes, and flush the interop database. The chains
+    /// are stopped whatever the hub's tasks report; their failures are returned after.
     pub async fn shutdown(mut self) -> Result<(), StopError> {
         let stopped = self.hub.stop().await;
         for n in self.nodes.drain(..) {
             n.shutdown().await;
+        }
+        for n in self.provisioned.values_mut() {
+            n.stop().await;
         }
         if let Err(e) = self.relayer_db.flush_async().await {
             tracing::error!(%e, "relayer database flush at shutdown failed");

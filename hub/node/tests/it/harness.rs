@@ -40,6 +40,25 @@ pub fn write_config(dir: &Path, name: &str, toml: &str) -> (PathBuf, NetworkConf
     (p, cfg)
 }
 
+/// One request to a node's JSON-lines status endpoint at `addr`.
+pub fn status_call(addr: SocketAddr, req: &Value) -> Result<Value, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    BufReader::new(s)
+        .read_line(&mut out)
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+    match v.get("error") {
+        Some(e) => Err(e.to_string()),
+        None => Ok(v["ok"].clone()),
+    }
+}
+
 pub struct NodeProc {
     pub index: usize,
     pub config: PathBuf,
@@ -139,21 +158,7 @@ impl NodeProc {
     }
 
     pub fn try_call(&self, req: &Value) -> Result<Value, String> {
-        let mut s = TcpStream::connect_timeout(&self.status, Duration::from_secs(2))
-            .map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut line = req.to_string();
-        line.push('\n');
-        s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        BufReader::new(s)
-            .read_line(&mut out)
-            .map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
-        match v.get("error") {
-            Some(e) => Err(e.to_string()),
-            None => Ok(v["ok"].clone()),
-        }
+        status_call(self.status, req)
     }
 
     pub fn call(&self, req: Value) -> Value {

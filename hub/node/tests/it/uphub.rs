@@ -13,6 +13,12 @@ use std::time::Duration;
 pub struct HubUp {
     pub data: PathBuf,
     pub log: PathBuf,
+    /// The command: `up` with its data dir, API and block interval, or `serve --config`.
+    base: Vec<String>,
+    /// The customer key, when the hub does not publish one (`hub serve`).
+    customer: Option<String>,
+    /// Environment of the hub process (the secrets a hub config names).
+    env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub info: Value,
     child: Option<Child>,
@@ -22,19 +28,58 @@ pub struct HubUp {
 impl HubUp {
     /// `hub up --data DATA --api 127.0.0.1:0 --block-ms 100 EXTRA...`, waiting until ready.
     pub fn start(data: &Path, extra: &[&str]) -> HubUp {
-        let mut h = HubUp {
+        let mut h = HubUp::start_with(
+            data,
+            vec![
+                "up".into(),
+                "--data".into(),
+                data.display().to_string(),
+                "--api".into(),
+                "127.0.0.1:0".into(),
+                "--block-ms".into(),
+                "100".into(),
+            ],
+        );
+        h.args = extra.iter().map(|s| s.to_string()).collect();
+        h.spawn();
+        h
+    }
+
+    /// `hub serve --config CONFIG` whose data dir is `data`, with the customer key `key`
+    /// (and `env` for the secrets the config names), waiting until ready.
+    pub fn serve(config: &Path, data: &Path, key: &str, env: &[(&str, &str)]) -> HubUp {
+        let mut h = HubUp::start_with(
+            data,
+            vec![
+                "serve".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+        );
+        h.customer = Some(key.to_owned());
+        h.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        h.spawn();
+        h
+    }
+
+    fn start_with(data: &Path, base: Vec<String>) -> HubUp {
+        HubUp {
             data: data.to_path_buf(),
             log: data.with_extension("log"),
-            args: extra.iter().map(|s| s.to_string()).collect(),
+            base,
+            customer: None,
+            env: Vec::new(),
+            args: Vec::new(),
             info: Value::Null,
             child: None,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(90))
                 .build()
                 .unwrap(),
-        };
-        h.spawn();
-        h
+        }
     }
 
     /// Spawn without waiting for readiness (for tests of start-up refusals).
@@ -63,10 +108,9 @@ impl HubUp {
             .open(&self.log)
             .unwrap();
         let child = Command::new(HUB)
-            .args(["up", "--data"])
-            .arg(&self.data)
-            .args(["--api", "127.0.0.1:0", "--block-ms", "100"])
+            .args(&self.base)
             .args(&self.args)
+            .envs(self.env.iter().cloned())
             .env(
                 "RUST_LOG",
                 "warn,informalsystems_malachitebft_core_consensus=off",
@@ -82,7 +126,7 @@ impl HubUp {
         self.info = wait_for(60, "up.json of hub up", || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("hub up exited early: {st}\n{}", self.log_tail());
+                    panic!("the hub exited early: {st}\n{}", self.log_tail());
                 }
             }
             std::fs::read_to_string(&f)
@@ -146,7 +190,10 @@ impl HubUp {
     }
 
     pub fn key(&self) -> String {
-        self.info["customer_key"].as_str().unwrap().to_owned()
+        match &self.customer {
+            Some(k) => k.clone(),
+            None => self.info["customer_key"].as_str().unwrap().to_owned(),
+        }
     }
 
     pub fn provider_key(&self) -> String {
