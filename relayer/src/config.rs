@@ -44,8 +44,10 @@ pub struct LinkConfig {
     pub idle_poll_ms: u64,
     #[serde(default = "defaults::chunk_bytes")]
     pub chunk_bytes: usize,
-    /// The network this link watches for lock events; with it, the link carries lock
-    /// evidence to the hub's evidence ingress at `hub_addr` instead of packets.
+    /// The network this link watches. An EVM source makes the link carry lock evidence to
+    /// the hub's evidence ingress at `hub_addr`; a native source makes it carry that
+    /// network's packets, each with a light-client proof, to the hub's packet ingress.
+    /// Without one, the link carries what an embedding process queued in its outbox.
     #[serde(default)]
     pub source: Option<SourceConfig>,
 }
@@ -56,6 +58,34 @@ pub struct LinkConfig {
 pub enum SourceConfig {
     /// An EVM chain, watched through the EVM adapter.
     Evm(EvmSource),
+    /// A native network, watched through the native adapter over its nodes' RPC.
+    Native(NativeSource),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeSource {
+    /// Events read per poll.
+    #[serde(default = "defaults::source_page")]
+    pub page: u32,
+    /// Wait between polls when nothing is new.
+    #[serde(default = "defaults::source_poll_ms")]
+    pub poll_ms: u64,
+    /// The network's genesis config (TOML), as its nodes run it: proofs are built and the
+    /// nodes' genesis is checked against it.
+    pub config: PathBuf,
+    /// The nodes to read from (one is enough; calls move on when one is down).
+    #[serde(rename = "node")]
+    pub nodes: Vec<NativeNode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeNode {
+    /// The node's RPC address (`hub node run --rpc`).
+    pub rpc: SocketAddr,
+    /// The node's identity (`isth_…`).
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,13 +197,26 @@ impl SourceConfig {
     /// Every problem of this source that does not need the platform's own config type (the
     /// binary adds the adapter's checks of the platform table).
     pub fn validate(&self) -> Vec<String> {
-        let SourceConfig::Evm(s) = self;
+        let (page, poll_ms) = match self {
+            SourceConfig::Evm(s) => (s.page, s.poll_ms),
+            SourceConfig::Native(s) => (s.page, s.poll_ms),
+        };
         let mut p = Vec::new();
-        if s.page == 0 || s.page > 10_000 {
-            p.push(format!("page must be 1..=10000, got {}", s.page));
+        if page == 0 || page > 10_000 {
+            p.push(format!("page must be 1..=10000, got {page}"));
         }
-        if s.poll_ms == 0 {
+        if poll_ms == 0 {
             p.push("poll_ms must be positive".into());
+        }
+        if let SourceConfig::Native(s) = self {
+            if s.nodes.is_empty() {
+                p.push("native: at least one [[link.source.node]]".into());
+            }
+            for n in &s.nodes {
+                if let Err(e) = n.id.parse::<NodeId>() {
+                    p.push(format!("native: node id `{}`: {e}", n.id));
+                }
+            }
         }
         p
     }

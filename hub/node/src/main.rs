@@ -378,6 +378,7 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
         listen: args.relay_listen,
         metrics: args.metrics,
         fallback_secs: args.relay_fallback_secs,
+        ..up::relay::RelayOptions::default()
     };
     let hub = up::start(opts).await?;
     hub.publish()?;

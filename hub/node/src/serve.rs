@@ -113,6 +113,12 @@ pub struct InteropSection {
     /// How long a network may take to make its first block when the hub starts.
     #[serde(default = "d_link")]
     pub link_timeout_secs: u64,
+    /// Run a relayer inside the hub. Off, every packet comes from `relayers`.
+    #[serde(default = "d_true")]
+    pub embedded_relayer: bool,
+    /// Identities (`isth_…`) of relayer processes the packet ingress admits.
+    #[serde(default)]
+    pub relayers: Vec<String>,
 }
 
 impl Default for InteropSection {
@@ -124,6 +130,8 @@ impl Default for InteropSection {
             metrics: d_any(),
             relay_fallback_secs: d_fallback(),
             link_timeout_secs: d_link(),
+            embedded_relayer: true,
+            relayers: Vec::new(),
         }
     }
 }
@@ -142,6 +150,9 @@ fn d_fallback() -> u64 {
 }
 fn d_link() -> u64 {
     60
+}
+fn d_true() -> bool {
+    true
 }
 
 /// The hub wallet: its passphrase (exactly one of the two) and the accounts it holds.
@@ -255,6 +266,19 @@ impl HubConfig {
         let wallet = self.wallet(&mut p);
         let accounts = self.accounts(&mut p);
         let networks = self.networks(&mut p);
+        let mut relayers = Vec::new();
+        for r in &self.interop.relayers {
+            match parse_identity(r) {
+                Ok(id) => relayers.push(id),
+                Err(e) => p.push(format!("interop.relayers `{r}`: {e}")),
+            }
+        }
+        if !self.interop.embedded_relayer && relayers.is_empty() {
+            p.push(
+                "interop: embedded_relayer = false and no relayers: no packet could reach the hub"
+                    .into(),
+            );
+        }
         if self.hub_chain.block_interval_ms < 20 {
             p.push(format!(
                 "hub_chain.block_interval_ms = {}: at least 20",
@@ -272,6 +296,8 @@ impl HubConfig {
             listen: self.interop.relay_listen,
             metrics: self.interop.metrics,
             fallback_secs: self.interop.relay_fallback_secs,
+            embedded: self.interop.embedded_relayer,
+            relayers,
         };
         match wallet {
             Some(wallet) => Ok(Plan {

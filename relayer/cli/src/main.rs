@@ -3,14 +3,20 @@
 //! It never prints or logs its key.
 //!
 //! The only place that names concrete adapters: the config's closed set of source kinds
-//! ([`SourceConfig`]) is mapped to them here, in one `match`.
+//! ([`SourceConfig`]) is mapped to them here: an EVM source's link carries lock evidence,
+//! a native source's link carries packets with light-client proofs, read from the
+//! network's nodes over their authenticated RPC.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use isthmus_adapter_api::Adapter;
+use isthmus_adapter_native::{NativeAdapter, NativeNetwork, NativeProver};
+use isthmus_chain::rpc::{Failover, NodeApi, RemoteNode, RemoteNodeConfig};
+use isthmus_chain::NetworkConfig;
 use isthmus_core::Keypair;
-use isthmus_relayer::config::{RelayerConfig, SourceConfig};
+use isthmus_relayer::config::{NativeSource, RelayerConfig, SourceConfig};
 use isthmus_relayer::evidence::OUTBOX_KIND;
-use isthmus_relayer::{EvidenceCarrier, EvidenceSource, Outbox, Relayer};
+use isthmus_relayer::{AdapterSource, EvidenceCarrier, EvidenceSource, Outbox, Relayer};
 use isthmus_transport::{Endpoint, TransportConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,11 +76,15 @@ fn load(path: &PathBuf) -> anyhow::Result<RelayerConfig> {
 
 /// A source's platform config, read and checked by its adapter's own type.
 enum Platform {
-    Evm(isthmus_adapter_evm::EvmConfig),
+    Evm(Box<isthmus_adapter_evm::EvmConfig>),
+    Native(Arc<NetworkConfig>),
 }
 
 fn platform(source: &SourceConfig) -> Result<Platform, Vec<String>> {
     match source {
+        SourceConfig::Native(s) => NetworkConfig::load(&s.config)
+            .map(|c| Platform::Native(Arc::new(c)))
+            .map_err(|e| vec![format!("native: config {}: {e}", s.config.display())]),
         SourceConfig::Evm(s) => {
             let evm: isthmus_adapter_evm::EvmConfig = toml::Value::Table(s.evm.clone())
                 .try_into()
@@ -89,12 +99,49 @@ fn platform(source: &SourceConfig) -> Result<Platform, Vec<String>> {
                 );
             }
             if p.is_empty() {
-                Ok(Platform::Evm(evm))
+                Ok(Platform::Evm(Box::new(evm)))
             } else {
                 Err(p)
             }
         }
     }
+}
+
+/// A packet source over a native network's nodes (their RPC, calls failing over between
+/// them): the native adapter reads its events, the prover packs each packet's proof.
+async fn native_source(
+    src: &NativeSource,
+    cfg: Arc<NetworkConfig>,
+    key: &Keypair,
+    outbox: Outbox,
+    db: sled::Db,
+    link: &str,
+) -> anyhow::Result<AdapterSource<Arc<dyn Adapter>>> {
+    let mut nodes: Vec<Arc<dyn NodeApi>> = Vec::new();
+    for n in &src.nodes {
+        let id =
+            n.id.parse()
+                .map_err(|e| anyhow::anyhow!("node id `{}`: {e}", n.id))?;
+        let remote =
+            RemoteNode::new(RemoteNodeConfig::new(cfg.clone(), n.rpc, id), key.clone()).await?;
+        nodes.push(Arc::new(remote));
+    }
+    let node: Arc<dyn NodeApi> = Arc::new(Failover::new(nodes)?);
+    // The relayer only reads: its wallet holds no key, and it submits nothing.
+    let adapter: Arc<dyn Adapter> = Arc::new(NativeAdapter::new(
+        node.clone(),
+        NativeNetwork::new(cfg),
+        Arc::new(isthmus_adapter_api::MemoryWallet::new()),
+        key.clone(),
+    ));
+    let prover = NativeProver {
+        adapter: adapter.clone(),
+        node,
+    };
+    let mut source = AdapterSource::proving(adapter, Box::new(prover), outbox, db, link)?;
+    source.page = src.page;
+    source.idle_poll = std::time::Duration::from_millis(src.poll_ms);
+    Ok(source)
 }
 
 #[tokio::main]
@@ -147,6 +194,28 @@ async fn main() -> anyhow::Result<()> {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 let settings = link.settings().map_err(anyhow::Error::msg)?;
+                if let Some(source @ SourceConfig::Native(src)) = &link.source {
+                    let Ok(Platform::Native(cfg)) = platform(source) else {
+                        bail!("link {}: invalid source (see `relayer check`)", link.name);
+                    };
+                    let outbox = Outbox::open(db.clone(), &link.name)?;
+                    let source =
+                        native_source(src, cfg, &key, outbox.clone(), db.clone(), &link.name)
+                            .await
+                            .with_context(|| {
+                                format!("link {}: cannot watch its native network", link.name)
+                            })?;
+                    tracing::info!(link = %link.name, backlog = outbox.len(), "carrying packets with light-client proofs");
+                    tasks.spawn(source.run(stop(stop_rx.clone())));
+                    let relayer = Relayer {
+                        link: settings,
+                        endpoint,
+                        outbox,
+                        stats: Arc::default(),
+                    };
+                    tasks.spawn(relayer.run(stop(stop_rx.clone())));
+                    continue;
+                }
                 if let Some(source @ SourceConfig::Evm(src)) = &link.source {
                     let Ok(Platform::Evm(evm)) = platform(source) else {
                         bail!("link {}: invalid source (see `relayer check`)", link.name);
@@ -154,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
                     let network = evm.network;
                     // The relayer only reads the chain: its wallet holds no key.
                     let wallet = Arc::new(isthmus_adapter_api::MemoryWallet::new());
-                    let adapter = isthmus_adapter_evm::EvmAdapter::open(evm, wallet)
+                    let adapter = isthmus_adapter_evm::EvmAdapter::open(*evm, wallet)
                         .await
                         .with_context(|| {
                             format!(
@@ -201,9 +270,13 @@ async fn main() -> anyhow::Result<()> {
                 };
                 tasks.spawn(relayer.run(stop(stop_rx.clone())));
             }
-            tokio::signal::ctrl_c()
-                .await
-                .context("cannot listen for Ctrl-C")?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("cannot listen for SIGTERM")?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+                _ = term.recv() => {}
+            }
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
             while tasks.join_next().await.is_some() {}

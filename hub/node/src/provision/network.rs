@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub index: usize,
+    /// As its `isth_…` text.
+    #[serde(with = "id_text")]
     pub id: NodeId,
     pub key_file: PathBuf,
     pub listen: SocketAddr,
@@ -241,5 +243,21 @@ pub async fn wait_for_block(
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node identity as its `isth_…` text in JSON (not an array of byte values).
+mod id_text {
+    use isthmus_core::NodeId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }

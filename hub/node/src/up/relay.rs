@@ -51,6 +51,11 @@ pub struct RelayOptions {
     /// Seconds a committed message waits for the relayer before the hub delivers it
     /// itself.
     pub fallback_secs: u64,
+    /// Run the relayer in this process (`hub up`). Off, packets come only from relayers
+    /// that run elsewhere (`relayer start`), admitted by `relayers`.
+    pub embedded: bool,
+    /// Identities of relayer processes the ingress admits, besides the embedded one.
+    pub relayers: Vec<NodeId>,
 }
 
 impl Default for RelayOptions {
@@ -60,6 +65,8 @@ impl Default for RelayOptions {
             listen: any,
             metrics: any,
             fallback_secs: 10,
+            embedded: true,
+            relayers: Vec::new(),
         }
     }
 }
@@ -105,12 +112,12 @@ fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-fn quic(bind: SocketAddr, peer: NodeId) -> TransportConfig {
+fn quic(bind: SocketAddr, peers: BTreeSet<NodeId>) -> TransportConfig {
     TransportConfig {
         kind: TransportKind::Quic,
         bind,
         network: NetworkId(super::nets::HUB_NETWORK_ID),
-        allowlist: Some(BTreeSet::from([peer])),
+        allowlist: Some(peers),
         ..TransportConfig::default()
     }
 }
@@ -162,7 +169,11 @@ pub async fn start(
         )
         .context("cannot open the packet ingress")?,
     );
-    let ep = Endpoint::bind(quic(opts.listen, relayer_key.id()), ingress_key.clone())
+    let mut admitted: BTreeSet<NodeId> = opts.relayers.iter().copied().collect();
+    if opts.embedded {
+        admitted.insert(relayer_key.id());
+    }
+    let ep = Endpoint::bind(quic(opts.listen, admitted), ingress_key.clone())
         .await
         .with_context(|| format!("cannot open the QUIC packet ingress on {}", opts.listen))?;
     let ingress_addr = ep.local_addr();
@@ -175,6 +186,8 @@ pub async fn start(
     // up in time without competing with the watchers for the chains.
     let poll = Duration::from_millis(block_ms.clamp(50, 500));
     let mut links = BTreeMap::new();
+    // Without the embedded relayer, relayers elsewhere carry every packet.
+    let sources = if opts.embedded { sources } else { Vec::new() };
     for s in sources {
         let outbox = Outbox::open(db.clone(), &s.name)?;
         let prover = NativeProver {
@@ -193,7 +206,10 @@ pub async fn start(
         source.idle_poll = poll;
         tasks.spawn(source.run(stop.clone().cancelled_owned()));
         let endpoint = Endpoint::bind(
-            quic(SocketAddr::from(([127, 0, 0, 1], 0)), ingress_key.id()),
+            quic(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                BTreeSet::from([ingress_key.id()]),
+            ),
             relayer_key.clone(),
         )
         .await

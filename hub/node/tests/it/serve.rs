@@ -6,6 +6,7 @@
 
 use crate::harness::{status_call, wait_for, HUB};
 use crate::uphub::HubUp;
+use isthmus_adapter_testkit::peers::Reaped;
 use isthmus_core::Keypair;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -22,8 +23,9 @@ fn write_secret(path: &Path, text: &str) {
 }
 
 /// A hub config in `dir` provisioning `gamma` (PoS, 2 validators) and `delta` (PoW, 2
-/// nodes), both funding alice and bob, whose keys the hub wallet holds.
-fn config(dir: &Path) -> (PathBuf, [Keypair; 2]) {
+/// nodes), both funding alice and bob, whose keys the hub wallet holds; `interop` is
+/// added to its `[interop]` table.
+fn config(dir: &Path, interop: &str) -> (PathBuf, [Keypair; 2]) {
     let keys = [Keypair::generate(), Keypair::generate()];
     for (label, k) in ["alice", "bob"].iter().zip(&keys) {
         write_secret(&dir.join(format!("{label}.key")), &k.to_hex_seed());
@@ -47,6 +49,7 @@ block_interval_ms = 100
 [interop]
 htlc_delta_secs = 2
 release_window_secs = 3
+{interop}
 [wallet]
 passphrase_env = "TEST_WALLET_PASSPHRASE"
 [[wallet.account]]
@@ -133,7 +136,7 @@ fn kill9(pid: u64) {
 #[test]
 fn serve_provisions_links_and_supervises_node_processes() {
     let d = tempfile::tempdir().unwrap();
-    let (cfg, [alice, bob]) = config(d.path());
+    let (cfg, [alice, bob]) = config(d.path(), "");
     let data = d.path().join("data");
     let env = [("TEST_WALLET_PASSPHRASE", PASSPHRASE)];
     let mut h = HubUp::serve(&cfg, &data, CUSTOMER_KEY, &env);
@@ -313,5 +316,148 @@ id = "isth_notanid"
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("gamma (provisioned), delta (provisioned)")
+    );
+}
+
+/// The relayer config of a packet link per provisioned network, each reading its network's
+/// nodes over their RPC and delivering to the hub's packet ingress.
+fn relayer_config(dir: &Path, data: &Path, hub: &HubUp, key: &Keypair) -> PathBuf {
+    write_secret(&dir.join("relayer.key"), &key.to_hex_seed());
+    let mut toml = format!(
+        "key_file = \"{}\"\ndata_dir = \"{}\"\n",
+        dir.join("relayer.key").display(),
+        dir.join("relayer-data").display()
+    );
+    for net in ["gamma", "delta"] {
+        let record: Value = serde_json::from_str(
+            &std::fs::read_to_string(data.join(format!("networks/{net}/network.json"))).unwrap(),
+        )
+        .unwrap();
+        toml.push_str(&format!(
+            "[[link]]\nname = \"{net}\"\ntransport = \"quic\"\nnetwork = 7100\n\
+             hub_addr = \"{}\"\nhub_id = \"{}\"\nreceipt_timeout_ms = 2000\n\
+             retry_base_ms = 100\nretry_max_ms = 1000\nidle_poll_ms = 100\n\
+             [link.source]\nkind = \"native\"\npoll_ms = 100\nconfig = \"{}\"\n",
+            hub.info["relay_ingress"].as_str().unwrap(),
+            hub.info["relay_ingress_id"].as_str().unwrap(),
+            data.join(format!("networks/{net}/network.toml")).display(),
+        ));
+        for n in record["nodes"].as_array().unwrap() {
+            toml.push_str(&format!(
+                "[[link.source.node]]\nrpc = \"{}\"\nid = \"{}\"\n",
+                n["rpc"].as_str().unwrap(),
+                n["id"].as_str().unwrap()
+            ));
+        }
+    }
+    let path = dir.join("relayer.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn start_relayer(config: &Path, log: &Path) -> Reaped {
+    let bin = isthmus_adapter_testkit::peers::workspace_bin(
+        "isthmus-relayer-cli",
+        "relayer",
+        &["relayer", "adapters/native", "chain"],
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Reaped(
+        Command::new(bin)
+            .args(["start", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_standalone_relayer_carries_messages_between_provisioned_networks_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    let relayer_key = Keypair::generate();
+    // No relayer in the hub, and the hub would deliver a message itself only after 600 s:
+    // every delivery here is the standalone relayer's.
+    let (cfg, [alice, bob]) = config(
+        d.path(),
+        &format!(
+            "embedded_relayer = false\nrelayers = [\"{}\"]\nrelay_fallback_secs = 600",
+            relayer_key.id()
+        ),
+    );
+    let data = d.path().join("data");
+    let h = HubUp::serve(
+        &cfg,
+        &data,
+        CUSTOMER_KEY,
+        &[("TEST_WALLET_PASSPHRASE", PASSPHRASE)],
+    );
+    let rcfg = relayer_config(d.path(), &data, &h, &relayer_key);
+    let rlog = d.path().join("relayer.log");
+    let mut relayer = start_relayer(&rcfg, &rlog);
+    let send = |i: usize, src: &str, dst: &str| -> String {
+        let (code, v) = h.post(
+            "/v1/messages",
+            &format!("m-{i}"),
+            &json!({
+                "source": src, "destination": dst,
+                "sender": alice.id().to_string(), "recipient": bob.id().to_string(),
+                "payload_hex": format!("{i:02x}"), "timeout_secs": 600,
+            }),
+        );
+        assert_eq!(code, 202, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    };
+    let log_of = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut ids = vec![send(0, "gamma", "delta"), send(1, "delta", "gamma")];
+    for id in &ids {
+        let done = h.wait_terminal("messages", id, 120);
+        assert_eq!(done["state"], "acknowledged", "{done}\n{}", log_of(&rlog));
+    }
+    // kill -9 the relayer with messages committed and not yet carried, then start it again
+    // on its data directory: each is delivered, once.
+    ids.extend((2..5).map(|i| send(i, "gamma", "delta")));
+    relayer.stop();
+    ids.extend((5..7).map(|i| send(i, "delta", "gamma")));
+    let _relayer = start_relayer(&rcfg, &rlog);
+    for id in &ids {
+        let done = h.wait_terminal("messages", id, 120);
+        assert_eq!(done["state"], "acknowledged", "{done}\n{}", log_of(&rlog));
+        assert_eq!(done["legs"][1]["state"], "delivered", "{done}");
+    }
+    // Exactly once: the ingress forwarded one packet per message (duplicates resent after
+    // the kill are answered `duplicate`), each delivered through the relayer path, none by
+    // the hub itself.
+    let sent = [("gamma", "delta", 4.0), ("delta", "gamma", 3.0)];
+    for (src, dst, n) in sent {
+        assert_eq!(
+            h.metric("hub_ingress_forwarded_total", &[("source", src)]),
+            Some(n),
+            "{}",
+            h.metrics_text()
+        );
+        assert_eq!(
+            h.metric(
+                "hub_relayed_deliveries_total",
+                &[("source", src), ("destination", dst)]
+            ),
+            Some(n),
+            "{}",
+            h.metrics_text()
+        );
+        assert_eq!(
+            h.metric("hub_ingress_proofs_refused_total", &[("source", src)]),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        h.metric("hub_messages_direct_deliveries_total", &[]),
+        Some(0.0)
     );
 }
