@@ -194,28 +194,6 @@ async fn main() -> anyhow::Result<()> {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 let settings = link.settings().map_err(anyhow::Error::msg)?;
-                if let Some(source @ SourceConfig::Native(src)) = &link.source {
-                    let Ok(Platform::Native(cfg)) = platform(source) else {
-                        bail!("link {}: invalid source (see `relayer check`)", link.name);
-                    };
-                    let outbox = Outbox::open(db.clone(), &link.name)?;
-                    let source =
-                        native_source(src, cfg, &key, outbox.clone(), db.clone(), &link.name)
-                            .await
-                            .with_context(|| {
-                                format!("link {}: cannot watch its native network", link.name)
-                            })?;
-                    tracing::info!(link = %link.name, backlog = outbox.len(), "carrying packets with light-client proofs");
-                    tasks.spawn(source.run(stop(stop_rx.clone())));
-                    let relayer = Relayer {
-                        link: settings,
-                        endpoint,
-                        outbox,
-                        stats: Arc::default(),
-                    };
-                    tasks.spawn(relayer.run(stop(stop_rx.clone())));
-                    continue;
-                }
                 if let Some(source @ SourceConfig::Evm(src)) = &link.source {
                     let Ok(Platform::Evm(evm)) = platform(source) else {
                         bail!("link {}: invalid source (see `relayer check`)", link.name);
@@ -254,14 +232,29 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 let outbox = Outbox::open(db.clone(), &link.name)?;
-                // This binary has no packet source of its own: a packet link carries what an
-                // embedding process (`AdapterSource` of the library, as `hub up` runs it)
-                // queued in this outbox. Say so, rather than idle in silence.
-                tracing::info!(
-                    link = %link.name,
-                    backlog = outbox.len(),
-                    "packet link: relaying the packets queued in its outbox (no [link.source];                      queued by a process embedding the relayer library)"
-                );
+                if let Some(source @ SourceConfig::Native(src)) = &link.source {
+                    let Ok(Platform::Native(cfg)) = platform(source) else {
+                        bail!("link {}: invalid source (see `relayer check`)", link.name);
+                    };
+                    let source =
+                        native_source(src, cfg, &key, outbox.clone(), db.clone(), &link.name)
+                            .await
+                            .with_context(|| {
+                                format!("link {}: cannot watch its native network", link.name)
+                            })?;
+                    tracing::info!(link = %link.name, backlog = outbox.len(), "carrying packets with light-client proofs");
+                    tasks.spawn(source.run(stop(stop_rx.clone())));
+                } else {
+                    // No source of its own: the link carries what an embedding process
+                    // (`AdapterSource` of the library) queued in this outbox. Say so, rather
+                    // than idle in silence.
+                    tracing::info!(
+                        link = %link.name,
+                        backlog = outbox.len(),
+                        "packet link: relaying the packets queued in its outbox (no [link.source]; \
+                         queued by a process embedding the relayer library)"
+                    );
+                }
                 let relayer = Relayer {
                     link: settings,
                     endpoint,
