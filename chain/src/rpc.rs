@@ -65,6 +65,49 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn cert(&self, number: u64) -> Result<Option<CommitCert>, NodeError>;
 }
 
+/// A shared node is a node: `Arc<dyn NodeApi>` (or `Arc<NodeHandle>`) goes wherever a
+/// `NodeApi` does.
+#[async_trait]
+impl<T: NodeApi + ?Sized> NodeApi for Arc<T> {
+    fn config(&self) -> &Arc<NetworkConfig> {
+        (**self).config()
+    }
+    fn id(&self) -> NodeId {
+        (**self).id()
+    }
+    async fn submit(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> Result<Vec<Result<Hash32, TxError>>, NodeError> {
+        (**self).submit(txs).await
+    }
+    async fn status(&self) -> Result<NodeStatus, NodeError> {
+        (**self).status().await
+    }
+    async fn block_at(&self, number: u64) -> Result<Option<Block>, NodeError> {
+        (**self).block_at(number).await
+    }
+    async fn account(&self, id: NodeId) -> Result<Account, NodeError> {
+        (**self).account(id).await
+    }
+    async fn state_get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, NodeError> {
+        (**self).state_get(key).await
+    }
+    async fn tx_proof(&self, id: Hash32) -> Result<Option<(BlockHeader, MerkleProof)>, NodeError> {
+        (**self).tx_proof(id).await
+    }
+    async fn state_proofs_at(
+        &self,
+        number: u64,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<StateProofs>, NodeError> {
+        (**self).state_proofs_at(number, keys).await
+    }
+    async fn cert(&self, number: u64) -> Result<Option<CommitCert>, NodeError> {
+        (**self).cert(number).await
+    }
+}
+
 #[async_trait]
 impl NodeApi for NodeHandle {
     fn config(&self) -> &Arc<NetworkConfig> {

@@ -81,12 +81,17 @@ pub struct ApiKeySection {
 pub struct HubChainSection {
     #[serde(default = "d_block_ms")]
     pub block_interval_ms: u64,
+    /// Run the hub chain as this many validator processes the hub supervises (4 keep
+    /// deciding with one down); absent: one validator inside the hub process.
+    #[serde(default)]
+    pub validators: Option<usize>,
 }
 
 impl Default for HubChainSection {
     fn default() -> Self {
         HubChainSection {
             block_interval_ms: d_block_ms(),
+            validators: None,
         }
     }
 }
@@ -279,6 +284,14 @@ impl HubConfig {
                     .into(),
             );
         }
+        if let Some(n) = self.hub_chain.validators {
+            if n == 0 || n > crate::provision::spec::MAX_NODES {
+                p.push(format!(
+                    "hub_chain.validators = {n}: between 1 and {}",
+                    crate::provision::spec::MAX_NODES
+                ));
+            }
+        }
         if self.hub_chain.block_interval_ms < 20 {
             p.push(format!(
                 "hub_chain.block_interval_ms = {}: at least 20",
@@ -307,6 +320,7 @@ impl HubConfig {
                 accounts,
                 networks,
                 link_deadline: Duration::from_secs(self.interop.link_timeout_secs),
+                hub_validators: self.hub_chain.validators,
             }),
             None => Err(vec!["wallet: no passphrase".into()]),
         }

@@ -5,27 +5,28 @@
 use super::submit_kind;
 use async_trait::async_trait;
 use isthmus_chain::audit::{anchor_args, anchor_key, Anchor, MODULE};
-use isthmus_chain::node::NodeHandle;
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::state::module_key;
 use isthmus_chain::tx::TxKind;
 use isthmus_core::Keypair;
 use isthmus_interop::{AnchorError, ExecError, TransitionAnchor, TransitionLog};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Anchors transitions on the hub chain through an in-process node, signed by the hub's
+/// Anchors transitions on the hub chain through one of its nodes, signed by the hub's
 /// auditing key (anchors are scoped by that key; it needs no balance). Use a key of its
 /// own, not the decision ledger's, so the two never race for nonces.
 pub struct ChainTransitionLog {
-    node: NodeHandle,
+    node: Arc<dyn NodeApi>,
     signer: Keypair,
     commit_timeout: Duration,
     submitting: tokio::sync::Mutex<()>,
 }
 
 impl ChainTransitionLog {
-    pub fn new(node: NodeHandle, signer: Keypair) -> ChainTransitionLog {
+    pub fn new(node: impl NodeApi, signer: Keypair) -> ChainTransitionLog {
         ChainTransitionLog {
-            node,
+            node: Arc::new(node),
             signer,
             commit_timeout: Duration::from_secs(30),
             submitting: tokio::sync::Mutex::new(()),
@@ -81,7 +82,7 @@ impl TransitionLog for ChainTransitionLog {
             method: "anchor".to_owned(),
             args: anchor_args(&batch),
         };
-        let id = submit_kind(&self.node, &self.signer, kind)
+        let id = submit_kind(self.node.as_ref(), &self.signer, kind)
             .await
             .map_err(exec)?;
         let deadline = Instant::now() + self.commit_timeout;

@@ -12,18 +12,19 @@ use isthmus_adapter_api::port::PortError;
 use isthmus_chain::escrow::{
     decision_state_key, record_decision_kind, AttestedDecision, DecisionRecord,
 };
-use isthmus_chain::node::NodeHandle;
+use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::tx::TxKind;
 use isthmus_core::Keypair;
 use isthmus_interop::executor::HubLedger;
 use isthmus_interop::ExecError;
 use isthmus_lock_contracts::{Decision, HubRecord, InstanceId, TxId};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records decisions on the hub chain through an in-process node, signed by the hub's
-/// recording key (records are scoped by that key).
+/// Records decisions on the hub chain through one of its nodes (in this process or over
+/// its RPC), signed by the hub's recording key (records are scoped by that key).
 pub struct ChainLedger {
-    node: NodeHandle,
+    node: Arc<dyn NodeApi>,
     signer: Keypair,
     commit_timeout: Duration,
     submitting: tokio::sync::Mutex<()>,
@@ -39,9 +40,9 @@ fn decision(d: Decision) -> AttestedDecision {
 impl ChainLedger {
     /// A ledger on the hub chain served by `node`, recording with `signer` (it needs no
     /// balance). A decision not committed within 30 s is a retryable error.
-    pub fn new(node: NodeHandle, signer: Keypair) -> ChainLedger {
+    pub fn new(node: impl NodeApi, signer: Keypair) -> ChainLedger {
         ChainLedger {
-            node,
+            node: Arc::new(node),
             signer,
             commit_timeout: Duration::from_secs(30),
             submitting: tokio::sync::Mutex::new(()),
@@ -90,7 +91,7 @@ impl ChainLedger {
         want: AttestedDecision,
     ) -> Result<isthmus_core::Hash32, ExecError> {
         submit_kind(
-            &self.node,
+            self.node.as_ref(),
             &self.signer,
             record_decision_kind(instance.0, want),
         )
@@ -101,7 +102,7 @@ impl ChainLedger {
 /// Submit one hub-chain transaction of `kind` signed by `signer` (the native adapter's
 /// submission, nonce resyncs included).
 pub(crate) async fn submit_kind(
-    node: &NodeHandle,
+    node: &dyn NodeApi,
     signer: &Keypair,
     kind: TxKind,
 ) -> Result<isthmus_core::Hash32, ExecError> {

@@ -32,7 +32,7 @@ use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
 use isthmus_adapter_native::NativePacketPort;
 use isthmus_adapter_native::{NativeAdapter, NativeNetwork};
 use isthmus_adapter_remote::{RemoteAdapter, RemoteConfig, RemoteError};
-use isthmus_chain::node::{self, NodeHandle, NodeOptions, RunningNode};
+use isthmus_chain::node::{self, NodeOptions, RunningNode};
 use isthmus_chain::rpc::{Failover, NodeApi, RemoteNode, RemoteNodeConfig};
 use isthmus_chain::NetworkConfig;
 use isthmus_core::Keypair;
@@ -130,7 +130,7 @@ pub struct RunningHub {
     pub info: UpInfo,
     /// The adapters of `alpha` and `beta` by name (for balances in the demo and benches).
     pub adapters: BTreeMap<String, Arc<dyn Adapter>>,
-    pub hub_chain: NodeHandle,
+    pub hub_chain: Arc<dyn NodeApi>,
     pub driver: Arc<Driver>,
     /// Where decisions are recorded (the hub chain), and the hub's attestation key: for
     /// in-process benchmarks that drive the chain steps without the hub. Never printed.
@@ -261,6 +261,9 @@ pub struct Plan {
     pub networks: Vec<(String, NetworkPlan)>,
     /// How long a provisioned or attached network may take to answer with a block.
     pub link_deadline: Duration,
+    /// The hub chain: one validator in this process (`None`), or this many validator
+    /// processes the hub supervises (BFT: `3f + 1` of them keep deciding with `f` down).
+    pub hub_validators: Option<usize>,
 }
 
 impl Plan {
@@ -279,6 +282,7 @@ impl Plan {
                 ("beta".into(), NetworkPlan::Embedded(Net::Beta)),
             ],
             link_deadline: Duration::from_secs(60),
+            hub_validators: None,
             opts,
         }
     }
@@ -332,6 +336,45 @@ struct Started {
 }
 
 impl Started {
+    /// Run `net`'s chain in this process.
+    async fn embed(
+        &mut self,
+        dir: &DataDir,
+        name: &str,
+        net: Net,
+        block_ms: u64,
+        attester: &Keypair,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Arc<dyn NodeApi>> {
+        let (running, st) = start_chain(dir, net, block_ms, attester, stop).await?;
+        self.status.insert(name.to_owned(), st);
+        let handle = running.handle.clone();
+        self.nodes.push(running);
+        Ok(Arc::new(handle))
+    }
+
+    /// Run `spec`'s nodes as supervised processes and link them once they make blocks.
+    async fn provision(
+        &mut self,
+        dir: &DataDir,
+        spec: &NetworkSpec,
+        network_id: u64,
+        hub: &HubIdentities,
+        rpc_key: &Keypair,
+        deadline: Duration,
+    ) -> anyhow::Result<Arc<dyn NodeApi>> {
+        let exe = std::env::current_exe().context("cannot locate the hub binary")?;
+        let net =
+            ProvisionedNetwork::start(&dir.root.join("networks"), spec, network_id, hub, &exe)?;
+        self.rpc.insert(
+            spec.name.clone(),
+            net.record.nodes.iter().map(|n| n.rpc).collect(),
+        );
+        // Kept before linking, so a network that never makes a block is still stopped.
+        let net = self.provisioned.entry(spec.name.clone()).or_insert(net);
+        net.link(rpc_key, deadline).await
+    }
+
     async fn stop(mut self, stop: &CancellationToken) {
         stop.cancel();
         for n in self.nodes {
@@ -429,21 +472,33 @@ async fn link_networks(
     attester: &Keypair,
     stop: &CancellationToken,
     started: &mut Started,
-) -> anyhow::Result<NodeHandle> {
+) -> anyhow::Result<Arc<dyn NodeApi>> {
     let block_ms = plan.opts.block_ms;
-    let (running, st) = start_chain(dir, Net::Hub, block_ms, attester, stop).await?;
-    let hub_chain = running.handle.clone();
-    started.status.insert(Net::Hub.name().to_owned(), st);
-    started.nodes.push(running);
     let rpc_key = secrets.derived_key("node-rpc-client")?;
+    let hub_chain: Arc<dyn NodeApi> = match plan.hub_validators {
+        None => {
+            started
+                .embed(dir, Net::Hub.name(), Net::Hub, block_ms, attester, stop)
+                .await?
+        }
+        Some(n) => {
+            let spec = NetworkSpec::hub_chain(n, block_ms);
+            let hub = HubIdentities {
+                attesters: Vec::new(),
+                threshold: 0,
+                rpc_client: rpc_key.id(),
+            };
+            started
+                .provision(dir, &spec, spec.id(), &hub, &rpc_key, plan.link_deadline)
+                .await?
+        }
+    };
     for (name, how) in &plan.networks {
         let node: Arc<dyn NodeApi> = match how {
             NetworkPlan::Embedded(net) => {
-                let (running, st) = start_chain(dir, *net, block_ms, attester, stop).await?;
-                started.status.insert(name.clone(), st);
-                let handle = running.handle.clone();
-                started.nodes.push(running);
-                Arc::new(handle)
+                started
+                    .embed(dir, name, *net, block_ms, attester, stop)
+                    .await?
             }
             NetworkPlan::Provisioned { spec, network_id } => {
                 let hub = HubIdentities {
@@ -451,20 +506,9 @@ async fn link_networks(
                     threshold: 1,
                     rpc_client: rpc_key.id(),
                 };
-                let exe = std::env::current_exe().context("cannot locate the hub binary")?;
-                let net = ProvisionedNetwork::start(
-                    &dir.root.join("networks"),
-                    spec,
-                    *network_id,
-                    &hub,
-                    &exe,
-                )?;
-                started.rpc.insert(
-                    name.clone(),
-                    net.record.nodes.iter().map(|n| n.rpc).collect(),
-                );
-                let net = started.provisioned.entry(name.clone()).or_insert(net);
-                net.link(&rpc_key, plan.link_deadline).await?
+                started
+                    .provision(dir, spec, *network_id, &hub, &rpc_key, plan.link_deadline)
+                    .await?
             }
             NetworkPlan::Attached { config, nodes } => {
                 let config = Arc::new(config.clone());
@@ -500,7 +544,7 @@ struct Wired {
     api: SocketAddr,
     hub: Hub,
     adapters: BTreeMap<String, Arc<dyn Adapter>>,
-    hub_chain: NodeHandle,
+    hub_chain: Arc<dyn NodeApi>,
     ledger: Arc<dyn HubLedger>,
     attester: Keypair,
     relay: relay::RelayPath,
@@ -515,7 +559,7 @@ async fn wire(
     dir: DataDir,
     secrets: &Secrets,
     attester: Keypair,
-    hub_chain: NodeHandle,
+    hub_chain: Arc<dyn NodeApi>,
     natives: &[Native],
     stop: CancellationToken,
 ) -> anyhow::Result<Wired> {

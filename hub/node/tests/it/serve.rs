@@ -23,9 +23,9 @@ fn write_secret(path: &Path, text: &str) {
 }
 
 /// A hub config in `dir` provisioning `gamma` (PoS, 2 validators) and `delta` (PoW, 2
-/// nodes), both funding alice and bob, whose keys the hub wallet holds; `interop` is
-/// added to its `[interop]` table.
-fn config(dir: &Path, interop: &str) -> (PathBuf, [Keypair; 2]) {
+/// nodes), both funding alice and bob, whose keys the hub wallet holds; `interop` and
+/// `hub_chain` are added to those tables.
+fn config(dir: &Path, interop: &str, hub_chain: &str) -> (PathBuf, [Keypair; 2]) {
     let keys = [Keypair::generate(), Keypair::generate()];
     for (label, k) in ["alice", "bob"].iter().zip(&keys) {
         write_secret(&dir.join(format!("{label}.key")), &k.to_hex_seed());
@@ -46,6 +46,7 @@ role = "customer"
 key_file = "customer.api"
 [hub_chain]
 block_interval_ms = 100
+{hub_chain}
 [interop]
 htlc_delta_secs = 2
 release_window_secs = 3
@@ -106,6 +107,18 @@ fn balance(data: &Path, net: &str, who: &Keypair) -> u64 {
         .unwrap()
 }
 
+/// Two-phase: alice pays bob `a` on gamma, bob pays alice `b` on delta (hub wallet).
+fn transfer(alice: &Keypair, bob: &Keypair, a: u64, b: u64) -> Value {
+    json!({
+        "source":  {"network": "gamma", "asset": "native", "amount": a.to_string(),
+                    "from": alice.id().to_string(), "to": bob.id().to_string()},
+        "counter": {"network": "delta", "asset": "native", "amount": b.to_string(),
+                    "from": bob.id().to_string(), "to": alice.id().to_string(),
+                    "lock_by": "hub_wallet"},
+        "timeout_secs": 120
+    })
+}
+
 fn alive(pid: u64) -> bool {
     // A zombie still has a /proc entry; its state says it has ended.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -136,7 +149,7 @@ fn kill9(pid: u64) {
 #[test]
 fn serve_provisions_links_and_supervises_node_processes() {
     let d = tempfile::tempdir().unwrap();
-    let (cfg, [alice, bob]) = config(d.path(), "");
+    let (cfg, [alice, bob]) = config(d.path(), "", "");
     let data = d.path().join("data");
     let env = [("TEST_WALLET_PASSPHRASE", PASSPHRASE)];
     let mut h = HubUp::serve(&cfg, &data, CUSTOMER_KEY, &env);
@@ -164,15 +177,11 @@ fn serve_provisions_links_and_supervises_node_processes() {
         balance(&data, "delta", &alice),
         balance(&data, "delta", &bob),
     );
-    let body = json!({
-        "source":  {"network": "gamma", "asset": "native", "amount": "100",
-                    "from": alice.id().to_string(), "to": bob.id().to_string()},
-        "counter": {"network": "delta", "asset": "native", "amount": "40",
-                    "from": bob.id().to_string(), "to": alice.id().to_string(),
-                    "lock_by": "hub_wallet"},
-        "timeout_secs": 120
-    });
-    let (code, v) = h.post("/v1/transfers", "serve-t1", &body);
+    let (code, v) = h.post(
+        "/v1/transfers",
+        "serve-t1",
+        &transfer(&alice, &bob, 100, 40),
+    );
     assert_eq!(code, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     let done = h.wait_terminal("transfers", &id, 120);
@@ -390,6 +399,7 @@ fn a_standalone_relayer_carries_messages_between_provisioned_networks_exactly_on
             "embedded_relayer = false\nrelayers = [\"{}\"]\nrelay_fallback_secs = 600",
             relayer_key.id()
         ),
+        "",
     );
     let data = d.path().join("data");
     let h = HubUp::serve(
@@ -460,4 +470,50 @@ fn a_standalone_relayer_carries_messages_between_provisioned_networks_exactly_on
         h.metric("hub_messages_direct_deliveries_total", &[]),
         Some(0.0)
     );
+}
+
+#[test]
+fn a_transfer_completes_with_a_hub_chain_validator_killed_mid_transfer() {
+    let d = tempfile::tempdir().unwrap();
+    // The hub chain as 4 validator processes: with one down, the other 3 hold more than
+    // 2/3 of the stake and keep deciding.
+    let (cfg, [alice, bob]) = config(d.path(), "", "validators = 4");
+    let data = d.path().join("data");
+    let h = HubUp::serve(
+        &cfg,
+        &data,
+        CUSTOMER_KEY,
+        &[("TEST_WALLET_PASSPHRASE", PASSPHRASE)],
+    );
+    assert_eq!(
+        h.info["rpc"]["hub"].as_array().map(Vec::len),
+        Some(4),
+        "{}",
+        h.info
+    );
+    assert!(
+        h.info["status"].get("hub").is_none(),
+        "no hub chain in the hub process"
+    );
+    let g_b = balance(&data, "gamma", &bob);
+    let (code, v) = h.post(
+        "/v1/transfers",
+        "hub-chain-t1",
+        &transfer(&alice, &bob, 25, 5),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let victim = node_info(&data, "hub", 2).unwrap()["pid"].as_u64().unwrap();
+    kill9(victim);
+    let done = h.wait_terminal("transfers", &id, 120);
+    assert_eq!(done["state"], "released", "{done}");
+    assert_eq!(balance(&data, "gamma", &bob), g_b + 25);
+    // The decision is on the hub chain: every validator that runs holds it.
+    let head = status_call(status_addr(&data, "hub", 0), &json!({"cmd": "status"})).unwrap();
+    assert!(head["height"].as_u64().unwrap() > 1, "{head}");
+    wait_for(60, "the killed validator back and caught up", || {
+        node_info(&data, "hub", 2)
+            .and_then(|v| v["pid"].as_u64())
+            .filter(|p| *p != victim && alive(*p))
+    });
 }
