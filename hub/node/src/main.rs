@@ -14,6 +14,8 @@ use isthmus_chain::{NetworkConfig, Transaction};
 use isthmus_core::Keypair;
 use isthmus_hub::{status, up};
 use isthmus_transport::TransportKind;
+
+mod keys_cmd;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -65,6 +67,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TxCmd,
     },
+    /// API keys of a running hub (admin key): create, list, revoke, rotate
+    Keys(keys_cmd::KeysArgs),
 }
 
 #[derive(clap::Args)]
@@ -257,6 +261,7 @@ fn main() -> anyhow::Result<()> {
                     wait,
                 },
         } => transfer(&config, node, &from, &to, amount, wait),
+        Cmd::Keys(args) => keys_cmd::run(args),
     }
 }
 

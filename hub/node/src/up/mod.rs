@@ -44,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 /// The API's default address.
 pub const DEFAULT_API: &str = "127.0.0.1:7780";
 
+/// The tenant `hub up` makes: its dev keys and the demo accounts are this tenant's.
+pub const DEMO_TENANT: &str = "demo";
+
 /// How to run the embedded hub.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -83,6 +86,12 @@ pub struct UpInfo {
     pub api: SocketAddr,
     pub customer_key: String,
     pub provider_key: String,
+    /// The admin key of the dev hub (`hub keys`).
+    #[serde(default)]
+    pub admin_key: String,
+    /// The tenant of the dev keys and the demo accounts.
+    #[serde(default)]
+    pub tenant: String,
     /// Each chain's local JSON-lines status endpoint (see `status.rs`).
     pub status: BTreeMap<String, SocketAddr>,
     /// Demo account label → address on `alpha` and `beta`.
@@ -194,6 +203,13 @@ fn wallet(db: &sled::Db, secrets: &Secrets) -> anyhow::Result<Arc<WalletService>
             w.import(&addr, &SecretKey::Ed25519(nets::demo_key(who)))
                 .with_context(|| format!("cannot store {who}'s key in the hub wallet"))?;
         }
+        if w.owner(&addr)
+            .context("cannot read the hub wallet")?
+            .is_none()
+        {
+            w.set_owner(&addr, DEMO_TENANT)
+                .with_context(|| format!("cannot record {who}'s tenant in the hub wallet"))?;
+        }
     }
     Ok(Arc::new(w))
 }
@@ -259,6 +275,8 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<RunningHub> {
                 api: parts.api,
                 customer_key: secrets.customer_key.clone(),
                 provider_key: secrets.provider_key.clone(),
+                admin_key: secrets.admin_key.clone(),
+                tenant: DEMO_TENANT.to_owned(),
                 status,
                 accounts: DEMO_ACCOUNTS
                     .iter()
@@ -358,6 +376,8 @@ async fn wire(
         .attesters(vec![attester.clone()])
         .sealed_journal(journal_key)
         .wallet_secret(secrets.wallet_secret()?)
+        // Only the demo tenant's keys move the demo accounts.
+        .account_owners(wallet_service.clone())
         // Every journaled transition is anchored on the hub chain.
         .anchoring(
             Arc::new(ChainTransitionLog::new(
@@ -429,8 +449,12 @@ async fn wire(
         }
     };
     let keys = KeyRing::new(&[
-        ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
-        ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
+        ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key)
+            .in_tenant(DEMO_TENANT),
+        ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key)
+            .in_tenant(DEMO_TENANT),
+        ApiKeyConfig::from_plaintext("dev-admin", Role::Admin, &secrets.admin_key)
+            .in_tenant(DEMO_TENANT),
     ])
     .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")));
     let api = match keys.and_then(|keys| hub.serve(opts.api, keys)) {
