@@ -218,6 +218,18 @@ async fn next_event(ws: &mut Ws) -> Value {
     serde_json::from_str(msg.to_text().unwrap()).unwrap()
 }
 
+/// Wait (within a deadline) until the named cursor has been stored.
+async fn wait_for_cursor(store: &dyn isthmus_hub_api::ApiStore, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get_cursor(name).unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack of {name} was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn leg(network: &str, from: &str, to: &str, lock_by: &str) -> Value {
     json!({"network": network, "asset": "native", "amount": "10", "from": from, "to": to, "lock_by": lock_by})
 }
@@ -302,14 +314,7 @@ async fn another_tenant_gets_403_or_404_on_every_route_and_changes_nothing() {
         .await
         .unwrap();
     let store = t.hub.bus().store().clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.get_cursor("acme/feed").unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ack was not stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_cursor(&*store, "acme/feed").await;
     drop(acme_stream);
     let acme_cursor = store.get_cursor("acme/feed").unwrap();
     let instances = t.hub.driver().journal().all().unwrap().len();
@@ -432,14 +437,7 @@ async fn another_tenant_gets_403_or_404_on_every_route_and_changes_nothing() {
     )))
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.get_cursor("globex/feed").unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ack was not stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_cursor(&*store, "globex/feed").await;
     drop(ws);
     // a subject filter naming acme's operation yields nothing: globex's next own event
     // is the first it gets
