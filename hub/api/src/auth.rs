@@ -1,7 +1,10 @@
-//! API keys with roles (Y.3530 clause 7: provider, customer, partner).
+//! API keys with roles (Y.3530 clause 7: provider, customer, partner; plus `admin`, who
+//! manages keys), each held by a tenant.
 //!
 //! Keys are held only as sha256 digests; comparison is constant-time. A request names its
-//! key with `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
+//! key with `Authorization: Bearer <key>` or `X-Api-Key: <key>`. The [`KeyRing`] holds the
+//! configured keys; keys made at run time (`POST /v1/keys`) live in the API store
+//! ([`crate::keys`]).
 
 use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -9,7 +12,10 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 
-/// The three roles of Y.3530 clause 7.
+/// The tenant of configured keys that name none (and of objects made before tenants).
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The three roles of Y.3530 clause 7, and the hub's own key manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -17,8 +23,26 @@ pub enum Role {
     Customer,
     /// CSP: runs nodes, registers adapters, monitors.
     Provider,
-    /// CSN: builds adapters and crypto services.
+    /// CSN: builds adapters and crypto services; reads across the tenants that granted
+    /// its tenant access (an auditor).
     Partner,
+    /// Manages API keys (`/v1/keys`), for every tenant.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "customer" => Ok(Role::Customer),
+            "provider" => Ok(Role::Provider),
+            "partner" => Ok(Role::Partner),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}`: expected customer, provider, partner or admin"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for Role {
@@ -27,6 +51,7 @@ impl fmt::Display for Role {
             Role::Customer => "customer",
             Role::Provider => "provider",
             Role::Partner => "partner",
+            Role::Admin => "admin",
         })
     }
 }
@@ -38,25 +63,57 @@ pub struct ApiKeyConfig {
     /// A name for logs and audit trails (the key itself is never logged).
     pub name: String,
     pub role: Role,
+    /// The tenant holding the key (default: `default`).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// sha256 of the key, as 64 hex digits.
     pub key_sha256: String,
 }
 
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
 impl fmt::Debug for ApiKeyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKeyConfig({}, {})", self.name, self.role)
+        write!(
+            f,
+            "ApiKeyConfig({}, {}, tenant {})",
+            self.name, self.role, self.tenant
+        )
     }
 }
 
 impl ApiKeyConfig {
-    /// Build a config entry from a plaintext key (used by `hub up` for the dev key).
+    /// Build a config entry of tenant `default` from a plaintext key (used by `hub up`
+    /// for the dev keys, with [`in_tenant`](Self::in_tenant)).
     pub fn from_plaintext(name: &str, role: Role, key: &str) -> Self {
         ApiKeyConfig {
             name: name.to_owned(),
             role,
-            key_sha256: hex::encode(Sha256::digest(key.as_bytes())),
+            tenant: default_tenant(),
+            key_sha256: hex::encode(key_digest(key)),
         }
     }
+
+    /// The same key, held by `tenant`.
+    pub fn in_tenant(mut self, tenant: &str) -> Self {
+        tenant.clone_into(&mut self.tenant);
+        self
+    }
+}
+
+/// The sha256 digest a key is stored as.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Whether `t` may name a tenant: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// The authenticated caller of one request.
@@ -64,12 +121,15 @@ impl ApiKeyConfig {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// The tenant the key belongs to: every object the caller makes is this tenant's, and
+    /// it reads only this tenant's (a partner also those of the tenants that granted it).
+    pub tenant: String,
 }
 
-/// The key table.
+/// The configured keys.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRing {
-    keys: Vec<(String, Role, [u8; 32])>,
+    keys: Vec<(String, Role, String, [u8; 32])>,
 }
 
 impl KeyRing {
@@ -81,11 +141,17 @@ impl KeyRing {
             if e.name.trim().is_empty() {
                 problems.push(format!("api key #{i}: name is empty"));
             }
+            if !valid_tenant(&e.tenant) {
+                problems.push(format!(
+                    "api key `{}`: tenant `{}` must be 1 to 64 of a-z, 0-9, `-`, `_`",
+                    e.name, e.tenant
+                ));
+            }
             match hex::decode(&e.key_sha256)
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
             {
-                Some(d) => keys.push((e.name.clone(), e.role, d)),
+                Some(d) => keys.push((e.name.clone(), e.role, e.tenant.clone(), d)),
                 None => problems.push(format!(
                     "api key `{}`: key_sha256 must be 64 hex digits",
                     e.name
@@ -99,13 +165,12 @@ impl KeyRing {
         }
     }
 
-    /// Resolve the presented key (from either header) to a principal.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        x_api_key: Option<&str>,
-    ) -> Result<Principal, ApiError> {
-        let presented = x_api_key
+    /// The key presented in either header.
+    pub fn presented<'a>(
+        authorization: Option<&'a str>,
+        x_api_key: Option<&'a str>,
+    ) -> Result<&'a str, ApiError> {
+        x_api_key
             .map(str::trim)
             .or_else(|| authorization.and_then(|h| h.trim().strip_prefix("Bearer ")))
             .map(str::trim)
@@ -115,19 +180,35 @@ impl KeyRing {
                     ErrorCode::Unauthenticated,
                     "missing api key: send `Authorization: Bearer <key>` or `X-Api-Key`",
                 )
-            })?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            })
+    }
+
+    /// The configured key with this digest, if any.
+    pub fn lookup(&self, digest: &[u8; 32]) -> Option<Principal> {
         let mut found = None;
-        for (name, role, d) in &self.keys {
+        for (name, role, tenant, d) in &self.keys {
             // Walk every entry so timing does not reveal which one matched.
-            if bool::from(d.ct_eq(&digest)) {
+            if bool::from(d.ct_eq(digest)) {
                 found = Some(Principal {
                     name: name.clone(),
                     role: *role,
+                    tenant: tenant.clone(),
                 });
             }
         }
-        found.ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown api key"))
+        found
+    }
+
+    /// Resolve the presented key (from either header) to a principal among the
+    /// configured keys.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let presented = Self::presented(authorization, x_api_key)?;
+        self.lookup(&key_digest(presented))
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown api key"))
     }
 }
 
@@ -158,11 +239,16 @@ mod tests {
     fn authenticate_and_roles() {
         let ring = KeyRing::new(&[
             ApiKeyConfig::from_plaintext("dapp", Role::Customer, "k-cust"),
-            ApiKeyConfig::from_plaintext("ops", Role::Provider, "k-prov"),
+            ApiKeyConfig::from_plaintext("ops", Role::Provider, "k-prov").in_tenant("acme"),
         ])
         .unwrap();
         let p = ring.authenticate(Some("Bearer k-cust"), None).unwrap();
         assert_eq!(p.role, Role::Customer);
+        assert_eq!(p.tenant, DEFAULT_TENANT);
+        assert_eq!(
+            ring.authenticate(None, Some("k-prov")).unwrap().tenant,
+            "acme"
+        );
         assert_eq!(ring.authenticate(None, Some("k-prov")).unwrap().name, "ops");
         let e = ring.authenticate(None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::Unauthenticated);
@@ -181,15 +267,17 @@ mod tests {
             ApiKeyConfig {
                 name: "".into(),
                 role: Role::Customer,
+                tenant: "default".into(),
                 key_sha256: "zz".into(),
             },
             ApiKeyConfig {
                 name: "x".into(),
                 role: Role::Partner,
+                tenant: "Not A Tenant".into(),
                 key_sha256: "00".into(),
             },
         ];
         let problems = KeyRing::new(&bad).unwrap_err();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 }

@@ -27,6 +27,10 @@ pub enum BackendError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller may not do this (e.g. move a wallet account of another tenant); nothing
+    /// changed. Not retryable.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A platform or the hub chain is temporarily unreachable. Retrying can help.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -41,9 +45,10 @@ impl BackendError {
     }
 }
 
-/// A deterministic operation id derived from (principal, operation kind, idempotency
-/// key). The backend must use it as the operation's id, so that a retry after a crash
-/// between "operation recorded" and "response recorded" finds the same operation.
+/// A random operation id (128 bits from the OS's generator), recorded under the caller's
+/// idempotency key before the backend is asked. The backend must use it as the
+/// operation's id, so that a retry after a crash between "operation recorded" and
+/// "response recorded" finds the same operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpId(pub String);
 
@@ -77,10 +82,12 @@ pub trait Operations: Send + Sync + 'static {
         kind: OpKind,
         id: &str,
     ) -> Result<Option<OperationStatus>, BackendError>;
-    /// Operations of `kind` in id order, after `after`, at most `limit`.
+    /// Operations of `kind` owned by one of `tenants`, in id order, after `after`, at most
+    /// `limit`.
     async fn list_operations(
         &self,
         kind: OpKind,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError>;
@@ -98,9 +105,10 @@ pub trait Messages: Send + Sync + 'static {
         req: CreateMessage,
     ) -> Result<OperationStatus, BackendError>;
     async fn get_message(&self, id: &str) -> Result<Option<OperationStatus>, BackendError>;
-    /// Messages in id order, after `after`, at most `limit`.
+    /// Messages owned by one of `tenants`, in id order, after `after`, at most `limit`.
     async fn list_messages(
         &self,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError>;
@@ -115,7 +123,8 @@ pub trait Adapters: Send + Sync + 'static {
         by: &Principal,
         req: RegisterAdapter,
     ) -> Result<AdapterInfo, BackendError>;
-    /// Retire a registered adapter; transfers through it pause, they are not dropped.
+    /// Retire an adapter registered by `by`'s tenant (another tenant's answers
+    /// `NotFound`, as a missing one); transfers through it pause, they are not dropped.
     async fn retire_adapter(&self, by: &Principal, id: &str) -> Result<AdapterInfo, BackendError>;
     async fn adapters(&self) -> Result<Vec<AdapterInfo>, BackendError>;
 }
@@ -143,6 +152,7 @@ impl Messages for NoMessages {
 
     async fn list_messages(
         &self,
+        _tenants: &[String],
         _after: Option<&str>,
         _limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {

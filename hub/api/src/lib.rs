@@ -1,7 +1,9 @@
 //! The hub's HTTP API (warp), under `/v1`: platforms and networks, two-phase transfers,
 //! HTLC swaps, messages, a WebSocket event stream and the OpenAPI document.
 //!
-//! This crate owns the *edges* of a request: authentication with roles, idempotency keys,
+//! This crate owns the *edges* of a request: authentication with roles and tenants (every
+//! read is scoped to the caller's tenant; another tenant's object answers 404, exactly as a
+//! missing one), API keys made at run time, idempotency keys,
 //! shape validation, pagination, the one error shape, and durable event replay. It never
 //! decides anything about cross-chain state: that is the job of the hub's [`Backends`] (one
 //! small trait per resource). It never returns an internal error's text to a client, and
@@ -11,18 +13,19 @@
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod keys;
 pub mod model;
 pub mod openapi;
 pub mod server;
 pub mod store;
 
-pub use auth::{ApiKeyConfig, KeyRing, Principal, Role};
+pub use auth::{ApiKeyConfig, KeyRing, Principal, Role, DEFAULT_TENANT};
 pub use backend::{
     Adapters, BackendError, Backends, Directory, Messages, NoMessages, NoRegistry, OpId, Operations,
 };
 pub use error::{ApiError, ErrorCode};
 pub use server::{routes, ApiState};
-pub use store::{ApiStore, Event, EventBus, SledApiStore};
+pub use store::{ApiStore, Event, EventBus, KeyRecord, SledApiStore};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -142,6 +142,9 @@ pub struct LegStatus {
 pub struct OperationStatus {
     pub id: String,
     pub kind: OpKind,
+    /// The tenant that owns the operation (the creating key's).
+    #[serde(default)]
+    pub tenant: String,
     pub state: String,
     /// True once the operation can change no more (released, refunded, delivered, ...).
     pub terminal: bool,
@@ -346,4 +349,78 @@ pub struct AdapterInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub registered_at: u64,
+    /// The tenant of the provider that registered it (only its providers may retire it).
+    #[serde(default)]
+    pub tenant: String,
+}
+
+/// `GET /v1/grants`: the partner tenants that may read the caller's tenant's objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    pub tenant: String,
+    pub partners: Vec<String>,
+}
+
+/// `POST /v1/keys`: a new API key for `tenant` with `role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub tenant: String,
+    pub role: crate::auth::Role,
+    /// A label for listings and logs (default: `<tenant>-<role>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Unix seconds after which the key is refused; absent: it never expires.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+impl CreateKey {
+    /// Every problem at once.
+    pub fn validate(&self, now: u64) -> Vec<String> {
+        let mut p = Vec::new();
+        if !crate::auth::valid_tenant(&self.tenant) {
+            p.push(format!(
+                "tenant: `{}` must be 1 to 64 of a-z, 0-9, `-`, `_`",
+                self.tenant
+            ));
+        }
+        if let Some(n) = &self.name {
+            if n.trim().is_empty() || n.len() > 100 {
+                p.push(format!("name: `{n}` must be 1 to 100 characters"));
+            }
+        }
+        if let Some(e) = self.expires_at {
+            if e <= now {
+                p.push(format!("expires_at: {e} is not in the future (now {now})"));
+            }
+        }
+        p
+    }
+}
+
+/// A key as `GET /v1/keys` lists it: never the key, nor its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: crate::auth::Role,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+}
+
+/// The answer to `POST /v1/keys` and `POST /v1/keys/{id}/rotate`: the key itself, shown
+/// this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    /// The API key (`isk_` and 64 hex digits). The hub keeps only its sha256.
+    pub key: String,
 }

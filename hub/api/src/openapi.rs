@@ -6,9 +6,10 @@ use serde_json::{json, Value};
 fn op_schema() -> Value {
     json!({
         "type": "object",
-        "required": ["id", "kind", "state", "terminal", "legs", "created_at", "updated_at"],
+        "required": ["id", "kind", "tenant", "state", "terminal", "legs", "created_at", "updated_at"],
         "properties": {
-            "id": {"type": "string"},
+            "id": {"type": "string", "description": "prefix (tr_, sw_, msg_) and 128 random bits in hex"},
+            "tenant": {"type": "string", "description": "the tenant owning the operation (its creator's)"},
             "kind": {"type": "string", "enum": ["transfer", "swap", "message"]},
             "state": {"type": "string"},
             "terminal": {"type": "boolean"},
@@ -93,7 +94,7 @@ fn create_op(tag: &str, schema: &str, summary: &str) -> Value {
         },
         "get": {
             "tags": [tag],
-            "summary": format!("list {tag}, oldest first"),
+            "summary": format!("list the caller's tenant's {tag} (a partner's: also those of the tenants that granted it), in id order"),
             "security": [{"apiKey": []}],
             "parameters": [
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
@@ -111,7 +112,7 @@ fn get_op(tag: &str) -> Value {
     json!({
         "get": {
             "tags": [tag],
-            "summary": format!("status of one {tag} entry"),
+            "summary": format!("status of one {tag} entry; another tenant's answers 404, as a missing one"),
             "security": [{"apiKey": []}],
             "parameters": [
                 {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
@@ -123,6 +124,117 @@ fn get_op(tag: &str) -> Value {
             }), &["400", "401", "404"])
         }
     })
+}
+
+fn key_info_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "name", "tenant", "role", "created_at", "status"],
+        "properties": {
+            "id": {"type": "string", "description": "key_ and 16 hex digits; not secret"},
+            "name": {"type": "string"},
+            "tenant": {"type": "string"},
+            "role": {"type": "string", "enum": ["customer", "provider", "partner", "admin"]},
+            "created_at": {"type": "integer", "format": "int64"},
+            "expires_at": {"type": "integer", "format": "int64"},
+            "revoked_at": {"type": "integer", "format": "int64"},
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]}
+        }
+    })
+}
+
+/// `/v1/keys` (admin role) and `/v1/grants` (a tenant's partners).
+fn add_tenant_routes(doc: &mut Value) {
+    let tenant = json!({"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"});
+    let mut created = key_info_schema();
+    if let Some(o) = created.as_object_mut() {
+        o.insert(
+            "required".into(),
+            json!([
+                "id",
+                "name",
+                "tenant",
+                "role",
+                "created_at",
+                "status",
+                "key"
+            ]),
+        );
+        if let Some(Value::Object(p)) = o.get_mut("properties") {
+            p.insert("key".into(), json!({"type": "string", "description": "isk_ and 64 hex digits; shown this once, the hub keeps only its sha256"}));
+        }
+    }
+    let schemas = json!({
+        "CreateKey": {
+            "type": "object", "additionalProperties": false,
+            "required": ["tenant", "role"],
+            "properties": {
+                "tenant": tenant,
+                "role": {"type": "string", "enum": ["customer", "provider", "partner", "admin"]},
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "description": "label (default tenant-role)"},
+                "expires_at": {"type": "integer", "format": "int64", "description": "unix seconds, in the future; absent: never"}
+            }
+        },
+        "KeyInfo": key_info_schema(),
+        "CreatedKey": created,
+        "Grants": {
+            "type": "object", "required": ["tenant", "partners"],
+            "properties": {"tenant": {"type": "string"}, "partners": {"type": "array", "items": {"type": "string"}}}
+        }
+    });
+    let key_id =
+        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let partner = json!([{"name": "partner", "in": "path", "required": true, "schema": tenant}]);
+    let grants = json!({"200": {"description": "the tenant's grants now", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Grants"}}}}});
+    let paths = json!({
+        "/v1/keys": {
+            "post": {
+                "tags": ["keys"], "summary": "make an API key for a tenant (admin role); the answer shows the key once",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateKey"}}}},
+                "responses": with_errors(json!({"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatedKey"}}}}}), &["400", "401", "403", "413"])
+            },
+            "get": {
+                "tags": ["keys"], "summary": "every key made at run time, never the keys themselves (admin role)",
+                "security": [{"apiKey": []}],
+                "responses": with_errors(json!({"200": {"description": "keys", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/KeyInfo"}}}}}}), &["401", "403"])
+            }
+        },
+        "/v1/keys/{id}": {
+            "delete": {
+                "tags": ["keys"], "summary": "revoke a key: refused from the next request on (admin role)",
+                "security": [{"apiKey": []}], "parameters": key_id,
+                "responses": with_errors(json!({"200": {"description": "revoked", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyInfo"}}}}}), &["401", "403", "404"])
+            }
+        },
+        "/v1/keys/{id}/rotate": {
+            "post": {
+                "tags": ["keys"], "summary": "a new key with the same tenant, role and expiry; the old one is revoked (admin role)",
+                "security": [{"apiKey": []}], "parameters": key_id,
+                "responses": with_errors(json!({"201": {"description": "the new key, shown once", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatedKey"}}}}}), &["401", "403", "404", "409"])
+            }
+        },
+        "/v1/grants": {
+            "get": {
+                "tags": ["grants"], "summary": "the partner tenants that may read the caller's tenant's objects (customer or admin role)",
+                "security": [{"apiKey": []}],
+                "responses": with_errors(grants.clone(), &["401", "403"])
+            }
+        },
+        "/v1/grants/{partner}": {
+            "put": {
+                "tags": ["grants"], "summary": "let partner tenant read the caller's tenant's operations and events (customer or admin role)",
+                "security": [{"apiKey": []}], "parameters": partner,
+                "responses": with_errors(grants.clone(), &["400", "401", "403"])
+            },
+            "delete": {
+                "tags": ["grants"], "summary": "withdraw the grant (customer or admin role)",
+                "security": [{"apiKey": []}], "parameters": partner,
+                "responses": with_errors(grants, &["400", "401", "403"])
+            }
+        }
+    });
+    merge(doc, schemas, paths);
 }
 
 /// The document.
@@ -137,7 +249,7 @@ pub fn document() -> Value {
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "API key with a role: customer, provider or partner"}
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "API key of one tenant, with a role: customer, provider, partner or admin. Reads are scoped to the key's tenant (another tenant's object answers 404, as a missing one); a role that may not act answers 403 and changes nothing"}
             },
             "schemas": {
                 "Error": {
@@ -194,6 +306,7 @@ pub fn document() -> Value {
                 "Event": {
                     "type": "object", "required": ["seq", "kind", "subject", "data"],
                     "properties": {"seq": {"type": "integer"}, "kind": {"type": "string"}, "subject": {"type": "string"},
+                                   "tenant": {"type": "string", "description": "the subject's tenant; absent on hub-wide events, which only providers and admins receive"},
                                    "networks": {"type": "array", "items": {"type": "string"}}, "data": {}}
                 }
             }
@@ -216,7 +329,7 @@ pub fn document() -> Value {
             "/v1/messages": create_op("messages", "CreateMessage", "send a cross-network message"),
             "/v1/messages/{id}": get_op("messages"),
             "/v1/events": {"get": {"tags": ["events"],
-                "summary": "WebSocket event stream; replay from a sequence number, filter server-side, ack on named subscriptions",
+                "summary": "WebSocket event stream of the caller's tenant (a partner's: also the granting tenants'); replay from a sequence number, filter server-side, ack on named subscriptions",
                 "security": [{"apiKey": []}],
                 "parameters": [
                     {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -229,6 +342,7 @@ pub fn document() -> Value {
         }
     });
     add_adapter_routes(&mut doc);
+    add_tenant_routes(&mut doc);
     doc
 }
 
@@ -255,7 +369,8 @@ fn add_adapter_routes(doc: &mut Value) {
                 "status": {"type": "string", "enum": ["active", "retired"]},
                 "healthy": {"type": "boolean"},
                 "reason": {"type": "string", "description": "why it is unhealthy"},
-                "registered_at": {"type": "integer", "format": "int64"}
+                "registered_at": {"type": "integer", "format": "int64"},
+                "tenant": {"type": "string", "description": "the registering provider's tenant; only its providers may retire it"}
             }
         }
     });
@@ -283,7 +398,7 @@ fn add_adapter_routes(doc: &mut Value) {
         "/v1/adapters/{id}": {
             "delete": {
                 "tags": ["adapters"],
-                "summary": "retire a registered adapter (provider role); transfers through it pause with reason adapter_unhealthy",
+                "summary": "retire an adapter a provider of the caller's tenant registered (provider role; another tenant's answers 404); transfers through it pause with reason adapter_unhealthy",
                 "security": [{"apiKey": []}],
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": with_errors(json!({
@@ -292,6 +407,11 @@ fn add_adapter_routes(doc: &mut Value) {
             }
         }
     });
+    merge(doc, schemas, paths);
+}
+
+/// Add `schemas` to the components and `paths` to the paths of `doc`.
+fn merge(doc: &mut Value, schemas: Value, paths: Value) {
     for (section, add) in [("schemas", schemas), ("paths", paths)] {
         let target = if section == "paths" {
             doc.get_mut("paths")

@@ -2,7 +2,7 @@
 //! roles, idempotency, validation) happens in plain async functions that always answer
 //! with either a success body or the one error shape.
 
-use crate::auth::{KeyRing, Principal, Role};
+use crate::auth::{key_digest, valid_tenant, KeyRing, Principal, Role};
 use crate::backend::{BackendError, Backends, OpId};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::*;
@@ -68,19 +68,20 @@ impl From<BackendError> for ApiError {
             BackendError::NotFound(what) => {
                 ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
             }
+            BackendError::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why),
             BackendError::Unavailable(why) => ApiError::new(ErrorCode::Unavailable, why),
             BackendError::Internal(cause) => ApiError::internal(&cause),
         }
     }
 }
 
-struct Headers {
+pub(crate) struct Headers {
     authorization: Option<String>,
     api_key: Option<String>,
     idempotency_key: Option<String>,
 }
 
-fn headers() -> impl Filter<Extract = (Headers,), Error = Infallible> + Clone {
+pub(crate) fn headers() -> impl Filter<Extract = (Headers,), Error = Infallible> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("x-api-key"))
         .and(warp::header::optional::<String>("idempotency-key"))
@@ -97,9 +98,58 @@ fn headers() -> impl Filter<Extract = (Headers,), Error = Infallible> + Clone {
         .unify()
 }
 
-fn authenticate(st: &ApiState, h: &Headers) -> Result<Principal, ApiError> {
-    st.keys
-        .authenticate(h.authorization.as_deref(), h.api_key.as_deref())
+/// A request body of at most [`MAX_BODY`] bytes.
+pub(crate) fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The caller: a configured key, or a key made at run time that is neither revoked nor
+/// expired (looked up on every request, so a revocation holds from the next one).
+pub(crate) fn authenticate(st: &ApiState, h: &Headers) -> Result<Principal, ApiError> {
+    let presented = KeyRing::presented(h.authorization.as_deref(), h.api_key.as_deref())?;
+    let digest = key_digest(presented);
+    if let Some(p) = st.keys.lookup(&digest) {
+        return Ok(p);
+    }
+    match st
+        .bus
+        .store()
+        .key_by_digest(&digest)
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        Some(rec) if rec.usable(unix_now()) => Ok(Principal {
+            name: rec.name,
+            role: rec.role,
+            tenant: rec.tenant,
+        }),
+        Some(rec) => Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            format!("api key `{}` is revoked or expired", rec.id),
+        )),
+        None => Err(ApiError::new(ErrorCode::Unauthenticated, "unknown api key")),
+    }
+}
+
+/// The tenants whose objects `who` may read: its own, and for a partner also those that
+/// granted its tenant access.
+fn readable(st: &ApiState, who: &Principal) -> Result<Vec<String>, ApiError> {
+    let mut out = vec![who.tenant.clone()];
+    if who.role == Role::Partner {
+        out.extend(
+            st.bus
+                .store()
+                .grantors(&who.tenant)
+                .map_err(|e| ApiError::internal(&e))?,
+        );
+    }
+    Ok(out)
 }
 
 /// All routes under `/v1`, with errors mapped to the API's error shape.
@@ -165,8 +215,7 @@ pub fn routes(
             .and(warp::post())
             .and(with.clone())
             .and(headers())
-            .and(warp::body::content_length_limit(MAX_BODY))
-            .and(warp::body::bytes())
+            .and(body())
             .and_then(
                 move |st: Arc<ApiState>, h: Headers, body: Bytes| async move {
                     respond(create_op(&st, kind, &h, body).await)
@@ -203,8 +252,7 @@ pub fn routes(
             .and(warp::post())
             .and(with.clone())
             .and(headers())
-            .and(warp::body::content_length_limit(MAX_BODY))
-            .and(warp::body::bytes())
+            .and(body())
             .and_then(|st: Arc<ApiState>, h: Headers, body: Bytes| async move {
                 respond(register_adapter(&st, &h, body).await)
             });
@@ -223,6 +271,36 @@ pub fn routes(
                 respond(retire_adapter(&st, &h, &id).await)
             });
         register.or(list).unify().or(retire).unify()
+    };
+
+    let keys = crate::keys::routes(with.clone());
+    let grants = {
+        let list = warp::path!("v1" / "grants")
+            .and(warp::get())
+            .and(with.clone())
+            .and(headers())
+            .and_then(|st: Arc<ApiState>, h: Headers| async move {
+                respond(list_grants(&st, &h).await)
+            });
+        let put = warp::path!("v1" / "grants" / String)
+            .and(warp::put())
+            .and(with.clone())
+            .and(headers())
+            .and_then(
+                |partner: String, st: Arc<ApiState>, h: Headers| async move {
+                    respond(change_grant(&st, &h, &partner, true).await)
+                },
+            );
+        let delete = warp::path!("v1" / "grants" / String)
+            .and(warp::delete())
+            .and(with.clone())
+            .and(headers())
+            .and_then(
+                |partner: String, st: Arc<ApiState>, h: Headers| async move {
+                    respond(change_grant(&st, &h, &partner, false).await)
+                },
+            );
+        list.or(put).unify().or(delete).unify()
     };
 
     let events = warp::path!("v1" / "events")
@@ -256,6 +334,10 @@ pub fn routes(
         .or(ops("messages", OpKind::Message))
         .unify()
         .or(adapters)
+        .unify()
+        .or(keys)
+        .unify()
+        .or(grants)
         .unify()
         .or(events)
         .unify()
@@ -331,7 +413,8 @@ async fn create_op(
             "Idempotency-Key must be 1 to 200 printable ASCII characters",
         ));
     }
-    let scope = format!("{}\u{0}{}\u{0}{}", who.name, kind.as_str(), key);
+    // Keys are the tenant's: two tenants using the same key never meet.
+    let scope = format!("{}\u{0}{}\u{0}{}", who.tenant, kind.as_str(), key);
     let body_sha256 = hex::encode(Sha256::digest(&body));
     {
         let mut set = st
@@ -350,46 +433,64 @@ async fn create_op(
         scope: scope.clone(),
     };
     let store = st.bus.store();
-    if let Some(rec) = store
+    let pending = store
         .get_idempotency(&scope)
-        .map_err(|e| ApiError::internal(&e))?
-    {
-        if rec.body_sha256 == body_sha256 {
+        .map_err(|e| ApiError::internal(&e))?;
+    let reused = match pending {
+        Some(rec) if rec.body_sha256 != body_sha256 => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyConflict,
+                format!("Idempotency-Key `{key}` was already used with a different body"),
+            ));
+        }
+        Some(rec) if rec.status != 0 => {
             let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::ACCEPTED);
             return Ok(json_reply(status, &rec.response));
         }
-        return Err(ApiError::new(
-            ErrorCode::IdempotencyConflict,
-            format!("Idempotency-Key `{key}` was already used with a different body"),
-        ));
-    }
-    let id = OpId(format!(
-        "{}_{}",
-        match kind {
-            OpKind::Transfer => "tr",
-            OpKind::Swap => "sw",
-            OpKind::Message => "msg",
-        },
-        &hex::encode(Sha256::digest(scope.as_bytes()))[..24]
-    ));
-    let status = match kind {
-        OpKind::Transfer => {
-            let req: CreateTransfer = parse_body(&body)?;
-            invalid_if(req.validate())?;
-            st.backends
-                .operations
-                .create_transfer(&id, &who, req)
-                .await?
+        // Recorded, then the hub stopped before answering: the same id again, which the
+        // backend answers with the operation if it was made.
+        Some(rec) => rec.op_id,
+        None => None,
+    };
+    let req = parse_create(kind, &body)?;
+    let id = match reused {
+        Some(id) => OpId(id),
+        None => {
+            let id = OpId(new_op_id(kind));
+            store
+                .put_idempotency(
+                    &scope,
+                    &IdempotencyRecord {
+                        body_sha256: body_sha256.clone(),
+                        status: 0,
+                        response: serde_json::Value::Null,
+                        op_id: Some(id.0.clone()),
+                    },
+                )
+                .map_err(|e| ApiError::internal(&e))?;
+            id
         }
-        OpKind::Swap => {
-            let req: CreateSwap = parse_body(&body)?;
-            invalid_if(req.validate())?;
-            st.backends.operations.create_swap(&id, &who, req).await?
-        }
-        OpKind::Message => {
-            let req: CreateMessage = parse_body(&body)?;
-            invalid_if(req.validate())?;
-            st.backends.messages.create_message(&id, &who, req).await?
+    };
+    let created = match req {
+        CreateReq::Transfer(req) => st.backends.operations.create_transfer(&id, &who, req).await,
+        CreateReq::Swap(req) => st.backends.operations.create_swap(&id, &who, req).await,
+        CreateReq::Message(req) => st.backends.messages.create_message(&id, &who, req).await,
+    };
+    let status = match created {
+        Ok(s) => s,
+        Err(e) => {
+            // A refusal made nothing: the key is free again, as before the request.
+            if matches!(
+                e,
+                BackendError::Rejected { .. }
+                    | BackendError::NotFound(_)
+                    | BackendError::Forbidden(_)
+            ) {
+                store
+                    .delete_idempotency(&scope)
+                    .map_err(|e| ApiError::internal(&e))?;
+            }
+            return Err(e.into());
         }
     };
     let response = serde_json::to_value(&status).map_err(|e| ApiError::internal(&e))?;
@@ -400,11 +501,99 @@ async fn create_op(
                 body_sha256,
                 status: StatusCode::ACCEPTED.as_u16(),
                 response: response.clone(),
+                op_id: Some(id.0.clone()),
             },
         )
         .map_err(|e| ApiError::internal(&e))?;
-    tracing::info!(principal = %who.name, kind = kind.as_str(), id = %status.id, "operation accepted");
+    tracing::info!(principal = %who.name, tenant = %who.tenant, kind = kind.as_str(), id = %status.id, "operation accepted");
     Ok(json_reply(StatusCode::ACCEPTED, &response))
+}
+
+/// A create request, parsed and checked for shape before anything is recorded.
+enum CreateReq {
+    Transfer(CreateTransfer),
+    Swap(CreateSwap),
+    Message(CreateMessage),
+}
+
+fn parse_create(kind: OpKind, body: &[u8]) -> Result<CreateReq, ApiError> {
+    Ok(match kind {
+        OpKind::Transfer => {
+            let req: CreateTransfer = parse_body(body)?;
+            invalid_if(req.validate())?;
+            CreateReq::Transfer(req)
+        }
+        OpKind::Swap => {
+            let req: CreateSwap = parse_body(body)?;
+            invalid_if(req.validate())?;
+            CreateReq::Swap(req)
+        }
+        OpKind::Message => {
+            let req: CreateMessage = parse_body(body)?;
+            invalid_if(req.validate())?;
+            CreateReq::Message(req)
+        }
+    })
+}
+
+/// A fresh operation id: the kind's prefix and 128 bits from the OS's generator, so ids
+/// cannot be guessed from anything a client knows.
+fn new_op_id(kind: OpKind) -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let prefix = match kind {
+        OpKind::Transfer => "tr",
+        OpKind::Swap => "sw",
+        OpKind::Message => "msg",
+    };
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+async fn list_grants(st: &ApiState, h: &Headers) -> Result<Response, ApiError> {
+    let who = authenticate(st, h)?;
+    who.require(&[Role::Customer, Role::Admin], "read its tenant's grants")?;
+    let partners = st
+        .bus
+        .store()
+        .grants(&who.tenant)
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &Grants {
+            tenant: who.tenant,
+            partners,
+        },
+    ))
+}
+
+/// Grant (or withdraw) read access to the caller's tenant to the partner tenant `partner`.
+async fn change_grant(
+    st: &ApiState,
+    h: &Headers,
+    partner: &str,
+    grant: bool,
+) -> Result<Response, ApiError> {
+    let who = authenticate(st, h)?;
+    who.require(&[Role::Customer, Role::Admin], "change its tenant's grants")?;
+    if !valid_tenant(partner) {
+        return Err(ApiError::invalid(format!(
+            "partner tenant `{partner}` must be 1 to 64 of a-z, 0-9, `-`, `_`"
+        )));
+    }
+    let store = st.bus.store();
+    let mut partners = store
+        .grants(&who.tenant)
+        .map_err(|e| ApiError::internal(&e))?;
+    partners.retain(|p| p != partner);
+    if grant {
+        partners.push(partner.to_owned());
+    }
+    store
+        .put_grants(&who.tenant, &partners)
+        .map_err(|e| ApiError::internal(&e))?;
+    tracing::info!(tenant = %who.tenant, %partner, grant, "partner grant changed");
+    list_grants(st, h).await
 }
 
 async fn register_adapter(st: &ApiState, h: &Headers, body: Bytes) -> Result<Response, ApiError> {
@@ -429,7 +618,7 @@ async fn retire_adapter(st: &ApiState, h: &Headers, id: &str) -> Result<Response
     let who = authenticate(st, h)?;
     who.require(&[Role::Provider], "retire an adapter")?;
     let info = st.backends.adapters.retire_adapter(&who, id).await?;
-    tracing::info!(principal = %who.name, adapter = %id, "adapter retired");
+    tracing::info!(principal = %who.name, tenant = %who.tenant, adapter = %id, "adapter retired");
     Ok(json_reply(StatusCode::OK, &info))
 }
 
@@ -463,7 +652,8 @@ async fn get_op(
     h: &Headers,
     q: &Query,
 ) -> Result<Response, ApiError> {
-    authenticate(st, h)?;
+    let who = authenticate(st, h)?;
+    let tenants = readable(st, &who)?;
     let wait = parse_u64(q, "wait")?.unwrap_or(0).min(MAX_WAIT_SECS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     // Subscribe before reading so an update between read and wait is not missed.
@@ -475,6 +665,8 @@ async fn get_op(
                 st.backends.operations.get_operation(kind, id).await?
             }
         }
+        // Another tenant's operation reads exactly as a missing one.
+        .filter(|op| tenants.contains(&op.tenant))
         .ok_or_else(|| ApiError::not_found(kind.as_str(), id))?;
         if op.terminal || tokio::time::Instant::now() >= deadline {
             return Ok(json_reply(StatusCode::OK, &op));
@@ -497,7 +689,8 @@ async fn list_ops(
     h: &Headers,
     q: &Query,
 ) -> Result<Response, ApiError> {
-    authenticate(st, h)?;
+    let who = authenticate(st, h)?;
+    let tenants = readable(st, &who)?;
     let limit = parse_u64(q, "limit")?.unwrap_or(50) as usize;
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::invalid(format!(
@@ -506,11 +699,16 @@ async fn list_ops(
     }
     let after = q.get("after").map(String::as_str);
     let page = match kind {
-        OpKind::Message => st.backends.messages.list_messages(after, limit).await?,
+        OpKind::Message => {
+            st.backends
+                .messages
+                .list_messages(&tenants, after, limit)
+                .await?
+        }
         OpKind::Transfer | OpKind::Swap => {
             st.backends
                 .operations
-                .list_operations(kind, after, limit)
+                .list_operations(kind, &tenants, after, limit)
                 .await?
         }
     };
@@ -525,10 +723,18 @@ pub struct Subscription {
     pub kind: Option<String>,
     pub subject: Option<String>,
     pub network: Option<String>,
+    /// The tenants whose events the subscriber may see.
+    pub tenants: Vec<String>,
+    /// Whether it also sees hub-wide events (no tenant): providers and admins.
+    pub hub_wide: bool,
 }
 
 impl Subscription {
     pub fn matches(&self, e: &Event) -> bool {
+        let visible = match &e.tenant {
+            Some(t) => self.tenants.contains(t),
+            None => self.hub_wide,
+        };
         let kind_ok = match self.kind.as_deref() {
             None => true,
             Some(k) => match k.strip_suffix('*') {
@@ -536,7 +742,8 @@ impl Subscription {
                 None => e.kind == k,
             },
         };
-        kind_ok
+        visible
+            && kind_ok
             && self.subject.as_deref().is_none_or(|s| e.subject == s)
             && self
                 .network
@@ -547,7 +754,10 @@ impl Subscription {
 
 fn open_event_stream(st: &ApiState, h: &Headers, q: &Query) -> Result<Subscription, ApiError> {
     let who = authenticate(st, h)?;
-    let name = q.get("subscription").map(|n| format!("{}/{}", who.name, n));
+    // A named cursor is the tenant's, like every other object.
+    let name = q
+        .get("subscription")
+        .map(|n| format!("{}/{}", who.tenant, n));
     let from = match (parse_u64(q, "from")?, &name) {
         (Some(f), _) => f,
         (None, Some(n)) => match st
@@ -567,6 +777,8 @@ fn open_event_stream(st: &ApiState, h: &Headers, q: &Query) -> Result<Subscripti
         kind: q.get("kind").cloned(),
         subject: q.get("subject").cloned(),
         network: q.get("network").cloned(),
+        tenants: readable(st, &who)?,
+        hub_wide: matches!(who.role, Role::Provider | Role::Admin),
     })
 }
 

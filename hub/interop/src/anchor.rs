@@ -274,6 +274,7 @@ mod tests {
             contract: c,
             seq: 0,
             api_id: "tr_1".into(),
+            tenant: "acme".into(),
             created_at: 5,
             updated_at: 5,
         };
@@ -316,6 +317,7 @@ mod tests {
             contract: c.clone(),
             seq: 2,
             api_id: "tr_2".into(),
+            tenant: "acme".into(),
             created_at: 1,
             updated_at: 1,
         };

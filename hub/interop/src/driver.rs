@@ -4,7 +4,7 @@
 
 use crate::contract::{Applied, Contract, ContractEvent, KindMismatch};
 use crate::diagnosis::{Diagnoses, Diagnosis, Failure};
-use crate::journal::{Journal, JournalError, StoredInstance};
+use crate::journal::{Journal, JournalError, StoredInstance, DEFAULT_TENANT};
 use async_trait::async_trait;
 use isthmus_core::Backoff;
 use isthmus_lock_contracts::{Action, InstanceId, Rejection};
@@ -199,10 +199,23 @@ impl Driver {
         map.entry(id).or_default().clone()
     }
 
-    /// Record a new instance, then schedule its first actions. Creating an id that exists
-    /// returns the stored instance unchanged (idempotent create).
+    /// Record a new instance of the default tenant ([`create_owned`](Self::create_owned)).
     pub async fn create(
         &self,
+        contract: Contract,
+        initial: Vec<Action>,
+        api_id: String,
+        now: u64,
+    ) -> Result<StoredInstance, DriverError> {
+        self.create_owned(DEFAULT_TENANT, contract, initial, api_id, now)
+            .await
+    }
+
+    /// Record a new instance owned by `tenant`, then schedule its first actions. Creating
+    /// an id that exists returns the stored instance unchanged (idempotent create).
+    pub async fn create_owned(
+        &self,
+        tenant: &str,
         contract: Contract,
         initial: Vec<Action>,
         api_id: String,
@@ -218,6 +231,7 @@ impl Driver {
             contract,
             seq: 0,
             api_id,
+            tenant: tenant.to_owned(),
             created_at: now,
             updated_at: now,
         };

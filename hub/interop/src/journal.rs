@@ -34,6 +34,14 @@ impl JournalError {
     }
 }
 
+/// The tenant of objects that name none: made before tenants existed, or through the
+/// service directly rather than the API.
+pub const DEFAULT_TENANT: &str = "default";
+
+pub(crate) fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
 /// An instance as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredInstance {
@@ -42,6 +50,9 @@ pub struct StoredInstance {
     pub seq: u64,
     /// The id the API shows (`tr_…`, `sw_…`).
     pub api_id: String,
+    /// The tenant that owns the operation; only its keys (and its partners') read it.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -311,6 +322,7 @@ mod tests {
             contract: Contract::sample_two_phase(api_id.as_bytes()),
             seq: 0,
             api_id: api_id.into(),
+            tenant: DEFAULT_TENANT.into(),
             created_at: 0,
             updated_at: 0,
         }

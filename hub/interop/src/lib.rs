@@ -28,7 +28,7 @@ pub use contract::{Contract, ContractEvent, ContractKind};
 pub use diagnosis::{ActionFailure, Diagnosis, Failure};
 pub use driver::{ActionExecutor, Driver, DriverConfig, DriverError, ExecError, Notifier};
 pub use executor::{AdapterExecutor, AdapterSet, HubLedger};
-pub use journal::{Journal, JournalError, SledJournal, StoredInstance};
+pub use journal::{Journal, JournalError, SledJournal, StoredInstance, DEFAULT_TENANT};
 pub use messages::{MessageError, MessageRelay, MessageRequest, PacketPort};
 pub use registry::{
     AdapterLookup, AdapterRecord, AdapterRegistry, Connect, ConnectError, RegisteredAdapter,

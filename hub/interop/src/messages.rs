@@ -160,6 +160,9 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub api_id: String,
+    /// The tenant that owns the message.
+    #[serde(default = "crate::journal::default_tenant")]
+    pub tenant: String,
     pub spec: MessageSpec,
     pub phase: Phase,
     /// Set while a committed packet waits for its timeout to be proven.
@@ -253,10 +256,22 @@ impl MessageRelay {
         Ok(())
     }
 
-    /// Record the message (its signed send first, flushed), then submit the send. A second
-    /// call with the same id returns the existing record.
+    /// Record a message of the default tenant ([`create_owned`](Self::create_owned)).
     pub async fn create(
         &self,
+        api_id: &str,
+        spec: MessageSpec,
+        now: u64,
+    ) -> Result<MessageRecord, MessageError> {
+        self.create_owned(crate::journal::DEFAULT_TENANT, api_id, spec, now)
+            .await
+    }
+
+    /// Record the message, owned by `tenant` (its signed send first, flushed), then submit
+    /// the send. A second call with the same id returns the existing record.
+    pub async fn create_owned(
+        &self,
+        tenant: &str,
         api_id: &str,
         spec: MessageSpec,
         now: u64,
@@ -268,6 +283,7 @@ impl MessageRelay {
         let ticket = self.port.prepare_send(&spec).await?;
         let rec = MessageRecord {
             api_id: api_id.to_owned(),
+            tenant: tenant.to_owned(),
             spec,
             phase: Phase::Committing { ticket },
             awaiting_timeout_proof: false,
@@ -286,10 +302,23 @@ impl MessageRelay {
         }
     }
 
-    /// Record and send message `api_id` ([`create`](Self::create)), its timeout counted
-    /// from the destination's time now.
+    /// Record and send message `api_id` of the default tenant ([`send_owned`]
+    /// (Self::send_owned)).
     pub async fn send(
         &self,
+        api_id: &str,
+        req: MessageRequest,
+        now: u64,
+    ) -> Result<MessageRecord, MessageError> {
+        self.send_owned(crate::journal::DEFAULT_TENANT, api_id, req, now)
+            .await
+    }
+
+    /// Record and send message `api_id`, owned by `tenant` ([`create_owned`]
+    /// (Self::create_owned)), its timeout counted from the destination's time now.
+    pub async fn send_owned(
+        &self,
+        tenant: &str,
         api_id: &str,
         req: MessageRequest,
         now: u64,
@@ -303,7 +332,7 @@ impl MessageRelay {
             payload: req.payload,
             timeout: port_time.saturating_add(req.timeout_secs),
         };
-        self.create(api_id, spec, now).await
+        self.create_owned(tenant, api_id, spec, now).await
     }
 
     /// One idempotent step of message `api_id`: read the chains, record what they show

@@ -44,6 +44,9 @@ pub struct AdapterRecord {
     pub identity: String,
     pub registered_by: String,
     pub registered_at: u64,
+    /// The tenant of the provider that registered it; only that tenant may retire it.
+    #[serde(default = "crate::journal::default_tenant")]
+    pub tenant: String,
 }
 
 /// What a provider asks to register.
@@ -239,6 +242,18 @@ impl AdapterRegistry {
         by: &str,
         req: Registration,
     ) -> Result<RegisteredAdapter, RegistryError> {
+        self.register_for(crate::journal::DEFAULT_TENANT, by, req)
+            .await
+    }
+
+    /// [`register`](Self::register) for a provider of `tenant`, which owns the
+    /// registration.
+    pub async fn register_for(
+        self: &Arc<Self>,
+        tenant: &str,
+        by: &str,
+        req: Registration,
+    ) -> Result<RegisteredAdapter, RegistryError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -247,7 +262,10 @@ impl AdapterRegistry {
             let live = self.read();
             if let Some(l) = live.get(&req.name) {
                 let r = &l.record;
-                if r.network == network && r.endpoint == req.endpoint && r.identity == req.identity
+                if r.network == network
+                    && r.endpoint == req.endpoint
+                    && r.identity == req.identity
+                    && r.tenant == tenant
                 {
                     return Ok(registered(l));
                 }
@@ -270,6 +288,7 @@ impl AdapterRegistry {
             identity: req.identity,
             registered_by: by.to_owned(),
             registered_at: now,
+            tenant: tenant.to_owned(),
         };
         let adapter = (self.connect)(rec.clone()).await.map_err(|e| match e {
             ConnectError::Unreachable(m) => RegistryError::Unreachable(m),
@@ -296,7 +315,24 @@ impl AdapterRegistry {
     /// network (they keep their state and wait for an adapter for that network). Returns
     /// the registration as it was when retired.
     pub async fn retire(&self, name: &str) -> Result<RegisteredAdapter, RegistryError> {
-        let Some(live) = self.write().remove(name) else {
+        self.retire_owned(name, None).await
+    }
+
+    /// [`retire`](Self::retire), only if `tenant` (when given) owns the registration;
+    /// another tenant's answers `NotFound`, as a missing one, and changes nothing.
+    pub async fn retire_owned(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<RegisteredAdapter, RegistryError> {
+        let removed = {
+            let mut live = self.write();
+            match live.get(name) {
+                Some(l) if tenant.is_none_or(|t| l.record.tenant == t) => live.remove(name),
+                _ => None,
+            }
+        };
+        let Some(live) = removed else {
             return Err(RegistryError::NotFound(name.to_owned()));
         };
         self.tree.remove(name.as_bytes()).map_err(store)?;

@@ -6,7 +6,7 @@
 use crate::contract::{Contract, ContractEvent, ContractKind};
 use crate::diagnosis::Diagnosis;
 use crate::driver::{Driver, DriverError};
-use crate::journal::StoredInstance;
+use crate::journal::{StoredInstance, DEFAULT_TENANT};
 use isthmus_core::{Hash32, NetworkId};
 use isthmus_lock_contracts::{
     Address, Amount, AssetId, Htlc, HtlcConfig, HtlcEvent, HtlcSpec, InstanceId, InvalidSpec,
@@ -150,10 +150,21 @@ impl InteropService {
         }
     }
 
-    /// Create (or, if `op_id` exists already, return) a two-phase transfer; durable before
-    /// it returns.
+    /// Create (or, if `op_id` exists already, return) a two-phase transfer of the default
+    /// tenant; durable before it returns.
     pub async fn create_transfer(
         &self,
+        op_id: &str,
+        req: TransferRequest,
+    ) -> Result<OperationView, ServiceError> {
+        self.create_transfer_for(DEFAULT_TENANT, op_id, req).await
+    }
+
+    /// Create (or, if `op_id` exists already, return) a two-phase transfer owned by
+    /// `tenant`; durable before it returns.
+    pub async fn create_transfer_for(
+        &self,
+        tenant: &str,
         op_id: &str,
         req: TransferRequest,
     ) -> Result<OperationView, ServiceError> {
@@ -168,15 +179,32 @@ impl InteropService {
         let (m, actions) = TwoPhase::create(Self::instance_id(op_id), spec, &self.two_phase, now)?;
         let inst = self
             .driver
-            .create(Contract::TwoPhase(m), actions, op_id.to_owned(), now)
+            .create_owned(
+                tenant,
+                Contract::TwoPhase(m),
+                actions,
+                op_id.to_owned(),
+                now,
+            )
             .await?;
         Ok(self.view(inst))
     }
 
-    /// Create (or, if `op_id` exists already, return) an HTLC swap; durable before it
-    /// returns.
+    /// Create (or, if `op_id` exists already, return) an HTLC swap of the default tenant;
+    /// durable before it returns.
     pub async fn create_swap(
         &self,
+        op_id: &str,
+        req: SwapRequest,
+    ) -> Result<OperationView, ServiceError> {
+        self.create_swap_for(DEFAULT_TENANT, op_id, req).await
+    }
+
+    /// Create (or, if `op_id` exists already, return) an HTLC swap owned by `tenant`;
+    /// durable before it returns.
+    pub async fn create_swap_for(
+        &self,
+        tenant: &str,
         op_id: &str,
         req: SwapRequest,
     ) -> Result<OperationView, ServiceError> {
@@ -210,7 +238,7 @@ impl InteropService {
         let mid = m.id;
         let mut inst = self
             .driver
-            .create(Contract::Htlc(m), actions, op_id.to_owned(), now)
+            .create_owned(tenant, Contract::Htlc(m), actions, op_id.to_owned(), now)
             .await?;
         if let Some(secret) = generated {
             inst = self
@@ -244,6 +272,18 @@ impl InteropService {
         after: Option<&str>,
         limit: usize,
     ) -> Result<OperationPage, ServiceError> {
+        self.list_owned(kind, None, after, limit)
+    }
+
+    /// Operations of `kind` owned by one of `tenants` (any tenant's when `None`), in id
+    /// order, after `after`, at most `limit`.
+    pub fn list_owned(
+        &self,
+        kind: ContractKind,
+        tenants: Option<&[String]>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OperationPage, ServiceError> {
         let mut all: Vec<StoredInstance> = self
             .driver
             .journal()
@@ -251,6 +291,7 @@ impl InteropService {
             .map_err(DriverError::from)?
             .into_iter()
             .filter(|i| i.contract.kind() == kind)
+            .filter(|i| tenants.is_none_or(|t| t.contains(&i.tenant)))
             .filter(|i| after.is_none_or(|a| i.api_id.as_str() > a))
             .collect();
         all.sort_by(|x, y| x.api_id.cmp(&y.api_id));

@@ -12,7 +12,8 @@
 //! follows the journal, the API is served last, over parts that are all running.
 
 use crate::service::{
-    ApiNotifier, Directory, InteropOperations, RegistryAdapters, RelayMessages, WithRegistered,
+    AccountOwners, ApiNotifier, Directory, InteropOperations, RegistryAdapters, RelayMessages,
+    SingleTenant, WithRegistered,
 };
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -88,6 +89,7 @@ pub struct HubBuilder {
     registry: Option<(Connect, Duration)>,
     executor: Executor,
     api: Option<(SocketAddr, KeyRing)>,
+    owners: Option<Arc<dyn AccountOwners>>,
     stop: CancellationToken,
 }
 
@@ -117,6 +119,7 @@ impl HubBuilder {
             registry: None,
             executor: Executor::Adapters(None),
             api: None,
+            owners: None,
             stop: CancellationToken::new(),
         }
     }
@@ -246,6 +249,13 @@ impl HubBuilder {
         self
     }
 
+    /// Which tenant owns each hub-wallet account (`hub up`: the wallet's own record).
+    /// Without it every account is tenant `default`'s, and no other tenant moves any.
+    pub fn account_owners(mut self, owners: Arc<dyn AccountOwners>) -> Self {
+        self.owners = Some(owners);
+        self
+    }
+
     /// Serve the HTTP API on `addr` (port 0: any free port) to the keys of `keys`.
     pub fn api(mut self, addr: SocketAddr, keys: KeyRing) -> Self {
         self.api = Some((addr, keys));
@@ -283,8 +293,11 @@ impl HubBuilder {
             registry,
             executor,
             api,
+            owners,
             stop,
         } = self;
+        let owners: Arc<dyn AccountOwners> = owners
+            .unwrap_or_else(|| Arc::new(SingleTenant(isthmus_hub_api::DEFAULT_TENANT.to_owned())));
         let by_id: HashMap<NetworkId, Arc<dyn Adapter>> = adapters
             .iter()
             .map(|(_, a)| (a.descriptor().network, a.clone()))
@@ -441,6 +454,7 @@ impl HubBuilder {
         let operations = Arc::new(InteropOperations {
             interop: interop.clone(),
             directory: api_names.clone(),
+            owners: owners.clone(),
         });
         let mut backends = match &registry {
             Some(r) => Backends::new(
@@ -460,6 +474,7 @@ impl HubBuilder {
                 relay: r.clone(),
                 directory: api_names,
                 clock: clock.clone(),
+                owners,
             }));
         }
         let mut hub = Hub {

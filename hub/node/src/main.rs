@@ -16,6 +16,8 @@ use isthmus_core::{Keypair, NodeId};
 use isthmus_hub::serve::HubConfig;
 use isthmus_hub::{status, up};
 use isthmus_transport::TransportKind;
+
+mod keys_cmd;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -82,6 +84,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TxCmd,
     },
+    /// API keys of a running hub (admin key): create, list, revoke, rotate
+    Keys(keys_cmd::KeysArgs),
 }
 
 #[derive(clap::Args)]
@@ -339,6 +343,7 @@ fn main() -> anyhow::Result<()> {
                     wait,
                 },
         } => transfer(&config, node, &from, &to, amount, wait),
+        Cmd::Keys(args) => keys_cmd::run(args),
     }
 }
 

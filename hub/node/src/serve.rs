@@ -10,7 +10,7 @@
 //! of the accounts it holds come from a file (mode 0600) or the environment.
 
 use crate::provision::spec::NetworkSpec;
-use crate::up::{self, ApiKeys, NetworkPlan, Plan, UpOptions, WalletUnlock};
+use crate::up::{self, ApiKeys, NetworkPlan, Plan, UpOptions, WalletAccount, WalletUnlock};
 use isthmus_chain::config::parse_identity;
 use isthmus_chain::NetworkConfig;
 use isthmus_core::Keypair;
@@ -71,6 +71,8 @@ fn d_listen() -> SocketAddr {
 pub struct ApiKeySection {
     pub name: String,
     pub role: Role,
+    /// The tenant holding the key.
+    pub tenant: String,
     pub key_sha256: Option<String>,
     pub key_file: Option<PathBuf>,
     pub key_env: Option<String>,
@@ -174,6 +176,8 @@ pub struct WalletSection {
 #[serde(deny_unknown_fields)]
 pub struct AccountSection {
     pub label: String,
+    /// The tenant whose keys may move it.
+    pub tenant: String,
     /// 64 hex digits (an ed25519 seed), mode 0600.
     pub key_file: PathBuf,
 }
@@ -337,12 +341,14 @@ impl HubConfig {
             if !names.insert(k.name.clone()) {
                 p.push(format!("{at}: the name is used twice"));
             }
-            let plain =
-                |key: Zeroizing<String>| ApiKeyConfig::from_plaintext(&k.name, k.role, &key);
+            let plain = |key: Zeroizing<String>| {
+                ApiKeyConfig::from_plaintext(&k.name, k.role, &key).in_tenant(&k.tenant)
+            };
             let entry = match (&k.key_sha256, &k.key_file, &k.key_env) {
                 (Some(d), None, None) => Ok(ApiKeyConfig {
                     name: k.name.clone(),
                     role: k.role,
+                    tenant: k.tenant.clone(),
                     key_sha256: d.clone(),
                 }),
                 (None, Some(f), None) => read_secret_file(f).map(plain),
@@ -380,7 +386,7 @@ impl HubConfig {
         }
     }
 
-    fn accounts(&self, p: &mut Vec<String>) -> Vec<(String, Keypair)> {
+    fn accounts(&self, p: &mut Vec<String>) -> Vec<WalletAccount> {
         let mut labels = BTreeSet::new();
         let mut out = Vec::new();
         for a in &self.wallet.accounts {
@@ -389,7 +395,11 @@ impl HubConfig {
                 p.push(format!("{at}: the label is used twice"));
             }
             match read_secret_file(&a.key_file).and_then(|s| Keypair::from_hex_seed(&s)) {
-                Ok(k) => out.push((a.label.clone(), k)),
+                Ok(key) => out.push(WalletAccount {
+                    label: a.label.clone(),
+                    key,
+                    tenant: a.tenant.clone(),
+                }),
                 Err(e) => p.push(format!("{at}: {e}")),
             }
         }

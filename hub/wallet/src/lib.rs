@@ -122,6 +122,10 @@ fn blob_slot(label: &str) -> Vec<u8> {
     k
 }
 
+fn owner_label(address: &Address) -> String {
+    format!("owner/{}", address.0)
+}
+
 fn aad(slot: &[u8]) -> Vec<u8> {
     let mut a = AAD_PREFIX.to_vec();
     a.extend_from_slice(slot);
@@ -399,6 +403,20 @@ impl WalletService {
         Ok(out)
     }
 
+    /// Record that the hub holds `address`'s key for `tenant` (replacing an earlier
+    /// owner): only that tenant's requests may move the account. Sealed like a key, so an
+    /// owner entry copied onto another address does not open.
+    pub fn set_owner(&self, address: &Address, tenant: &str) -> Result<(), WalletError> {
+        self.seal_blob(&owner_label(address), tenant.as_bytes())
+    }
+
+    /// The tenant `address`'s key is held for, if one was recorded.
+    pub fn owner(&self, address: &Address) -> Result<Option<String>, WalletError> {
+        Ok(self
+            .open_blob(&owner_label(address))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
     /// Open the blob sealed under `label`.
     pub fn open_blob(&self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, WalletError> {
         let slot = blob_slot(label);
@@ -525,6 +543,25 @@ mod tests {
         // Truncated.
         store.put(&slot_a, &sealed_a[..10]).unwrap();
         assert!(w.key_for(SignatureScheme::Ed25519, &a).is_err());
+    }
+
+    #[test]
+    fn owners_survive_reopen_and_do_not_move_between_addresses() {
+        let store = Arc::new(MemorySealedStore::default());
+        let w = open_mem(&store, b"pass").unwrap();
+        let a = w.generate_ed25519().unwrap();
+        let b = w.generate_ed25519().unwrap();
+        assert_eq!(w.owner(&a).unwrap(), None);
+        w.set_owner(&a, "acme").unwrap();
+        let w = open_mem(&store, b"pass").unwrap();
+        assert_eq!(w.owner(&a).unwrap().as_deref(), Some("acme"));
+        assert_eq!(w.owner(&b).unwrap(), None);
+        // An owner entry copied onto another address does not open there.
+        let snap = store.snapshot();
+        let from = [b"b/owner/".as_slice(), a.0.as_bytes()].concat();
+        let to = [b"b/owner/".as_slice(), b.0.as_bytes()].concat();
+        store.put(&to, &snap[&from]).unwrap();
+        assert!(matches!(w.owner(&b), Err(WalletError::Corrupt(_))));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod tenants;
+
 type OpResult = Result<OperationStatus, BackendError>;
 
 #[derive(Default)]
@@ -22,13 +24,14 @@ struct MemBackend {
 }
 
 impl MemBackend {
-    fn insert(&self, id: &OpId, kind: OpKind) -> OperationStatus {
+    fn insert(&self, id: &OpId, kind: OpKind, by: &Principal) -> OperationStatus {
         self.creates.fetch_add(1, Ordering::SeqCst);
         let mut ops = self.ops.lock().unwrap();
         ops.entry(id.0.clone())
             .or_insert_with(|| OperationStatus {
                 id: id.0.clone(),
                 kind,
+                tenant: by.tenant.clone(),
                 state: "created".into(),
                 terminal: false,
                 reason: Some("awaiting_source_lock".into()),
@@ -55,11 +58,18 @@ impl MemBackend {
             .filter(|o| o.kind == kind)
             .cloned()
     }
-    fn list(&self, kind: OpKind, after: Option<&str>, limit: usize) -> Page<OperationStatus> {
+    fn list(
+        &self,
+        kind: OpKind,
+        tenants: &[String],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<OperationStatus> {
         let ops = self.ops.lock().unwrap();
         let items: Vec<_> = ops
             .values()
             .filter(|o| o.kind == kind && after.is_none_or(|a| o.id.as_str() > a))
+            .filter(|o| tenants.contains(&o.tenant))
             .take(limit + 1)
             .cloned()
             .collect();
@@ -94,7 +104,7 @@ impl Operations for MemBackend {
     async fn create_transfer(
         &self,
         id: &OpId,
-        _by: &Principal,
+        by: &Principal,
         req: CreateTransfer,
     ) -> Result<OperationStatus, BackendError> {
         if req.source.network == "nowhere" {
@@ -103,10 +113,15 @@ impl Operations for MemBackend {
                 details: vec![],
             });
         }
-        Ok(self.insert(id, OpKind::Transfer))
+        if req.source.from == "someone-elses" {
+            return Err(BackendError::Forbidden(
+                "source.from: account `someone-elses` is not the caller's".into(),
+            ));
+        }
+        Ok(self.insert(id, OpKind::Transfer, by))
     }
-    async fn create_swap(&self, id: &OpId, _: &Principal, _: CreateSwap) -> OpResult {
-        Ok(self.insert(id, OpKind::Swap))
+    async fn create_swap(&self, id: &OpId, by: &Principal, _: CreateSwap) -> OpResult {
+        Ok(self.insert(id, OpKind::Swap, by))
     }
     async fn get_operation(
         &self,
@@ -118,27 +133,29 @@ impl Operations for MemBackend {
     async fn list_operations(
         &self,
         kind: OpKind,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {
-        Ok(self.list(kind, after, limit))
+        Ok(self.list(kind, tenants, after, limit))
     }
 }
 
 #[async_trait]
 impl Messages for MemBackend {
-    async fn create_message(&self, id: &OpId, _: &Principal, _: CreateMessage) -> OpResult {
-        Ok(self.insert(id, OpKind::Message))
+    async fn create_message(&self, id: &OpId, by: &Principal, _: CreateMessage) -> OpResult {
+        Ok(self.insert(id, OpKind::Message, by))
     }
     async fn get_message(&self, id: &str) -> Result<Option<OperationStatus>, BackendError> {
         Ok(self.get(OpKind::Message, id))
     }
     async fn list_messages(
         &self,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {
-        Ok(self.list(OpKind::Message, after, limit))
+        Ok(self.list(OpKind::Message, tenants, after, limit))
     }
 }
 
@@ -153,14 +170,33 @@ struct Server {
 
 const CUSTOMER: &str = "cust-key-1";
 const PARTNER: &str = "partner-key-1";
+/// A customer of tenant `other`.
+const OTHER: &str = "other-key-1";
+/// An admin (tenant `default`).
+const ADMIN: &str = "admin-key-1";
 
 async fn start_at(dir: &std::path::Path) -> Server {
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("dapp", Role::Customer, CUSTOMER),
-        ApiKeyConfig::from_plaintext("builder", Role::Partner, PARTNER),
+        ApiKeyConfig::from_plaintext("builder", Role::Partner, PARTNER).in_tenant("audit"),
+        ApiKeyConfig::from_plaintext("rival", Role::Customer, OTHER).in_tenant("other"),
+        ApiKeyConfig::from_plaintext("root", Role::Admin, ADMIN),
     ])
     .unwrap();
-    let store = Arc::new(SledApiStore::open(sled::open(dir).unwrap()).unwrap());
+    // A stopped server's last connection task may drop its state (and the database lock)
+    // just after the server future ends: wait for the lock, within a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot reopen the api store: {e}"),
+        }
+    };
+    let store = Arc::new(SledApiStore::open(db).unwrap());
     let bus = EventBus::new(store);
     let backend = Arc::new(MemBackend::default());
     let backends = Backends::new(backend.clone(), backend.clone()).with_messages(backend.clone());
@@ -468,7 +504,8 @@ async fn wait_returns_when_terminal_and_pagination_walks_all() {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         backend.finish(&id2);
-        bus.publish(
+        bus.publish_for(
+            Some(DEFAULT_TENANT),
             "transfer.updated",
             &id2,
             vec![],
@@ -519,7 +556,8 @@ async fn events_replay_filter_live_and_durable_cursor() {
             "swap.updated"
         };
         s.bus
-            .publish(
+            .publish_for(
+                Some(DEFAULT_TENANT),
                 kind,
                 &format!("x{i}"),
                 vec!["alpha".into()],
@@ -532,10 +570,23 @@ async fn events_replay_filter_live_and_durable_cursor() {
     assert_eq!(next_event(&mut ws).await["seq"], 1);
     assert_eq!(next_event(&mut ws).await["seq"], 3);
     // live, after replay
+    // another tenant's event and a hub-wide one are not the customer's to see
     s.bus
-        .publish("transfer.updated", "x4", vec![], json!({}))
+        .publish_for(Some("other"), "transfer.updated", "y", vec![], json!({}))
         .unwrap();
-    assert_eq!(next_event(&mut ws).await["seq"], 5);
+    s.bus
+        .publish("alert.tps", "hub", vec![], json!({}))
+        .unwrap();
+    s.bus
+        .publish_for(
+            Some(DEFAULT_TENANT),
+            "transfer.updated",
+            "x4",
+            vec![],
+            json!({}),
+        )
+        .unwrap();
+    assert_eq!(next_event(&mut ws).await["seq"], 7);
     drop(ws);
 
     // named subscription: ack 2, reconnect resumes at 3
@@ -549,7 +600,7 @@ async fn events_replay_filter_live_and_durable_cursor() {
     .unwrap();
     // the ack is processed before the next event is requested by the client
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.bus.store().get_cursor("dapp/ops").unwrap() != Some(2) {
+    while s.bus.store().get_cursor("default/ops").unwrap() != Some(2) {
         assert!(tokio::time::Instant::now() < deadline, "ack not stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -579,9 +630,11 @@ async fn openapi_documents_exactly_the_served_paths() {
     assert_eq!(st, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     let paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(paths.len(), 13, "{paths:?}");
+    assert_eq!(paths.len(), 18, "{paths:?}");
     for p in &paths {
-        let concrete = p.replace("{id}", "some-id");
+        let concrete = p
+            .replace("{id}", "some-id")
+            .replace("{partner}", "some-tenant");
         let (st, v) = get(&s, &concrete, Some(CUSTOMER)).await;
         // documented paths exist: they may answer 404 for an unknown *object*, but never
         // "no such endpoint"

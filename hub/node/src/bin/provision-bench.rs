@@ -90,7 +90,11 @@ async fn trial(root: &Path, spec: &NetworkSpec, exe: &Path) -> anyhow::Result<Tr
         loop {
             let hs = heights(&net, &key).await;
             let best = hs.iter().flatten().max().copied().unwrap_or(0);
-            if net.all_up() && hs.iter().all(|h| h.is_some_and(|h| h >= 1 && h + 1 >= best)) {
+            if net.all_up()
+                && hs
+                    .iter()
+                    .all(|h| h.is_some_and(|h| h >= 1 && h + 1 >= best))
+            {
                 break;
             }
             anyhow::ensure!(Instant::now() < deadline, "network never up: {hs:?}");
@@ -170,10 +174,8 @@ async fn main() -> anyhow::Result<()> {
         let mut rss = Vec::new();
         let mut bases = Vec::new();
         for t in 0..trials {
-            let dir = std::env::temp_dir().join(format!(
-                "provision-bench-{}-{name}-{t}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("provision-bench-{}-{name}-{t}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let r = async {
                 bases.push(bare_node(&dir, &exe)?.as_secs_f64());

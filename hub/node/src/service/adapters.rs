@@ -30,6 +30,7 @@ pub fn adapter_info(r: &RegisteredAdapter) -> AdapterInfo {
             Health::Degraded { reason } | Health::Unhealthy { reason } => Some(reason.clone()),
         },
         registered_at: r.record.registered_at,
+        tenant: r.record.tenant.clone(),
     }
 }
 
@@ -68,14 +69,18 @@ impl Adapters for RegistryAdapters {
         };
         let r = self
             .registry
-            .register(&by.name, req)
+            .register_for(&by.tenant, &by.name, req)
             .await
             .map_err(from_registry)?;
         Ok(adapter_info(&r))
     }
 
-    async fn retire_adapter(&self, _by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
-        let r = self.registry.retire(id).await.map_err(from_registry)?;
+    async fn retire_adapter(&self, by: &Principal, id: &str) -> Result<AdapterInfo, BackendError> {
+        let r = self
+            .registry
+            .retire_owned(id, Some(&by.tenant))
+            .await
+            .map_err(from_registry)?;
         let mut out = adapter_info(&r);
         out.status = "retired".into();
         out.healthy = false;

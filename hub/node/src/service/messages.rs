@@ -1,5 +1,6 @@
 //! `/v1/messages` over the [`MessageRelay`].
 
+use super::accounts::{check_owner, AccountOwners};
 use super::status::message_status;
 use async_trait::async_trait;
 use isthmus_hub_api::model::{CreateMessage, OperationStatus, Page};
@@ -14,6 +15,8 @@ pub struct RelayMessages {
     /// Network names in requests and statuses.
     pub directory: Arc<dyn NetworkDirectory>,
     pub clock: Clock,
+    /// Which tenant may send with each hub-wallet account.
+    pub owners: Arc<dyn AccountOwners>,
 }
 
 /// The API error of a message error.
@@ -35,9 +38,11 @@ impl Messages for RelayMessages {
     async fn create_message(
         &self,
         id: &OpId,
-        _by: &Principal,
+        by: &Principal,
         req: CreateMessage,
     ) -> Result<OperationStatus, BackendError> {
+        // The send is signed with the key the hub wallet keeps for the sender.
+        check_owner(&*self.owners, by, "sender", &req.sender)?;
         let mut problems = Vec::new();
         let mut net = |field: &str, name: &str| {
             let n = self.directory.resolve(name);
@@ -71,7 +76,7 @@ impl Messages for RelayMessages {
         };
         let rec = self
             .relay
-            .send(&id.0, req, now)
+            .send_owned(&by.tenant, &id.0, req, now)
             .await
             .map_err(from_message)?;
         Ok(message_status(&rec, &*self.directory))
@@ -87,6 +92,7 @@ impl Messages for RelayMessages {
 
     async fn list_messages(
         &self,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {
@@ -95,6 +101,7 @@ impl Messages for RelayMessages {
             .all()
             .map_err(from_message)?
             .into_iter()
+            .filter(|r| tenants.contains(&r.tenant))
             .filter(|r| after.is_none_or(|a| r.api_id.as_str() > a))
             .collect();
         let more = all.len() > limit;

@@ -10,12 +10,15 @@
 //!
 //! This is where API request and response bodies are mapped to and from the interop
 //! core's domain types, and its typed errors to the API's; the interop core itself knows
-//! no HTTP. [`ApiNotifier`] publishes the driver's changes as API events.
+//! no HTTP. [`ApiNotifier`] publishes the driver's changes as API events. Every object is
+//! made for the caller's tenant, and [`AccountOwners`] says which tenant may move each
+//! hub-wallet account.
 //!
 //! [`AdapterRegistry`]: isthmus_interop::AdapterRegistry
 //! [`InteropService`]: isthmus_interop::InteropService
 //! [`MessageRelay`]: isthmus_interop::MessageRelay
 
+pub mod accounts;
 pub mod adapters;
 pub mod directory;
 pub mod messages;
@@ -23,6 +26,7 @@ pub mod notifier;
 pub mod operations;
 pub mod status;
 
+pub use accounts::{AccountOwners, SingleTenant};
 pub use adapters::{RegistryAdapters, WithRegistered};
 pub use directory::Directory;
 pub use messages::RelayMessages;

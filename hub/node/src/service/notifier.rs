@@ -23,7 +23,10 @@ impl Notifier for ApiNotifier {
         let kind = format!("{}.updated", status.kind.as_str());
         let networks = status.legs.iter().map(|l| l.network.clone()).collect();
         let data = serde_json::to_value(&status).unwrap_or_default();
-        if let Err(e) = self.bus.publish(&kind, &status.id, networks, data) {
+        if let Err(e) = self
+            .bus
+            .publish_for(Some(&inst.tenant), &kind, &status.id, networks, data)
+        {
             tracing::error!(%e, id = %status.id, "could not record the api event");
         }
     }

@@ -2,6 +2,7 @@
 //! domain requests (network names resolved, amounts parsed), domain results and errors
 //! become API statuses and errors.
 
+use super::accounts::{check_owner, AccountOwners};
 use super::status::{kind_of, operation_status};
 use async_trait::async_trait;
 use isthmus_core::Hash32;
@@ -21,6 +22,8 @@ pub struct InteropOperations {
     pub interop: Arc<InteropService>,
     /// Network names in requests and statuses.
     pub directory: Arc<dyn NetworkDirectory>,
+    /// Which tenant may move each hub-wallet account.
+    pub owners: Arc<dyn AccountOwners>,
 }
 
 fn rejected(message: String, details: Vec<String>) -> BackendError {
@@ -48,6 +51,16 @@ fn contract_kind(kind: OpKind) -> Option<ContractKind> {
 }
 
 impl InteropOperations {
+    /// Refuse a leg the hub wallet would lock from an account of another tenant.
+    fn check_legs(&self, by: &Principal, legs: [(&str, &LegSpec); 2]) -> Result<(), BackendError> {
+        for (prefix, l) in legs {
+            if l.lock_by == LockBy::HubWallet {
+                check_owner(&*self.owners, by, &format!("{prefix}.from"), &l.from)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The domain leg of an API leg; an unknown network is added to `problems`.
     fn leg(&self, prefix: &str, l: &LegSpec, problems: &mut Vec<String>) -> Option<LegRequest> {
         let Some(net) = self.directory.resolve(&l.network) else {
@@ -75,9 +88,10 @@ impl Operations for InteropOperations {
     async fn create_transfer(
         &self,
         id: &OpId,
-        _by: &Principal,
+        by: &Principal,
         req: CreateTransfer,
     ) -> Result<OperationStatus, BackendError> {
+        self.check_legs(by, [("source", &req.source), ("counter", &req.counter)])?;
         let mut problems = Vec::new();
         let a = self.leg("source", &req.source, &mut problems);
         let b = self.leg("counter", &req.counter, &mut problems);
@@ -94,7 +108,7 @@ impl Operations for InteropOperations {
         };
         let view = self
             .interop
-            .create_transfer(&id.0, req)
+            .create_transfer_for(&by.tenant, &id.0, req)
             .await
             .map_err(from_service)?;
         Ok(operation_status(&view, &*self.directory))
@@ -103,9 +117,16 @@ impl Operations for InteropOperations {
     async fn create_swap(
         &self,
         id: &OpId,
-        _by: &Principal,
+        by: &Principal,
         req: CreateSwap,
     ) -> Result<OperationStatus, BackendError> {
+        self.check_legs(
+            by,
+            [
+                ("initiator", &req.initiator),
+                ("participant", &req.participant),
+            ],
+        )?;
         let mut problems = Vec::new();
         let a = self.leg("initiator", &req.initiator, &mut problems);
         let b = self.leg("participant", &req.participant, &mut problems);
@@ -128,7 +149,7 @@ impl Operations for InteropOperations {
         };
         let view = self
             .interop
-            .create_swap(&id.0, req)
+            .create_swap_for(&by.tenant, &id.0, req)
             .await
             .map_err(from_service)?;
         Ok(operation_status(&view, &*self.directory))
@@ -151,6 +172,7 @@ impl Operations for InteropOperations {
     async fn list_operations(
         &self,
         kind: OpKind,
+        tenants: &[String],
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<OperationStatus>, BackendError> {
@@ -162,7 +184,7 @@ impl Operations for InteropOperations {
         };
         let page = self
             .interop
-            .list(kind, after, limit)
+            .list_owned(kind, Some(tenants), after, limit)
             .map_err(from_service)?;
         let items: Vec<OperationStatus> = page
             .items

@@ -92,6 +92,7 @@ pub fn status_of(
     OperationStatus {
         id: inst.api_id.clone(),
         kind: kind_of(inst.contract.kind()),
+        tenant: inst.tenant.clone(),
         state: wire_name(&st.phase),
         terminal: st.terminal,
         reason: Some(reason.to_owned()),
@@ -136,6 +137,7 @@ pub fn message_status(rec: &MessageRecord, dir: &dyn NetworkDirectory) -> Operat
     OperationStatus {
         id: rec.api_id.clone(),
         kind: OpKind::Message,
+        tenant: rec.tenant.clone(),
         state: phase.name().to_owned(),
         terminal: phase.terminal(),
         reason: Some(reason.to_owned()),

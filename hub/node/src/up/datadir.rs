@@ -26,6 +26,10 @@ pub struct Secrets {
     pub customer_key: String,
     /// Dev API key with the provider role (no transfers; shows role checks).
     pub provider_key: String,
+    /// Dev API key with the admin role (`hub keys ...`); made on the first run that lacks
+    /// one.
+    #[serde(default)]
+    pub admin_key: String,
     /// Seed of the hub's attestation key (the escrows of `alpha` and `beta` trust it).
     attester_seed: String,
     /// The wallet secret HTLC secrets are derived from.
@@ -52,6 +56,7 @@ impl Secrets {
         Secrets {
             customer_key: format!("isk_dev_{}", &hex32()[..32]),
             provider_key: format!("isk_prov_{}", &hex32()[..32]),
+            admin_key: format!("isk_admin_{}", &hex32()[..32]),
             attester_seed: hex32(),
             wallet_secret: hex32(),
             wallet_passphrase: hex32(),
@@ -143,8 +148,14 @@ impl DataDir {
     pub fn secrets(&self) -> anyhow::Result<Secrets> {
         let path = self.root.join("secrets.json");
         if let Ok(s) = std::fs::read_to_string(&path) {
-            return serde_json::from_str(&s)
-                .with_context(|| format!("{} is corrupt", path.display()));
+            let mut s: Secrets = serde_json::from_str(&s)
+                .with_context(|| format!("{} is corrupt", path.display()))?;
+            if s.admin_key.is_empty() {
+                // A directory from before admin keys: give it one, kept like the others.
+                s.admin_key = Secrets::generate().admin_key;
+                write_private(&path, serde_json::to_string_pretty(&s)?.as_bytes())?;
+            }
+            return Ok(s);
         }
         let s = Secrets::generate();
         write_private(&path, serde_json::to_string_pretty(&s)?.as_bytes())?;

@@ -61,12 +61,14 @@ pub fn banner(hub: &RunningHub, delta: u64) -> String {
     s.push_str(&format!(
         "isthmus hub is up (pid {})\n\
          \x20 api            {api}\n\
+         \x20 tenant         {}   (the dev keys and the demo accounts are this tenant's)\n\
          \x20 dev api key    {key}   (role: customer)\n\
          \x20 provider key   {}   (role: provider: may read, may not move value)\n\
+         \x20 admin key      {}   (role: admin: hub keys create|list|revoke|rotate)\n\
          \x20 networks       hub (PoS, 1 validator)  alpha (PoW, sha256)  beta (PoS)\n\
          \x20 relayer        in process: alpha->hub and beta->hub over QUIC to the hub's packet ingress {} (messages travel this way)\n\
          \x20 metrics        http://{}/metrics   (Prometheus: backlog, oldest pending, relayed, failed, retries per relayer link)\n",
-        i.pid, i.provider_key, i.relay_ingress, i.metrics
+        i.pid, i.tenant, i.provider_key, i.admin_key, i.relay_ingress, i.metrics
     ));
     for (who, addr) in &i.accounts {
         s.push_str(&format!(

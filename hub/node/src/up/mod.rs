@@ -55,6 +55,9 @@ use zeroize::Zeroizing;
 /// The API's default address.
 pub const DEFAULT_API: &str = "127.0.0.1:7780";
 
+/// The tenant `hub up` makes: its dev keys and the demo accounts are this tenant's.
+pub const DEMO_TENANT: &str = "demo";
+
 /// How to run the embedded hub.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -97,6 +100,12 @@ pub struct UpInfo {
     pub customer_key: String,
     #[serde(default)]
     pub provider_key: String,
+    /// The admin key of the dev hub (`hub keys`); empty under `hub serve`.
+    #[serde(default)]
+    pub admin_key: String,
+    /// The tenant of the dev keys and the demo accounts (`hub up`).
+    #[serde(default)]
+    pub tenant: String,
     /// The local JSON-lines status endpoint of each chain that runs in this process (see
     /// `status.rs`).
     pub status: BTreeMap<String, SocketAddr>,
@@ -211,14 +220,34 @@ fn wallet(db: &sled::Db, secrets: &Secrets, plan: &Plan) -> anyhow::Result<Arc<W
     }
     .context("cannot open the hub wallet (is the passphrase the one it was created with?)")?;
     let have = w.addresses().context("cannot list the hub wallet")?;
-    for (_, key) in &plan.accounts {
-        let addr = Address(key.id().to_string());
-        if !have.iter().any(|(_, a)| *a == addr) {
-            w.import(&addr, &SecretKey::Ed25519(key.clone()))
-                .with_context(|| format!("cannot store {}'s key in the hub wallet", addr.0))?;
+    for a in &plan.accounts {
+        let addr = Address(a.key.id().to_string());
+        let who = &a.label;
+        if !have.iter().any(|(_, have)| *have == addr) {
+            w.import(&addr, &SecretKey::Ed25519(a.key.clone()))
+                .with_context(|| format!("cannot store {who}'s key in the hub wallet"))?;
+        }
+        match w.owner(&addr).context("cannot read the hub wallet")? {
+            None => w
+                .set_owner(&addr, &a.tenant)
+                .with_context(|| format!("cannot record {who}'s tenant in the hub wallet"))?,
+            Some(t) if t == a.tenant => {}
+            // Moving an account between tenants is not a side effect of a config edit.
+            Some(t) => bail!(
+                "account `{who}` ({}) belongs to tenant `{t}` in the hub wallet, not `{}`",
+                addr.0,
+                a.tenant
+            ),
         }
     }
     Ok(Arc::new(w))
+}
+
+/// An account whose key the hub wallet holds for a tenant.
+pub struct WalletAccount {
+    pub label: String,
+    pub key: Keypair,
+    pub tenant: String,
 }
 
 /// How the hub wallet is unlocked.
@@ -255,8 +284,8 @@ pub struct Plan {
     pub opts: UpOptions,
     pub keys: ApiKeys,
     pub wallet: WalletUnlock,
-    /// Keys the hub wallet holds (accounts customers move through the hub), by label.
-    pub accounts: Vec<(String, Keypair)>,
+    /// Keys the hub wallet holds: accounts a tenant's keys move through the hub.
+    pub accounts: Vec<WalletAccount>,
     /// Native networks, by the names requests use.
     pub networks: Vec<(String, NetworkPlan)>,
     /// How long a provisioned or attached network may take to answer with a block.
@@ -275,7 +304,11 @@ impl Plan {
             wallet: WalletUnlock::Dev,
             accounts: DEMO_ACCOUNTS
                 .iter()
-                .map(|w| ((*w).to_owned(), nets::demo_key(w)))
+                .map(|w| WalletAccount {
+                    label: (*w).to_owned(),
+                    key: nets::demo_key(w),
+                    tenant: DEMO_TENANT.to_owned(),
+                })
                 .collect(),
             networks: vec![
                 ("alpha".into(), NetworkPlan::Embedded(Net::Alpha)),
@@ -419,9 +452,14 @@ pub async fn start_plan(plan: Plan) -> anyhow::Result<RunningHub> {
     .await
     {
         Ok(parts) => {
-            let (customer_key, provider_key) = match plan.keys {
-                ApiKeys::Dev => (secrets.customer_key.clone(), secrets.provider_key.clone()),
-                ApiKeys::Configured(_) => (String::new(), String::new()),
+            let (customer_key, provider_key, admin_key, tenant) = match plan.keys {
+                ApiKeys::Dev => (
+                    secrets.customer_key.clone(),
+                    secrets.provider_key.clone(),
+                    secrets.admin_key.clone(),
+                    DEMO_TENANT.to_owned(),
+                ),
+                ApiKeys::Configured(_) => Default::default(),
             };
             Ok(RunningHub {
                 info: UpInfo {
@@ -429,12 +467,14 @@ pub async fn start_plan(plan: Plan) -> anyhow::Result<RunningHub> {
                     api: parts.api,
                     customer_key,
                     provider_key,
+                    admin_key,
+                    tenant,
                     status: std::mem::take(&mut started.status),
                     rpc: std::mem::take(&mut started.rpc),
                     accounts: plan
                         .accounts
                         .iter()
-                        .map(|(label, k)| (label.clone(), k.id().to_string()))
+                        .map(|a| (a.label.clone(), a.key.id().to_string()))
                         .collect(),
                     block_ms: opts.block_ms,
                     data: opts.data.display().to_string(),
@@ -600,6 +640,8 @@ async fn wire(
         .attesters(vec![attester.clone()])
         .sealed_journal(journal_key)
         .wallet_secret(secrets.wallet_secret()?)
+        // Only the demo tenant's keys move the demo accounts.
+        .account_owners(wallet_service.clone())
         // Every journaled transition is anchored on the hub chain.
         .anchoring(
             Arc::new(ChainTransitionLog::new(
@@ -672,8 +714,12 @@ async fn wire(
     };
     let keys = match &plan.keys {
         ApiKeys::Dev => KeyRing::new(&[
-            ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key),
-            ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key),
+            ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key)
+                .in_tenant(DEMO_TENANT),
+            ApiKeyConfig::from_plaintext("dev-provider", Role::Provider, &secrets.provider_key)
+                .in_tenant(DEMO_TENANT),
+            ApiKeyConfig::from_plaintext("dev-admin", Role::Admin, &secrets.admin_key)
+                .in_tenant(DEMO_TENANT),
         ]),
         ApiKeys::Configured(keys) => KeyRing::new(keys),
     }

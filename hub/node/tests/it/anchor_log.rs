@@ -13,6 +13,7 @@ fn instance(n: u8) -> StoredInstance {
         contract: Contract::sample_two_phase(&[n]),
         seq: 0,
         api_id: format!("tr_{n}"),
+        tenant: "default".into(),
         created_at: 0,
         updated_at: 0,
     }

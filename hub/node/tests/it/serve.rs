@@ -43,6 +43,7 @@ listen = "127.0.0.1:0"
 [[api.key]]
 name = "acme"
 role = "customer"
+tenant = "acme"
 key_file = "customer.api"
 [hub_chain]
 block_interval_ms = 100
@@ -55,9 +56,11 @@ release_window_secs = 3
 passphrase_env = "TEST_WALLET_PASSPHRASE"
 [[wallet.account]]
 label = "alice"
+tenant = "acme"
 key_file = "alice.key"
 [[wallet.account]]
 label = "bob"
+tenant = "acme"
 key_file = "bob.key"
 
 [[provision]]
@@ -262,10 +265,12 @@ fn config_check_lists_every_problem_of_a_hub_config_at_once() {
 [[api.key]]
 name = "a"
 role = "customer"
+tenant = "t"
 key_file = "loose.api"
 [[api.key]]
 name = "a"
 role = "provider"
+tenant = "t"
 key_env = "ISTHMUS_TEST_UNSET_VARIABLE"
 [wallet]
 passphrase_env = "ISTHMUS_TEST_UNSET_PASSPHRASE"
@@ -316,6 +321,7 @@ id = "isth_notanid"
         .arg(&example)
         .env("ISTHMUS_WALLET_PASSPHRASE", PASSPHRASE)
         .env("ISTHMUS_PROVIDER_KEY", "provider-key-for-the-check")
+        .env("ISTHMUS_ADMIN_KEY", "admin-key-for-the-check")
         .output()
         .unwrap();
     assert!(

@@ -278,6 +278,24 @@ fn up_transfers_swaps_refunds_and_roles_over_http() {
     );
     assert_eq!(code, 403, "{e}");
     assert!(e["code"].is_string() && e["message"].is_string(), "{e}");
+    // The admin key `hub up` prints makes keys for other tenants (`hub keys`): they move
+    // none of the demo tenant's accounts and read none of its operations.
+    assert_eq!(h.info["tenant"], "demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_hub"))
+        .args(["keys", "create", "--tenant", "other", "--role", "customer"])
+        .env("ISTHMUS_HUB", h.api())
+        .env("ISTHMUS_KEY", h.admin_key())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let other = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (code, e) = h.post_as(Some(&other), "/v1/transfers", "x-5", &body);
+    assert_eq!(code, 403, "{e}");
+    let (code, page) = h.get_as(&other, "/v1/transfers?limit=100");
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["items"], serde_json::json!([]));
+    let (code, _) = h.get_as(&other, &format!("/v1/transfers/{id}"));
+    assert_eq!(code, 404);
     let (_, after) = h.get("/v1/transfers?limit=100");
     let (_, health1) = h.get("/v1/health");
     assert_eq!(before, after, "a refused request created an operation");

@@ -196,6 +196,22 @@ impl HubUp {
         }
     }
 
+    pub fn admin_key(&self) -> String {
+        self.info["admin_key"].as_str().unwrap().to_owned()
+    }
+
+    /// GET with `key`; (status, body).
+    pub fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api()))
+            .bearer_auth(key)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+
     pub fn provider_key(&self) -> String {
         self.info["provider_key"].as_str().unwrap().to_owned()
     }

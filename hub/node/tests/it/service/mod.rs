@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod api;
 mod refusal;
+mod tenants;
 mod wired;
 #[path = "../../../../interop/tests/it/world.rs"]
 mod world;

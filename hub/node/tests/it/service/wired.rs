@@ -194,6 +194,7 @@ pub(super) fn customer() -> Principal {
     Principal {
         name: "dapp".into(),
         role: Role::Customer,
+        tenant: isthmus_hub_api::DEFAULT_TENANT.into(),
     }
 }
 
