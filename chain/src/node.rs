@@ -1083,6 +1083,10 @@ impl Node {
                 self.reject(format!("block {number} from {peer} refused: {e}"));
                 self.penalise(&peer, &format!("sent invalid block {number}: {e}"));
             }
+            // Refused, not stored, not held against the peer: its clock may be ahead.
+            Err(e @ BlockError::TimestampTooFarAhead { .. }) => {
+                self.reject(format!("block {number} from {peer} refused: {e}"));
+            }
             Err(e) => tracing::debug!("block {number} from {peer} not applied: {e}"),
         }
     }
