@@ -25,6 +25,7 @@ pub mod pos;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod wal;
 
 pub use block::{Block, BlockHeader};
 pub use config::NetworkConfig;
