@@ -25,7 +25,7 @@
 //! producer cannot bring a deadline forward by more than the drift.
 
 use crate::block::{self, Block, BlockHeader};
-use crate::config::{ConsensusConfig, NetworkConfig, ProtocolRules};
+use crate::config::{ConsensusConfig, NetworkConfig, PowConfig, ProtocolRules};
 use crate::merkle::{self, MerkleProof};
 use crate::state::{Modules, Receipt, State, StateDiff, Undo};
 use crate::store::{ChainStore, CommitBatch, StoreError};
@@ -72,6 +72,59 @@ pub fn system_clock() -> Clock {
 pub fn median_time(mut timestamps: Vec<u64>) -> u64 {
     timestamps.sort_unstable();
     timestamps.get(timestamps.len() / 2).copied().unwrap_or(0)
+}
+
+/// Median-time-past a child of `parent` must exceed: the median timestamp of `parent` and
+/// its ancestors (found by `lookup`), [`MTP_WINDOW`] blocks at most. Shared by the chain and
+/// the light clients that follow its headers.
+pub fn median_time_past(
+    parent: Option<IndexEntry>,
+    lookup: impl Fn(&Hash32) -> Option<IndexEntry>,
+) -> u64 {
+    let mut ts = Vec::with_capacity(MTP_WINDOW);
+    let mut cur = parent;
+    while let Some(e) = cur {
+        ts.push(e.timestamp_ms);
+        if ts.len() == MTP_WINDOW || e.number == 0 {
+            break;
+        }
+        cur = lookup(&e.prev);
+    }
+    median_time(ts)
+}
+
+/// The PoW difficulty a child of `parent` must carry under `cfg` (ancestors found by
+/// `lookup`): retargeted every `retarget_window` blocks toward `block_interval_ms`, moving
+/// at most 4x per window, never below the floor ([`PowConfig::difficulty_floor`]).
+pub fn expected_difficulty(
+    cfg: &NetworkConfig,
+    pow: &PowConfig,
+    parent: &IndexEntry,
+    lookup: impl Fn(&Hash32) -> Option<IndexEntry>,
+) -> u64 {
+    let child = parent.number + 1;
+    if child % pow.retarget_window != 0 {
+        return parent.difficulty.max(1);
+    }
+    // Walk back window-1 blocks to measure the time they took.
+    let mut first = *parent;
+    for _ in 0..pow.retarget_window - 1 {
+        match lookup(&first.prev) {
+            Some(e) => first = e,
+            None => break,
+        }
+    }
+    let spans = parent.number.saturating_sub(first.number).max(1);
+    let actual = parent
+        .timestamp_ms
+        .saturating_sub(first.timestamp_ms)
+        .max(1);
+    let target = cfg.block_interval_ms * spans;
+    let old = u128::from(parent.difficulty.max(1));
+    let new = (old * u128::from(target) / u128::from(actual)).clamp(old / 4, old * 4);
+    u64::try_from(new)
+        .unwrap_or(u64::MAX)
+        .max(pow.difficulty_floor())
 }
 
 /// Whether a block met now is held to this node's clock ([`BlockError::TimestampTooFarAhead`]).
@@ -365,16 +418,9 @@ impl Chain {
     /// Median-time-past a child of `parent_hash` must exceed: the median timestamp of the
     /// parent and its ancestors, [`MTP_WINDOW`] blocks at most.
     pub fn median_time_past(&self, parent_hash: &Hash32) -> u64 {
-        let mut ts = Vec::with_capacity(MTP_WINDOW);
-        let mut cur = self.index.get(parent_hash);
-        while let Some(e) = cur {
-            ts.push(e.timestamp_ms);
-            if ts.len() == MTP_WINDOW || e.number == 0 {
-                break;
-            }
-            cur = self.index.get(&e.prev);
-        }
-        median_time(ts)
+        median_time_past(self.index.get(parent_hash).copied(), |h| {
+            self.index.get(h).copied()
+        })
     }
 
     /// The earliest timestamp a child of the head may carry.
@@ -527,29 +573,7 @@ impl Chain {
         let Some(parent) = self.index.get(parent_hash) else {
             return pow.initial_difficulty;
         };
-        let child = parent.number + 1;
-        if child % pow.retarget_window != 0 {
-            return parent.difficulty.max(1);
-        }
-        // Walk back window-1 blocks to measure the time they took.
-        let mut first = *parent;
-        for _ in 0..pow.retarget_window - 1 {
-            match self.index.get(&first.prev) {
-                Some(e) => first = *e,
-                None => break,
-            }
-        }
-        let spans = parent.number.saturating_sub(first.number).max(1);
-        let actual = parent
-            .timestamp_ms
-            .saturating_sub(first.timestamp_ms)
-            .max(1);
-        let target = self.cfg.block_interval_ms * spans;
-        let old = u128::from(parent.difficulty.max(1));
-        let new = (old * u128::from(target) / u128::from(actual)).clamp(old / 4, old * 4);
-        u64::try_from(new)
-            .unwrap_or(u64::MAX)
-            .max(pow.difficulty_floor())
+        expected_difficulty(&self.cfg, pow, parent, |h| self.index.get(h).copied())
     }
 
     /// Checks that need only the header, the parent's index entry and the transactions:

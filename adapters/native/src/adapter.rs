@@ -17,7 +17,6 @@ use isthmus_chain::escrow::{
     EscrowTerms, LockArgs, RefundArgs, ReleaseArgs,
 };
 use isthmus_chain::node::{NodeError, NodeHandle, POW_CONFIRMATIONS};
-use isthmus_chain::pos::PosValidatorSet;
 use isthmus_chain::tx::{Transaction, TxError};
 use isthmus_core::{Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
 use isthmus_lock_contracts::{
@@ -211,15 +210,14 @@ impl NativeAdapter {
         hub_signer: Keypair,
     ) -> NativeAdapter {
         let descriptor = network.descriptor();
-        let light = LightClient {
-            validators: PosValidatorSet::new(&network.config.validators()),
-            config: network.config.clone(),
-            confirmations: match descriptor.capabilities.finality {
+        let light = LightClient::new(
+            network.config.clone(),
+            match descriptor.capabilities.finality {
                 Finality::Instant => 0,
                 Finality::Probabilistic { confirmations } => u64::from(confirmations),
             },
-            min_difficulty: network.min_difficulty,
-        };
+            network.min_difficulty,
+        );
         NativeAdapter {
             node,
             light,
@@ -284,6 +282,31 @@ impl NativeAdapter {
                 network: self.network(),
                 what: format!("block {number}"),
             })
+    }
+
+    /// PoW: bring the light client's header chain up to the node's head, so evidence is
+    /// weighed against the most work known. The node is not trusted: its headers pass the
+    /// light client's checks like any others, and one it cannot link is only logged.
+    async fn sync_light_headers(&self) -> Result<(), AdapterError> {
+        const MAX_SYNC: usize = 50_000;
+        let mut n = self.head_height().await?;
+        let mut fetched = Vec::new();
+        loop {
+            let h = self.block(n).await?.header;
+            if self.light.knows(&self.light.block_ref(&h).hash) {
+                break;
+            }
+            fetched.push(h);
+            if n == 0 || fetched.len() >= MAX_SYNC {
+                break;
+            }
+            n -= 1;
+        }
+        fetched.reverse();
+        if let Err(e) = self.light.extend(&fetched) {
+            tracing::warn!(network = %self.network(), "light client header sync stopped: {e}");
+        }
+        Ok(())
     }
 
     pub(crate) async fn head_height(&self) -> Result<u64, AdapterError> {
@@ -651,6 +674,9 @@ impl Adapter for NativeAdapter {
         let id = Hash32::from_hex(&tx.0).map_err(|_| AdapterError::InvalidEvidence {
             reason: format!("`{}` is not a native transaction id", tx.0),
         })?;
+        if matches!(evidence, Evidence::PowConfirmations { .. }) {
+            self.sync_light_headers().await?;
+        }
         self.light
             .verify(id, evidence)
             .map_err(|reason| AdapterError::InvalidEvidence { reason })
