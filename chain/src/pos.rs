@@ -648,7 +648,8 @@ struct Durable {
     wal: Option<ConsensusWal>,
     /// Votes signed at this height: (round, precommit) -> value.
     signed: HashMap<(i64, bool), Option<Hash32>>,
-    /// Replaying the log: its records are not appended again.
+    /// Replaying the log: what the core hands to `WalAppend` is there already. (A vote
+    /// signed during the replay is still recorded: it may be one the log lacks.)
     replaying: bool,
     /// An append failed: nothing is signed or published until the next reset.
     failed: bool,
@@ -656,7 +657,7 @@ struct Durable {
 
 impl Durable {
     fn append(&mut self, rec: &WalRecord) {
-        if self.replaying || self.failed {
+        if self.failed {
             return;
         }
         if let Some(w) = &mut self.wal {
@@ -1339,7 +1340,9 @@ impl Handler<'_> {
                 r.resume_with(self.check_cert(&vs, cert.height.0, cert.round.as_i64(), sigs, 1))
             }
             Effect::WalAppend(entry, r) => {
-                self.durable.append(&wal_record(&entry));
+                if !self.durable.replaying {
+                    self.durable.append(&wal_record(&entry));
+                }
                 r.resume_with(())
             }
             Effect::ExtendVote(_, _, _, r) => r.resume_with(None),
@@ -1698,6 +1701,29 @@ mod network_tests {
         drop(e);
         let (_, recovered) = ConsensusWal::open(dir.path()).unwrap();
         assert_eq!(recovered, Some((2, vec![])));
+        // killed after the timeout was logged but before the vote was signed: the vote the
+        // replay signs is recorded before it is sent
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = ConsensusWal::open(dir.path()).unwrap();
+        wal.reset(1).unwrap();
+        wal.append(&WalRecord::Timeout { kind: 0, round: 0 })
+            .unwrap();
+        drop(wal);
+        let mut e = PosEngine::new(key.clone(), cfg.network(), &vals, t);
+        let (wal, recovered) = ConsensusWal::open(dir.path()).unwrap();
+        e.attach_wal(wal, recovered);
+        assert_eq!(votes_of(&e.start_height(1)), before);
+        drop(e);
+        let (_, recovered) = ConsensusWal::open(dir.path()).unwrap();
+        let records = recovered.map(|(_, r)| r).unwrap_or_default();
+        assert!(
+            records.contains(&WalRecord::Signed {
+                round: 0,
+                precommit: false,
+                value: None
+            }),
+            "{records:?}"
+        );
     }
 
     #[test]
