@@ -286,25 +286,38 @@ impl NativeAdapter {
 
     /// PoW: bring the light client's header chain up to the node's head, so evidence is
     /// weighed against the most work known. The node is not trusted: its headers pass the
-    /// light client's checks like any others, and one it cannot link is only logged.
+    /// light client's checks like any others, and one it cannot link is only logged. The
+    /// sync climbs from the highest block both know, a bounded stretch per call; while it
+    /// is still behind, evidence is unavailable (retryable), not refused.
     async fn sync_light_headers(&self) -> Result<(), AdapterError> {
-        const MAX_SYNC: usize = 50_000;
-        let mut n = self.head_height().await?;
-        let mut fetched = Vec::new();
-        loop {
-            let h = self.block(n).await?.header;
+        const PER_CALL: u64 = 50_000;
+        const MAX_BACK: u64 = 10_000;
+        let head = self.head_height().await?;
+        let (best, _) = self.light.best();
+        // The highest block of the node's chain the light client holds (a reorg, or a
+        // node on another branch, moves it down).
+        let mut from = best.min(head);
+        let floor = from.saturating_sub(MAX_BACK);
+        while from > floor {
+            let h = self.block(from).await?.header;
             if self.light.knows(&self.light.block_ref(&h).hash) {
                 break;
             }
-            fetched.push(h);
-            if n == 0 || fetched.len() >= MAX_SYNC {
-                break;
-            }
-            n -= 1;
+            from -= 1;
         }
-        fetched.reverse();
-        if let Err(e) = self.light.extend(&fetched) {
+        let to = head.min(from + PER_CALL);
+        let mut headers = Vec::new();
+        for n in from + 1..=to {
+            headers.push(self.block(n).await?.header);
+        }
+        if let Err(e) = self.light.extend(&headers) {
             tracing::warn!(network = %self.network(), "light client header sync stopped: {e}");
+        }
+        if to < head {
+            return Err(AdapterError::Unavailable {
+                network: self.network(),
+                reason: format!("light client headers synced to {to} of {head}"),
+            });
         }
         Ok(())
     }

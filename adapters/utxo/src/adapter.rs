@@ -261,14 +261,16 @@ impl UtxoAdapter {
         })
     }
 
-    /// The light client's header chain, brought up to the node's best tip: anchored at the
-    /// configured checkpoint (or the node's genesis), extended with the node's headers back
-    /// to one it knows. The node is not trusted: its headers pass the same checks as a
-    /// relayer's, and one that does not link is only logged.
+    /// The light client's header chain, brought up to the node's tip: anchored at the
+    /// configured checkpoint (or the node's genesis), extended with the node's headers from
+    /// the highest one it knows. The node is not trusted: its headers pass the same checks
+    /// as a relayer's, and one that does not link is only logged. While the chain is still
+    /// catching up (a bounded stretch per call), evidence is unavailable, not refused.
     async fn synced_headers(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<proof::HeaderChain>>, AdapterError> {
-        const MAX_SYNC: usize = 100_000;
+        const PER_CALL: u64 = 20_000;
+        const MAX_BACK: u64 = 10_000;
         let mut guard = self.headers.lock().await;
         if guard.is_none() {
             let (height, hash) = match &self.cfg.checkpoint {
@@ -289,30 +291,43 @@ impl UtxoAdapter {
         let Some(chain) = guard.as_mut() else {
             return Ok(guard);
         };
-        let mut at: String = self.rpc.call("getbestblockhash", vec![]).await?;
-        let mut fetched = Vec::new();
-        while fetched.len() < MAX_SYNC {
+        let count: u64 = self.rpc.call("getblockcount", vec![]).await?;
+        // The highest block of the node's chain the light client holds (a reorg moves it
+        // down), then up from there, a bounded stretch per call.
+        let (best, _) = chain.best();
+        let mut from = best.min(count);
+        let floor = from.saturating_sub(MAX_BACK);
+        while from > floor {
+            let at: String = self.rpc.call("getblockhash", vec![json!(from)]).await?;
             let hash = BlockHash::from_str(&at).map_err(|e| self.misbehaving(e))?;
             if chain.knows(&hash) {
                 break;
             }
+            from -= 1;
+        }
+        let to = count.min(from + PER_CALL);
+        let mut headers = Vec::new();
+        for height in from + 1..=to {
+            let at: String = self.rpc.call("getblockhash", vec![json!(height)]).await?;
             let raw: String = self
                 .rpc
                 .call("getblockheader", vec![json!(at), json!(false)])
                 .await?;
-            let header: bitcoin::block::Header =
-                deserialize(&hex::decode(raw).map_err(|e| self.misbehaving(e))?)
-                    .map_err(|e| self.misbehaving(e))?;
-            let prev = header.prev_blockhash;
-            fetched.push(header);
-            if prev == BlockHash::all_zeros() {
-                break;
-            }
-            at = prev.to_string();
+            headers.push(
+                deserialize::<bitcoin::block::Header>(
+                    &hex::decode(raw).map_err(|e| self.misbehaving(e))?,
+                )
+                .map_err(|e| self.misbehaving(e))?,
+            );
         }
-        fetched.reverse();
-        if let Err(e) = chain.extend(&fetched) {
+        if let Err(e) = chain.extend(&headers) {
             tracing::warn!(network = %self.network(), "light client header sync stopped: {e}");
+        }
+        if to < count {
+            return Err(AdapterError::Unavailable {
+                network: self.network(),
+                reason: format!("light client headers synced to {to} of {count}"),
+            });
         }
         Ok(guard)
     }
