@@ -13,9 +13,19 @@
 //! size limits, proposer signature, Merkle root, PoW target and difficulty, every
 //! transaction signature (batch, strict), nonces and balances by execution, and the state
 //! root.
+//!
+//! **Block time.** A timestamp must not be before its parent's and must exceed the median
+//! of the last [`MTP_WINDOW`] blocks' timestamps (median-time-past), a rule of the chain
+//! itself. A block met live (a mined or gossiped PoW block, a PoS proposal) must also be
+//! at most `max_clock_drift_ms` past this node's [`Clock`]; that refusal is not a verdict on
+//! the block, which is neither stored nor marked invalid and may be offered again later.
+//! A PoS block with a commit certificate was checked against the clocks of the validators
+//! that finalized it and is not held to this node's clock; blocks reopened from storage
+//! are not checked again. Escrow and packet timeouts compare with block time, so a block
+//! producer cannot bring a deadline forward by more than the drift.
 
 use crate::block::{self, Block, BlockHeader};
-use crate::config::{ConsensusConfig, NetworkConfig, ProtocolRules};
+use crate::config::{ConsensusConfig, NetworkConfig, PowConfig, ProtocolRules};
 use crate::merkle::{self, MerkleProof};
 use crate::state::{Modules, Receipt, State, StateDiff, Undo};
 use crate::store::{ChainStore, CommitBatch, StoreError};
@@ -43,6 +53,87 @@ pub struct TxLocation {
     pub index: u32,
 }
 
+/// Blocks whose timestamps make up median-time-past.
+pub const MTP_WINDOW: usize = 11;
+
+/// The validating node's wall clock, in milliseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    })
+}
+
+/// The median of `timestamps` (the upper one of an even count); 0 for none.
+pub fn median_time(mut timestamps: Vec<u64>) -> u64 {
+    timestamps.sort_unstable();
+    timestamps.get(timestamps.len() / 2).copied().unwrap_or(0)
+}
+
+/// Median-time-past a child of `parent` must exceed: the median timestamp of `parent` and
+/// its ancestors (found by `lookup`), [`MTP_WINDOW`] blocks at most. Shared by the chain and
+/// the light clients that follow its headers.
+pub fn median_time_past(
+    parent: Option<IndexEntry>,
+    lookup: impl Fn(&Hash32) -> Option<IndexEntry>,
+) -> u64 {
+    let mut ts = Vec::with_capacity(MTP_WINDOW);
+    let mut cur = parent;
+    while let Some(e) = cur {
+        ts.push(e.timestamp_ms);
+        if ts.len() == MTP_WINDOW || e.number == 0 {
+            break;
+        }
+        cur = lookup(&e.prev);
+    }
+    median_time(ts)
+}
+
+/// The PoW difficulty a child of `parent` must carry under `cfg` (ancestors found by
+/// `lookup`): retargeted every `retarget_window` blocks toward `block_interval_ms`, moving
+/// at most 4x per window, never below the floor ([`PowConfig::difficulty_floor`]).
+pub fn expected_difficulty(
+    cfg: &NetworkConfig,
+    pow: &PowConfig,
+    parent: &IndexEntry,
+    lookup: impl Fn(&Hash32) -> Option<IndexEntry>,
+) -> u64 {
+    let child = parent.number + 1;
+    if child % pow.retarget_window != 0 {
+        return parent.difficulty.max(1);
+    }
+    // Walk back window-1 blocks to measure the time they took.
+    let mut first = *parent;
+    for _ in 0..pow.retarget_window - 1 {
+        match lookup(&first.prev) {
+            Some(e) => first = e,
+            None => break,
+        }
+    }
+    let spans = parent.number.saturating_sub(first.number).max(1);
+    let actual = parent
+        .timestamp_ms
+        .saturating_sub(first.timestamp_ms)
+        .max(1);
+    let target = cfg.block_interval_ms * spans;
+    let old = u128::from(parent.difficulty.max(1));
+    let new = (old * u128::from(target) / u128::from(actual)).clamp(old / 4, old * 4);
+    u64::try_from(new)
+        .unwrap_or(u64::MAX)
+        .max(pow.difficulty_floor())
+}
+
+/// Whether a block met now is held to this node's clock ([`BlockError::TimestampTooFarAhead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Yes,
+    No,
+}
+
 /// Why a block was refused.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BlockError {
@@ -62,6 +153,10 @@ pub enum BlockError {
     },
     #[error("timestamp {got} is before the parent's {parent}")]
     BadTimestamp { parent: u64, got: u64 },
+    #[error("timestamp {got} is not after the median {median} of the last blocks' timestamps")]
+    TimestampNotAfterMedian { median: u64, got: u64 },
+    #[error("timestamp {got} is more than {max_drift} ms past this node's clock {now}")]
+    TimestampTooFarAhead { got: u64, now: u64, max_drift: u64 },
     #[error("block holds {got} transactions, the limit at this height is {max}")]
     TooManyTxs { got: usize, max: u32 },
     #[error("block of {got} bytes exceeds the limit of {max} bytes at this height")]
@@ -97,12 +192,41 @@ pub enum BlockError {
 
 impl BlockError {
     /// Whether the block itself is bad (so a peer serving it deserves a penalty), as
-    /// opposed to our not being ready for it.
+    /// opposed to our not being ready for it (its parent, or its time, has not come).
     pub fn is_invalid_block(&self) -> bool {
         !matches!(
             self,
-            BlockError::UnknownParent(_) | BlockError::NotOnHead { .. } | BlockError::Store(_)
+            BlockError::UnknownParent(_)
+                | BlockError::NotOnHead { .. }
+                | BlockError::Store(_)
+                | BlockError::TimestampTooFarAhead { .. }
         )
+    }
+
+    /// Stable, low-cardinality reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BlockError::UnknownParent(_) => "unknown_parent",
+            BlockError::KnownInvalid(_) => "known_invalid",
+            BlockError::WrongNumber { .. } => "wrong_number",
+            BlockError::VersionTooOld { .. } => "version_too_old",
+            BlockError::BadTimestamp { .. } => "timestamp_before_parent",
+            BlockError::TimestampNotAfterMedian { .. } => "timestamp_not_after_median",
+            BlockError::TimestampTooFarAhead { .. } => "timestamp_too_far_ahead",
+            BlockError::TooManyTxs { .. } => "too_many_txs",
+            BlockError::TooLarge { .. } => "too_large",
+            BlockError::SizeMismatch { .. } => "size_mismatch",
+            BlockError::BadTxRoot { .. } => "bad_tx_root",
+            BlockError::BadStateRoot { .. } => "bad_state_root",
+            BlockError::BadProposerSignature(_) => "bad_proposer_signature",
+            BlockError::NotAValidator(_) => "not_a_validator",
+            BlockError::WrongDifficulty { .. } => "wrong_difficulty",
+            BlockError::BadPow(_) => "bad_pow",
+            BlockError::Tx { .. } => "bad_transaction",
+            BlockError::NotOnHead { .. } => "not_on_head",
+            BlockError::BadCertificate(_) => "bad_certificate",
+            BlockError::Store(_) => "storage",
+        }
     }
 }
 
@@ -159,6 +283,7 @@ pub struct Chain {
     index: HashMap<Hash32, IndexEntry>,
     invalid: HashSet<Hash32>,
     validators: Option<BTreeSet<NodeId>>,
+    clock: Clock,
 }
 
 /// The genesis block of a network (number 0, no transactions, unsigned).
@@ -222,6 +347,7 @@ impl Chain {
             index: HashMap::new(),
             invalid: HashSet::new(),
             validators,
+            clock: system_clock(),
         };
         match chain.store.head()? {
             None => {
@@ -277,6 +403,30 @@ impl Chain {
 
     pub fn config(&self) -> &Arc<NetworkConfig> {
         &self.cfg
+    }
+
+    /// Replace the clock blocks met live are checked against (the system clock by default).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// This node's clock now.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Median-time-past a child of `parent_hash` must exceed: the median timestamp of the
+    /// parent and its ancestors, [`MTP_WINDOW`] blocks at most.
+    pub fn median_time_past(&self, parent_hash: &Hash32) -> u64 {
+        median_time_past(self.index.get(parent_hash).copied(), |h| {
+            self.index.get(h).copied()
+        })
+    }
+
+    /// The earliest timestamp a child of the head may carry.
+    pub fn min_next_timestamp(&self) -> u64 {
+        let parent = self.head_entry().timestamp_ms;
+        parent.max(self.median_time_past(&self.head).saturating_add(1))
     }
 
     pub fn network(&self) -> NetworkId {
@@ -423,34 +573,12 @@ impl Chain {
         let Some(parent) = self.index.get(parent_hash) else {
             return pow.initial_difficulty;
         };
-        let child = parent.number + 1;
-        if child % pow.retarget_window != 0 {
-            return parent.difficulty.max(1);
-        }
-        // Walk back window-1 blocks to measure the time they took.
-        let mut first = *parent;
-        for _ in 0..pow.retarget_window - 1 {
-            match self.index.get(&first.prev) {
-                Some(e) => first = *e,
-                None => break,
-            }
-        }
-        let spans = parent.number.saturating_sub(first.number).max(1);
-        let actual = parent
-            .timestamp_ms
-            .saturating_sub(first.timestamp_ms)
-            .max(1);
-        let target = self.cfg.block_interval_ms * spans;
-        let old = u128::from(parent.difficulty.max(1));
-        let new = (old * u128::from(target) / u128::from(actual)).clamp(old / 4, old * 4);
-        u64::try_from(new)
-            .unwrap_or(u64::MAX)
-            .max(pow.difficulty_floor())
+        expected_difficulty(&self.cfg, pow, parent, |h| self.index.get(h).copied())
     }
 
     /// Checks that need only the header, the parent's index entry and the transactions:
     /// everything except execution. Returns the block hash.
-    pub fn check_block(&self, b: &Block) -> Result<Hash32, BlockError> {
+    fn check_block(&self, b: &Block, live: Live) -> Result<Hash32, BlockError> {
         let parent = self
             .index
             .get(&b.header.prev_hash)
@@ -481,6 +609,24 @@ impl Chain {
                 parent: parent.timestamp_ms,
                 got: h.timestamp_ms,
             });
+        }
+        let median = self.median_time_past(&h.prev_hash);
+        if h.timestamp_ms <= median {
+            return Err(BlockError::TimestampNotAfterMedian {
+                median,
+                got: h.timestamp_ms,
+            });
+        }
+        if live == Live::Yes {
+            let now = self.now_ms();
+            let max_drift = self.cfg.max_clock_drift_ms;
+            if h.timestamp_ms > now.saturating_add(max_drift) {
+                return Err(BlockError::TimestampTooFarAhead {
+                    got: h.timestamp_ms,
+                    now,
+                    max_drift,
+                });
+            }
         }
         if b.txs.len() > rules.max_block_txs as usize {
             return Err(BlockError::TooManyTxs {
@@ -640,7 +786,7 @@ impl Chain {
                 parent: b.header.prev_hash,
             });
         }
-        let hash = self.check_block(&b)?;
+        let hash = self.check_block(&b, Live::No)?;
         self.extend_head(b, hash, Some(cert))
     }
 
@@ -653,7 +799,7 @@ impl Chain {
                 parent: b.header.prev_hash,
             });
         }
-        let hash = self.check_block(b)?;
+        let hash = self.check_block(b, Live::Yes)?;
         self.execute_on(&self.state, b)?;
         Ok(hash)
     }
@@ -666,7 +812,7 @@ impl Chain {
         if self.index.contains_key(&hash) {
             return Ok((Imported::Known, vec![]));
         }
-        let checked = self.check_block(&b);
+        let checked = self.check_block(&b, Live::Yes);
         if let Err(e) = &checked {
             if e.condemns_header() {
                 self.invalid.insert(hash);
@@ -776,8 +922,9 @@ impl Chain {
     }
 
     /// Build a block on the head from `candidates` (mempool order), skipping transactions
-    /// that no longer execute. Returns the sealed block (PoW: nonce still to be found) and
-    /// the ids of skipped transactions.
+    /// that no longer execute, timestamped `timestamp_ms` or, if that is too early for the
+    /// rules, the earliest valid time ([`Chain::min_next_timestamp`]). Returns the sealed
+    /// block (PoW: nonce still to be found) and the ids of skipped transactions.
     pub fn build_block(
         &self,
         candidates: Vec<(Hash32, Transaction)>,
@@ -795,8 +942,7 @@ impl Chain {
             } else {
                 txs.iter().map(|t| t.id(rules.hash)).collect()
             };
-        let parent_ts = self.head_entry().timestamp_ms;
-        let ts = timestamp_ms.max(parent_ts);
+        let ts = timestamp_ms.max(self.min_next_timestamp());
         let (_, _, skipped) =
             self.state
                 .execute_lenient(&txs, &ids, number, ts, &rules.exec(), &self.modules);
@@ -848,12 +994,17 @@ mod tests {
     use crate::store::SledStore;
 
     pub(crate) fn pow_cfg(extra: &str) -> Arc<NetworkConfig> {
+        pow_cfg_drift(15_000, extra)
+    }
+
+    fn pow_cfg_drift(max_clock_drift_ms: u64, extra: &str) -> Arc<NetworkConfig> {
         let s = format!(
             r#"
             name = "tpow"
             network_id = 77
             nodes = 2
             block_interval_ms = 100
+            max_clock_drift_ms = {max_clock_drift_ms}
             [consensus]
             type = "pow"
             initial_difficulty = 16
@@ -886,6 +1037,254 @@ mod tests {
         }
         b.resign(algo, c.network(), key);
         b
+    }
+
+    /// A clock that reads `at`, moved by the test.
+    fn fixed_clock(at: &Arc<std::sync::atomic::AtomicU64>) -> Clock {
+        let at = at.clone();
+        Arc::new(move || at.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Mine an empty block on the head of `c` carrying exactly `ts`, valid or not.
+    fn mine_at(c: &Chain, key: &Keypair, ts: u64) -> Block {
+        let algo = c.head_algo();
+        let (mut b, _) = c.build_block(vec![], key, ts);
+        b.header.timestamp_ms = ts;
+        while !block::meets_target(&b.hash(algo), b.header.difficulty) {
+            b.header.nonce += 1;
+        }
+        b.resign(algo, c.network(), key);
+        b
+    }
+
+    #[test]
+    fn timestamps_must_pass_the_median_of_the_last_eleven() {
+        let cfg = pow_cfg("");
+        let mut c = open(&cfg);
+        let k = Keypair::dev("m");
+        // blocks 1..=5 at 1..5 ms, then six at 100 ms: each passes, as the window's median
+        // stays below 100 until six of its eleven are 100
+        for ts in [1, 2, 3, 4, 5, 100, 100, 100, 100, 100, 100] {
+            c.import(mine_at(&c, &k, ts)).unwrap();
+        }
+        assert_eq!(c.head().0, 11);
+        assert_eq!(c.median_time_past(&c.head().1), 100);
+        assert_eq!(c.min_next_timestamp(), 101);
+        // exactly at the median (and at the parent's time) is refused, for good
+        let at = mine_at(&c, &k, 100);
+        let e = c.import(at.clone()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BlockError::TimestampNotAfterMedian {
+                    median: 100,
+                    got: 100
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "timestamp_not_after_median");
+        assert!(e.is_invalid_block());
+        assert!(matches!(c.import(at), Err(BlockError::KnownInvalid(_))));
+        // one above is fine, and a producer asking for an earlier time gets the earliest
+        // valid one
+        let above = mine_at(&c, &k, 101);
+        assert_eq!(mine(&c, vec![], &k, 0).header.timestamp_ms, 101);
+        c.import(above).unwrap();
+        // before the parent stays refused under its own code
+        let e = c.import(mine_at(&c, &k, 99)).unwrap_err();
+        assert_eq!(e.code(), "timestamp_before_parent", "{e:?}");
+        // fewer than eleven blocks: the median of what there is (genesis at 0, block 1 at
+        // 50 -> the upper median is 50)
+        let mut short = open(&cfg);
+        short.import(mine_at(&short, &k, 50)).unwrap();
+        assert_eq!(short.median_time_past(&short.head().1), 50);
+        let e = short.import(mine_at(&short, &k, 50)).unwrap_err();
+        assert_eq!(e.code(), "timestamp_not_after_median", "{e:?}");
+        short.import(mine_at(&short, &k, 51)).unwrap();
+    }
+
+    #[test]
+    fn a_block_beyond_the_clock_drift_is_refused_until_its_time_comes() {
+        let cfg = pow_cfg_drift(5000, "");
+        let mut c = open(&cfg);
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+        c.set_clock(fixed_clock(&now));
+        let k = Keypair::dev("m");
+        // at the drift limit: accepted
+        let at_limit = mine_at(&c, &k, 1_005_000);
+        c.import(at_limit).unwrap();
+        // one over: refused, not stored, not condemned, not the sender's fault
+        let over = mine_at(&c, &k, 1_005_001);
+        let e = c.import(over.clone()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BlockError::TimestampTooFarAhead {
+                    got: 1_005_001,
+                    now: 1_000_000,
+                    max_drift: 5000
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "timestamp_too_far_ahead");
+        assert!(!e.is_invalid_block());
+        assert!(!c.contains(&over.hash(c.head_algo())));
+        assert_eq!(c.head().0, 1);
+        // a millisecond later the same block is on time
+        now.store(1_000_001, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            c.import(over).unwrap().0,
+            Imported::NewHead { .. }
+        ));
+        assert_eq!(c.head().0, 2);
+    }
+
+    #[test]
+    fn a_miner_cannot_refund_its_own_lock_early_with_a_far_future_block() {
+        use crate::escrow::{
+            lock_state_key, EscrowCall, EscrowLock, EscrowStatus, EscrowTerms, LockArgs, RefundArgs,
+        };
+        let cfg = pow_cfg(
+            "[[genesis.allocation]]\naccount = \"dev:mallory\"\nbalance = 1000\n\
+             [escrow]\nhub_attesters = [\"dev:h1\"]\nthreshold = 1\n",
+        );
+        let open_for = |clock: &Arc<std::sync::atomic::AtomicU64>| {
+            let mut c = Chain::open(
+                cfg.clone(),
+                Box::new(SledStore::temporary(1 << 30).unwrap()),
+                Modules::for_network(&cfg),
+            )
+            .unwrap();
+            c.set_clock(fixed_clock(clock));
+            c
+        };
+        const HOUR: u64 = 3_600_000;
+        let t0: u64 = 1_700_000_000_000;
+        let honest_now = Arc::new(std::sync::atomic::AtomicU64::new(t0));
+        // the miner's own node runs with its clock an hour ahead
+        let mallory_now = Arc::new(std::sync::atomic::AtomicU64::new(t0 + HOUR));
+        let mut honest = open_for(&honest_now);
+        let mut mallory_view = open_for(&mallory_now);
+        let mallory = Keypair::dev("mallory");
+        let bob = Keypair::dev("bob");
+        let lock_id = Hash32([42; 32]);
+        let balance = |c: &Chain| c.state().account(&mallory.id()).balance;
+        let status = |c: &Chain| {
+            EscrowLock::decode(&c.state().get(&lock_state_key(&lock_id)).unwrap())
+                .unwrap()
+                .status
+        };
+        // block 1, on time: mallory locks 100 for bob until an hour from now (the hub
+        // would release the other leg to her meanwhile)
+        let lock = EscrowCall::Lock(LockArgs {
+            lock_id,
+            beneficiary: bob.id(),
+            amount: 100,
+            timeout_ms: t0 + HOUR,
+            terms: EscrowTerms::TwoPhase,
+        });
+        let tx = Transaction::sign(&mallory, honest.network(), 0, lock.to_kind());
+        let b1 = mine(&honest, vec![tx], &mallory, t0);
+        honest.import(b1.clone()).unwrap();
+        mallory_view.import(b1).unwrap();
+        assert_eq!(status(&honest), EscrowStatus::Locked);
+        assert_eq!(balance(&honest), 900);
+        // block 2, mined by mallory an hour in the future, refunds her lock by timeout
+        let refund = EscrowCall::Refund(RefundArgs {
+            lock_id,
+            attestation: None,
+        });
+        let tx = Transaction::sign(&mallory, honest.network(), 1, refund.to_kind());
+        let b2 = mine(&mallory_view, vec![tx], &mallory, t0 + HOUR);
+        assert_eq!(b2.header.timestamp_ms, t0 + HOUR);
+        // on a node that trusted her clock, that block would refund her at once
+        mallory_view.import(b2.clone()).unwrap();
+        assert!(matches!(
+            status(&mallory_view),
+            EscrowStatus::Refunded { .. }
+        ));
+        assert_eq!(balance(&mallory_view), 1000);
+        // an honest node refuses it: the lock stays locked, her balance stays 900, the
+        // module still holds the 100
+        let e = honest.import(b2.clone()).unwrap_err();
+        assert_eq!(e.code(), "timestamp_too_far_ahead", "{e:?}");
+        assert_eq!(honest.head().0, 1);
+        assert_eq!(status(&honest), EscrowStatus::Locked);
+        assert_eq!(balance(&honest), 900);
+        let escrow = crate::state::module_account(crate::escrow::MODULE);
+        assert_eq!(honest.state().account(&escrow).balance, 100);
+        // still refused shortly before the timeout (beyond the drift) ...
+        honest_now.store(
+            t0 + HOUR - cfg.max_clock_drift_ms - 1,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        assert_eq!(
+            honest.import(b2.clone()).unwrap_err().code(),
+            "timestamp_too_far_ahead"
+        );
+        assert_eq!(status(&honest), EscrowStatus::Locked);
+        // ... and the refund counts only once the honest clock is within the drift of the
+        // timeout: never earlier than the configured drift
+        honest_now.store(t0 + HOUR, std::sync::atomic::Ordering::SeqCst);
+        honest.import(b2).unwrap();
+        assert!(matches!(status(&honest), EscrowStatus::Refunded { .. }));
+        assert_eq!(balance(&honest), 1000);
+    }
+
+    #[test]
+    fn block_error_codes_are_distinct() {
+        let h = Hash32::ZERO;
+        let all = [
+            BlockError::UnknownParent(h),
+            BlockError::KnownInvalid(h),
+            BlockError::WrongNumber { parent: 0, got: 0 },
+            BlockError::VersionTooOld {
+                number: 0,
+                got: 0,
+                required: 0,
+            },
+            BlockError::BadTimestamp { parent: 0, got: 0 },
+            BlockError::TimestampNotAfterMedian { median: 0, got: 0 },
+            BlockError::TimestampTooFarAhead {
+                got: 0,
+                now: 0,
+                max_drift: 0,
+            },
+            BlockError::TooManyTxs { got: 0, max: 0 },
+            BlockError::TooLarge { got: 0, max: 0 },
+            BlockError::SizeMismatch {
+                claimed: 0,
+                actual: 0,
+                claimed_count: 0,
+                actual_count: 0,
+            },
+            BlockError::BadTxRoot {
+                header: h,
+                computed: h,
+            },
+            BlockError::BadStateRoot {
+                header: h,
+                computed: h,
+            },
+            BlockError::BadProposerSignature(String::new()),
+            BlockError::NotAValidator(NodeId([0; 32])),
+            BlockError::WrongDifficulty {
+                expected: 0,
+                got: 0,
+            },
+            BlockError::BadPow(h),
+            BlockError::Tx {
+                index: 0,
+                error: TxError::Duplicate(h),
+            },
+            BlockError::NotOnHead { head: h, parent: h },
+            BlockError::BadCertificate(String::new()),
+            BlockError::Store(String::new()),
+        ];
+        let codes: BTreeSet<&str> = all.iter().map(BlockError::code).collect();
+        assert_eq!(codes.len(), all.len());
     }
 
     #[test]

@@ -17,6 +17,8 @@ use std::path::Path;
 /// The one place where defaults are written down.
 pub mod defaults {
     pub const BLOCK_INTERVAL_MS: u64 = 1_000;
+    /// How far past its own clock a node accepts a block's timestamp.
+    pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
     pub const MAX_BLOCK_BYTES: u64 = 1024 * 1024;
     pub const MAX_BLOCK_TXS: u32 = 10_000;
     pub const PROTOCOL_VERSION: u32 = 1;
@@ -69,6 +71,11 @@ pub struct NetworkConfig {
     pub nodes: usize,
     #[serde(default = "d_interval")]
     pub block_interval_ms: u64,
+    /// How far a block's timestamp may run ahead of the validating node's clock. A block
+    /// past it is refused (not stored, and not held against its sender) and can be offered
+    /// again later.
+    #[serde(default = "d_drift")]
+    pub max_clock_drift_ms: u64,
     #[serde(default = "d_block_bytes")]
     pub max_block_bytes: u64,
     #[serde(default = "d_block_txs")]
@@ -144,6 +151,9 @@ impl EscrowConfig {
 
 fn d_interval() -> u64 {
     defaults::BLOCK_INTERVAL_MS
+}
+fn d_drift() -> u64 {
+    defaults::MAX_CLOCK_DRIFT_MS
 }
 fn d_block_bytes() -> u64 {
     defaults::MAX_BLOCK_BYTES
@@ -498,6 +508,12 @@ impl NetworkConfig {
                 self.block_interval_ms
             ));
         }
+        if !(100..=7_200_000).contains(&self.max_clock_drift_ms) {
+            p.push(format!(
+                "max_clock_drift_ms = {} must be between 100 and 7200000 (two hours)",
+                self.max_clock_drift_ms
+            ));
+        }
         if self.max_block_bytes < 1024 {
             p.push(format!(
                 "max_block_bytes = {} is below the minimum of 1024",
@@ -714,6 +730,7 @@ mod tests {
             network_id = 1
             nodes = 0
             block_interval_ms = 1
+            max_clock_drift_ms = 7200001
             visibility = "private"
             [consensus]
             type = "pos"
@@ -730,6 +747,7 @@ mod tests {
             "name must not be empty",
             "nodes = 0",
             "block_interval_ms = 1",
+            "max_clock_drift_ms = 7200001",
             "allowlist",
             "at least one [[genesis.validator]]",
             "propose_timeout_ms = 1",

@@ -26,6 +26,7 @@ pub mod rpc;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod wal;
 
 pub use block::{Block, BlockHeader};
 pub use config::NetworkConfig;

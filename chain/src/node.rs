@@ -54,6 +54,9 @@ pub enum NodeError {
     /// Storage failed; retrying may help if the cause was transient.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// The consensus write-ahead log cannot be opened; retrying may help.
+    #[error("{0}")]
+    Wal(#[from] crate::wal::WalError),
     /// Binding the transport failed (e.g. the port is taken); retrying may help.
     #[error("transport: {0}")]
     Transport(String),
@@ -64,7 +67,7 @@ pub enum NodeError {
 
 impl NodeError {
     pub fn retryable(&self) -> bool {
-        matches!(self, NodeError::Transport(_))
+        matches!(self, NodeError::Transport(_) | NodeError::Wal(_))
             || matches!(self, NodeError::Store(e) if e.retryable())
     }
 }
@@ -401,7 +404,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode, NodeError> {
                 prevote: Duration::from_millis(p.prevote_timeout_ms),
                 precommit: Duration::from_millis(p.precommit_timeout_ms),
             };
-            let engine = PosEngine::new(key.clone(), cfg.network(), &cfg.validators(), t);
+            let mut engine = PosEngine::new(key.clone(), cfg.network(), &cfg.validators(), t);
+            let (wal, recovered) = crate::wal::ConsensusWal::open(&opts.data_dir)?;
+            engine.attach_wal(wal, recovered);
             (
                 Some(PosDriver {
                     engine,
@@ -1083,6 +1088,10 @@ impl Node {
                 self.reject(format!("block {number} from {peer} refused: {e}"));
                 self.penalise(&peer, &format!("sent invalid block {number}: {e}"));
             }
+            // Refused, not stored, not held against the peer: its clock may be ahead.
+            Err(e @ BlockError::TimestampTooFarAhead { .. }) => {
+                self.reject(format!("block {number} from {peer} refused: {e}"));
+            }
             Err(e) => tracing::debug!("block {number} from {peer} not applied: {e}"),
         }
     }
@@ -1245,22 +1254,33 @@ impl Node {
                         return;
                     }
                 };
+                // Signed by the round's proposer, who re-proposes another validator's block
+                // after a polka for it in an earlier round.
+                let Some(proposer) = self
+                    .pos
+                    .as_ref()
+                    .and_then(|p| p.engine.proposer_of(height, round))
+                else {
+                    return;
+                };
                 if !verify_proposal_signature(
                     self.chain.network(),
                     height,
                     round,
                     pol_round,
                     &hash,
-                    &block.header.proposer,
+                    &proposer,
                     &signature,
                 ) {
-                    self.reject(format!("proposal at height {height} has a bad signature"));
+                    self.reject(format!(
+                        "proposal at height {height} round {round} has a bad signature"
+                    ));
                     return;
                 }
                 match &mut self.pos {
                     Some(p) => p
                         .engine
-                        .on_proposal(height, round, pol_round, block, hash, signature),
+                        .on_proposal(height, round, pol_round, proposer, block, hash, signature),
                     None => return,
                 }
             }

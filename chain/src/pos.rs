@@ -21,12 +21,20 @@
 //! round and step) is detected by Malachite's vote keeper; each new piece of evidence is
 //! surfaced as [`PosAction::Evidence`] and recorded by the node.
 //!
-//! Not implemented: a consensus write-ahead log (`WalAppend` is acknowledged without
-//! persisting), so a validator restarted in the middle of a height rejoins through block
-//! sync at the next height.
+//! **Write-ahead log.** With a [`ConsensusWal`] attached ([`PosEngine::attach_wal`]), what
+//! the core hands to `WalAppend` is appended and `fsync`ed before the core continues, and
+//! so is every vote this validator signs, before it is signed. A validator restarted in
+//! the middle of a height replays that height's log into the core right after
+//! `StartHeight` (as Malachite's own engine does), so it resumes in the round and step it
+//! left with the same locks, and it re-signs only votes identical to those it signed. As a
+//! second line of defence it refuses to sign a vote that differs from a recorded one for
+//! the same round and type, and re-proposes its recorded block for a round it already
+//! proposed in. If the log cannot be written, the engine signs nothing until a new height
+//! resets it.
 
 use crate::block::Block;
 use crate::tx::encode_canonical;
+use crate::wal::{ConsensusWal, Recovered, WalRecord};
 use isthmus_core::{sign, Domain, Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
 use malachite_consensus::{
     self as mc, ConsensusMsg, Effect, LocallyProposedValue, Resumable, SignedConsensusMsg,
@@ -409,7 +417,7 @@ pub struct VoteWire {
 }
 
 impl VoteWire {
-    fn from_vote(v: &PosVote) -> VoteWire {
+    pub(crate) fn from_vote(v: &PosVote) -> VoteWire {
         VoteWire {
             height: v.height.0,
             round: round_to_i64(v.round),
@@ -627,6 +635,120 @@ pub struct PosEngine {
     values: HashMap<Hash32, BlockValue>,
     evidence_seen: HashMap<NodeId, usize>,
     metrics: (),
+    durable: Durable,
+    /// A log found on open: its height and records, replayed when that height starts.
+    recovered: Recovered,
+    /// Our proposals at the current height, by round.
+    own_proposals: HashMap<i64, BlockValue>,
+}
+
+/// What the engine keeps durable at the current height.
+#[derive(Default)]
+struct Durable {
+    wal: Option<ConsensusWal>,
+    /// Votes signed at this height: (round, precommit) -> value.
+    signed: HashMap<(i64, bool), Option<Hash32>>,
+    /// Replaying the log: what the core hands to `WalAppend` is there already. (A vote
+    /// signed during the replay is still recorded: it may be one the log lacks.)
+    replaying: bool,
+    /// An append failed: nothing is signed or published until the next reset.
+    failed: bool,
+}
+
+impl Durable {
+    fn append(&mut self, rec: &WalRecord) {
+        if self.failed {
+            return;
+        }
+        if let Some(w) = &mut self.wal {
+            if let Err(e) = w.append(rec) {
+                tracing::error!(
+                    "consensus wal append failed, not signing until the next height: {e}"
+                );
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Record that we sign `v`, durably, unless we signed another vote for its round and
+    /// type (or the log is broken): then refuse.
+    fn record_signature(&mut self, v: &PosVote) -> Result<(), String> {
+        let key = (v.round.as_i64(), v.typ == VoteType::Precommit);
+        let value = match &v.value {
+            NilOrVal::Nil => None,
+            NilOrVal::Val(h) => Some(*h),
+        };
+        if let Some(prev) = self.signed.get(&key) {
+            if *prev != value {
+                return Err(format!(
+                    "refusing to sign a second {:?} at height {} round {}: {value:?}, already signed {prev:?}",
+                    v.typ, v.height.0, key.0
+                ));
+            }
+            return Ok(());
+        }
+        self.append(&WalRecord::Signed {
+            round: key.0,
+            precommit: key.1,
+            value,
+        });
+        if self.failed {
+            return Err("consensus wal is not writable, refusing to sign".into());
+        }
+        self.signed.insert(key, value);
+        Ok(())
+    }
+}
+
+fn timeout_kind_byte(k: TimeoutKind) -> u8 {
+    match k {
+        TimeoutKind::Propose => 0,
+        TimeoutKind::Prevote => 1,
+        TimeoutKind::Precommit => 2,
+        TimeoutKind::Rebroadcast => 3,
+    }
+}
+
+fn timeout_kind_from(b: u8) -> Option<TimeoutKind> {
+    Some(match b {
+        0 => TimeoutKind::Propose,
+        1 => TimeoutKind::Prevote,
+        2 => TimeoutKind::Precommit,
+        3 => TimeoutKind::Rebroadcast,
+        _ => return None,
+    })
+}
+
+/// The log record of what the core asked to persist.
+fn wal_record(entry: &mc::WalEntry<PosCtx>) -> WalRecord {
+    match entry {
+        mc::WalEntry::ConsensusMsg(SignedConsensusMsg::Vote(v)) => WalRecord::Vote {
+            vote: VoteWire::from_vote(&v.message),
+            signature: Signature(v.signature.0),
+        },
+        mc::WalEntry::ConsensusMsg(SignedConsensusMsg::Proposal(p)) => WalRecord::Proposal {
+            height: p.message.height.0,
+            round: p.message.round.as_i64(),
+            pol_round: p.message.pol_round.as_i64(),
+            proposer: p.message.proposer.0,
+            hash: p.message.value.hash,
+            block: (*p.message.value.block).clone(),
+            signature: Signature(p.signature.0),
+        },
+        mc::WalEntry::Timeout(t) => WalRecord::Timeout {
+            kind: timeout_kind_byte(t.kind),
+            round: t.round.as_i64(),
+        },
+        mc::WalEntry::ProposedValue(v) => WalRecord::ProposedValue {
+            height: v.height.0,
+            round: v.round.as_i64(),
+            valid_round: v.valid_round.as_i64(),
+            proposer: v.proposer.0,
+            hash: v.value.hash,
+            block: (*v.value.block).clone(),
+            valid: v.validity == mt::Validity::Valid,
+        },
+    }
 }
 
 impl PosEngine {
@@ -653,7 +775,17 @@ impl PosEngine {
             values: HashMap::new(),
             evidence_seen: HashMap::new(),
             metrics: (),
+            durable: Durable::default(),
+            recovered: None,
+            own_proposals: HashMap::new(),
         }
+    }
+
+    /// Persist consensus in `wal` from now on; what it holds (as returned by
+    /// [`ConsensusWal::open`]) is replayed when its height starts.
+    pub fn attach_wal(&mut self, wal: ConsensusWal, recovered: Recovered) {
+        self.durable.wal = Some(wal);
+        self.recovered = recovered;
     }
 
     pub fn validators(&self) -> &PosValidatorSet {
@@ -674,8 +806,105 @@ impl PosEngine {
 
     pub fn start_height(&mut self, height: u64) -> Vec<PosAction> {
         self.values.retain(|_, v| v.block.header.number >= height);
+        self.own_proposals.clear();
+        self.durable.signed.clear();
+        let replay = match self.recovered.take() {
+            Some((h, records)) if h == height => records,
+            _ => {
+                self.durable.failed = false;
+                if let Some(w) = &mut self.durable.wal {
+                    if let Err(e) = w.reset(height) {
+                        tracing::error!(
+                            "consensus wal reset failed, not signing at height {height}: {e}"
+                        );
+                        self.durable.failed = true;
+                    }
+                }
+                vec![]
+            }
+        };
+        // What we signed before the restart binds us before anything can be signed again.
+        for r in &replay {
+            if let WalRecord::Signed {
+                round,
+                precommit,
+                value,
+            } = r
+            {
+                self.durable.signed.insert((*round, *precommit), *value);
+            }
+        }
         let vs = self.vset.clone();
-        self.run(mc::Input::StartHeight(Height(height), vs))
+        let mut out = self.run(mc::Input::StartHeight(Height(height), vs));
+        if !replay.is_empty() {
+            tracing::info!(
+                height,
+                records = replay.len(),
+                "replaying the consensus wal"
+            );
+            self.durable.replaying = true;
+            for r in replay {
+                out.extend(self.replay(r));
+            }
+            self.durable.replaying = false;
+        }
+        out
+    }
+
+    fn replay(&mut self, r: WalRecord) -> Vec<PosAction> {
+        match r {
+            WalRecord::Height(_) | WalRecord::Signed { .. } => vec![],
+            WalRecord::Vote { vote, signature } => self.on_vote(vote, signature),
+            WalRecord::Proposal {
+                height,
+                round,
+                pol_round,
+                proposer,
+                hash,
+                block,
+                signature,
+            } => self.on_proposal(height, round, pol_round, proposer, block, hash, signature),
+            WalRecord::Timeout { kind, round } => match timeout_kind_from(kind) {
+                Some(kind) => self.on_timeout(Timeout {
+                    kind,
+                    round: round_from_i64(round),
+                }),
+                None => vec![],
+            },
+            WalRecord::ProposedValue {
+                height,
+                round,
+                valid_round,
+                proposer,
+                hash,
+                block,
+                valid,
+            } => {
+                let value = BlockValue {
+                    hash,
+                    block: Arc::new(block),
+                };
+                self.values.insert(hash, value.clone());
+                if proposer == self.key.id() {
+                    self.own_proposals.insert(round, value.clone());
+                }
+                self.run(mc::Input::ProposedValue(
+                    mc::ProposedValue {
+                        height: Height(height),
+                        round: round_from_i64(round),
+                        valid_round: round_from_i64(valid_round),
+                        proposer: Addr(proposer),
+                        value,
+                        validity: if valid {
+                            mt::Validity::Valid
+                        } else {
+                            mt::Validity::Invalid
+                        },
+                    },
+                    mt::ValueOrigin::Consensus,
+                ))
+            }
+        }
     }
 
     /// Our block for (height, round), after a [`PosAction::BuildValue`].
@@ -686,11 +915,17 @@ impl PosEngine {
         block: Block,
         hash: Hash32,
     ) -> Vec<PosAction> {
-        let value = BlockValue {
-            hash,
-            block: Arc::new(block),
-        };
-        self.values.insert(hash, value.clone());
+        // One proposal per round, also across a restart: a round we proposed in gets the
+        // same block again.
+        let value = self
+            .own_proposals
+            .entry(round.as_i64())
+            .or_insert_with(|| BlockValue {
+                hash,
+                block: Arc::new(block),
+            })
+            .clone();
+        self.values.insert(value.hash, value.clone());
         self.run(mc::Input::Propose(LocallyProposedValue::new(
             Height(height),
             round,
@@ -702,18 +937,26 @@ impl PosEngine {
         self.run(mc::Input::TimeoutElapsed(t))
     }
 
+    /// The validator that proposes at (`height`, `round`).
+    pub fn proposer_of(&self, height: u64, round: i64) -> Option<NodeId> {
+        self.vset.proposer(height, round).map(|v| v.addr.0)
+    }
+
     /// A proposal whose block the node has already validated against its head (`hash` is
-    /// the block hash under the rules at its height).
+    /// the block hash under the rules at its height), signed by `proposer`, the round's
+    /// proposer ([`PosEngine::proposer_of`]). That is not always the block's builder: a
+    /// later round re-proposes a block that gathered a polka earlier.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_proposal(
         &mut self,
         height: u64,
         round: i64,
         pol_round: i64,
+        proposer: NodeId,
         block: Block,
         hash: Hash32,
         signature: Signature,
     ) -> Vec<PosAction> {
-        let proposer = block.header.proposer;
         let value = BlockValue {
             hash,
             block: Arc::new(block),
@@ -746,14 +989,16 @@ impl PosEngine {
             timeouts,
             values,
             metrics,
+            durable,
             ..
         } = self;
-        let h = Handler {
+        let mut h = Handler {
             key,
             network: *network,
             vset,
             timeouts: *timeouts,
             values,
+            durable,
         };
         let res: Result<(), mc::Error<PosCtx>> = mc::process!(
             input: input,
@@ -764,8 +1009,47 @@ impl PosEngine {
         if let Err(e) = res {
             tracing::warn!("consensus input refused: {e}");
         }
+        self.attach_polkas(&mut out);
         self.collect_evidence(&mut out);
         out
+    }
+
+    /// A proposal that re-proposes a block from an earlier round (`pol_round` >= 0) is
+    /// prevoted only by validators holding that round's polka. One that missed those
+    /// prevotes (down, or restarted) would wait in vain while validators locked on the
+    /// block refuse every other, so the polka's signed prevotes go out with the proposal.
+    fn attach_polkas(&self, out: &mut Vec<PosAction>) {
+        let mut polkas = Vec::new();
+        for a in out.iter() {
+            let PosAction::Broadcast(ConsensusWire::Proposal {
+                height, pol_round, ..
+            }) = a
+            else {
+                continue;
+            };
+            if *pol_round < 0 {
+                continue;
+            }
+            let Some(cert) = self
+                .state
+                .polka_certificate_at_round(round_from_i64(*pol_round))
+            else {
+                continue;
+            };
+            for s in &cert.polka_signatures {
+                polkas.push(PosAction::Broadcast(ConsensusWire::Vote {
+                    vote: VoteWire {
+                        height: *height,
+                        round: *pol_round,
+                        value: Some(cert.value_id),
+                        precommit: false,
+                        validator: s.address.0,
+                    },
+                    signature: Signature(s.signature.0),
+                }));
+            }
+        }
+        out.extend(polkas);
     }
 
     fn collect_evidence(&mut self, out: &mut Vec<PosAction>) {
@@ -796,6 +1080,7 @@ struct Handler<'a> {
     vset: &'a PosValidatorSet,
     timeouts: PosTimeouts,
     values: &'a HashMap<Hash32, BlockValue>,
+    durable: &'a mut Durable,
 }
 
 impl Handler<'_> {
@@ -891,7 +1176,7 @@ impl Handler<'_> {
     }
 
     fn handle(
-        &self,
+        &mut self,
         effect: Effect<PosCtx>,
         out: &mut Vec<PosAction>,
     ) -> Result<mc::Resume<PosCtx>, String> {
@@ -911,6 +1196,8 @@ impl Handler<'_> {
             }
             Effect::GetValidatorSet(_, r) => r.resume_with(Some(self.vset.clone())),
             Effect::StartRound(_, _, _, _, r) => r.resume_with(()),
+            // After a failed append, what the log misses must not reach the network.
+            Effect::PublishConsensusMsg(_, r) if self.durable.failed => r.resume_with(()),
             Effect::PublishConsensusMsg(msg, r) => {
                 match msg {
                     SignedConsensusMsg::Vote(v) => {
@@ -981,8 +1268,23 @@ impl Handler<'_> {
                 r.resume_with(())
             }
             Effect::SignVote(v, r) => {
+                // Refusing makes the core drop this input: the vote is neither kept nor sent.
+                self.durable.record_signature(&v)?;
                 let sig = self.sign_vote(&v);
+                tracing::info!(
+                    height = v.height.0,
+                    round = v.round.as_i64(),
+                    precommit = v.typ == VoteType::Precommit,
+                    value = %match &v.value {
+                        NilOrVal::Nil => "nil".to_owned(),
+                        NilOrVal::Val(h) => h.to_hex(),
+                    },
+                    "signed vote"
+                );
                 r.resume_with(SignedMessage::new(v, sig))
+            }
+            Effect::SignProposal(_, _) if self.durable.failed => {
+                return Err("consensus wal is not writable, refusing to sign a proposal".into())
             }
             Effect::SignProposal(p, r) => {
                 let payload = proposal_payload(
@@ -1037,7 +1339,12 @@ impl Handler<'_> {
                 // A round certificate proves at least f+1 (more than 1/3) voted in the round.
                 r.resume_with(self.check_cert(&vs, cert.height.0, cert.round.as_i64(), sigs, 1))
             }
-            Effect::WalAppend(_, r) => r.resume_with(()),
+            Effect::WalAppend(entry, r) => {
+                if !self.durable.replaying {
+                    self.durable.append(&wal_record(&entry));
+                }
+                r.resume_with(())
+            }
             Effect::ExtendVote(_, _, _, r) => r.resume_with(None),
             Effect::VerifyVoteExtension(_, _, _, _, _, r) => r.resume_with(Ok(())),
         })
@@ -1135,6 +1442,7 @@ mod network_tests {
     use crate::state::Modules;
     use crate::store::SledStore;
     use crate::tx::Transaction;
+    use crate::wal::ConsensusWal;
     use std::collections::VecDeque;
 
     struct V {
@@ -1155,6 +1463,14 @@ mod network_tests {
             ));
         }
         Arc::new(NetworkConfig::from_toml_str(&s).unwrap())
+    }
+
+    fn timeouts() -> PosTimeouts {
+        PosTimeouts {
+            propose: Duration::from_millis(100),
+            prevote: Duration::from_millis(100),
+            precommit: Duration::from_millis(100),
+        }
     }
 
     fn apply(
@@ -1226,19 +1542,22 @@ mod network_tests {
                 let Ok(hash) = v.chain.validate_candidate(&block) else {
                     return vec![];
                 };
+                let Some(proposer) = v.engine.proposer_of(height, round) else {
+                    return vec![];
+                };
                 if !verify_proposal_signature(
                     v.chain.network(),
                     height,
                     round,
                     pol_round,
                     &hash,
-                    &block.header.proposer,
+                    &proposer,
                     &signature,
                 ) {
                     return vec![];
                 }
                 v.engine
-                    .on_proposal(height, round, pol_round, block, hash, signature)
+                    .on_proposal(height, round, pol_round, proposer, block, hash, signature)
             }
         }
     }
@@ -1246,11 +1565,7 @@ mod network_tests {
     #[test]
     fn four_validators_finalize_and_tolerate_one_down() {
         let cfg = cfg();
-        let t = PosTimeouts {
-            propose: Duration::from_millis(100),
-            prevote: Duration::from_millis(100),
-            precommit: Duration::from_millis(100),
-        };
+        let t = timeouts();
         let vals = cfg.validators();
         let mut vs: Vec<V> = (0..4)
             .map(|i| {
@@ -1327,14 +1642,94 @@ mod network_tests {
         );
     }
 
+    fn votes_of(actions: &[PosAction]) -> Vec<(VoteWire, Signature)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                PosAction::Broadcast(ConsensusWire::Vote { vote, signature }) => {
+                    Some((vote.clone(), *signature))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restarted_validator_replays_its_wal_and_signs_nothing_new() {
+        let cfg = cfg();
+        let t = timeouts();
+        let vals = cfg.validators();
+        let vset = PosValidatorSet::new(&vals);
+        // a validator that does not propose at height 1, round 0
+        let proposer = vset.proposer(1, 0).unwrap().addr.0;
+        let key = (0..4)
+            .map(|i| cfg.node_key(i).unwrap())
+            .find(|k| k.id() != proposer)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = || {
+            let mut e = PosEngine::new(key.clone(), cfg.network(), &vals, t);
+            let (wal, recovered) = ConsensusWal::open(dir.path()).unwrap();
+            e.attach_wal(wal, recovered);
+            e
+        };
+        // before the crash: no proposal came, the propose timeout fires, it prevotes nil
+        let mut e = engine();
+        e.start_height(1);
+        let before = votes_of(&e.on_timeout(Timeout::propose(Round::new(0))));
+        assert_eq!(before.len(), 1, "one prevote");
+        assert_eq!(before[0].0.value, None);
+        assert!(!before[0].0.precommit);
+        drop(e);
+        // after the restart, replaying the log re-derives exactly that vote, same signature
+        let mut e = engine();
+        let after = votes_of(&e.start_height(1));
+        assert_eq!(after, before);
+        assert_eq!(e.round(), 0);
+        // and it will not sign another prevote for that round: the defence in depth
+        let other = PosVote {
+            height: Height(1),
+            round: Round::new(0),
+            value: NilOrVal::Val(Hash32([5; 32])),
+            typ: VoteType::Prevote,
+            validator: Addr(key.id()),
+        };
+        let refused = e.durable.record_signature(&other).unwrap_err();
+        assert!(refused.contains("refusing to sign a second"), "{refused}");
+        // a new height starts a fresh log: nothing is replayed into it
+        e.start_height(2);
+        drop(e);
+        let (_, recovered) = ConsensusWal::open(dir.path()).unwrap();
+        assert_eq!(recovered, Some((2, vec![])));
+        // killed after the timeout was logged but before the vote was signed: the vote the
+        // replay signs is recorded before it is sent
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = ConsensusWal::open(dir.path()).unwrap();
+        wal.reset(1).unwrap();
+        wal.append(&WalRecord::Timeout { kind: 0, round: 0 })
+            .unwrap();
+        drop(wal);
+        let mut e = PosEngine::new(key.clone(), cfg.network(), &vals, t);
+        let (wal, recovered) = ConsensusWal::open(dir.path()).unwrap();
+        e.attach_wal(wal, recovered);
+        assert_eq!(votes_of(&e.start_height(1)), before);
+        drop(e);
+        let (_, recovered) = ConsensusWal::open(dir.path()).unwrap();
+        let records = recovered.map(|(_, r)| r).unwrap_or_default();
+        assert!(
+            records.contains(&WalRecord::Signed {
+                round: 0,
+                precommit: false,
+                value: None
+            }),
+            "{records:?}"
+        );
+    }
+
     #[test]
     fn equivocation_is_detected() {
         let cfg = cfg();
-        let t = PosTimeouts {
-            propose: Duration::from_millis(100),
-            prevote: Duration::from_millis(100),
-            precommit: Duration::from_millis(100),
-        };
+        let t = timeouts();
         let vals = cfg.validators();
         let key0 = cfg.node_key(0).unwrap();
         let mut e = PosEngine::new(key0, cfg.network(), &vals, t);

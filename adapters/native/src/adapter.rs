@@ -17,7 +17,6 @@ use isthmus_chain::escrow::{
     EscrowTerms, LockArgs, RefundArgs, ReleaseArgs,
 };
 use isthmus_chain::node::{NodeError, POW_CONFIRMATIONS};
-use isthmus_chain::pos::PosValidatorSet;
 use isthmus_chain::rpc::NodeApi;
 use isthmus_chain::tx::{Transaction, TxError};
 use isthmus_core::{Hash32, HashAlgo, Keypair, NetworkId, NodeId, Signature};
@@ -212,15 +211,14 @@ impl NativeAdapter {
         hub_signer: Keypair,
     ) -> NativeAdapter {
         let descriptor = network.descriptor();
-        let light = LightClient {
-            validators: PosValidatorSet::new(&network.config.validators()),
-            config: network.config.clone(),
-            confirmations: match descriptor.capabilities.finality {
+        let light = LightClient::new(
+            network.config.clone(),
+            match descriptor.capabilities.finality {
                 Finality::Instant => 0,
                 Finality::Probabilistic { confirmations } => u64::from(confirmations),
             },
-            min_difficulty: network.min_difficulty,
-        };
+            network.min_difficulty,
+        );
         NativeAdapter {
             node,
             light,
@@ -285,6 +283,44 @@ impl NativeAdapter {
                 network: self.network(),
                 what: format!("block {number}"),
             })
+    }
+
+    /// PoW: bring the light client's header chain up to the node's head, so evidence is
+    /// weighed against the most work known. The node is not trusted: its headers pass the
+    /// light client's checks like any others, and one it cannot link is only logged. The
+    /// sync climbs from the highest block both know, a bounded stretch per call; while it
+    /// is still behind, evidence is unavailable (retryable), not refused.
+    async fn sync_light_headers(&self) -> Result<(), AdapterError> {
+        const PER_CALL: u64 = 50_000;
+        const MAX_BACK: u64 = 10_000;
+        let head = self.head_height().await?;
+        let (best, _) = self.light.best();
+        // The highest block of the node's chain the light client holds (a reorg, or a
+        // node on another branch, moves it down).
+        let mut from = best.min(head);
+        let floor = from.saturating_sub(MAX_BACK);
+        while from > floor {
+            let h = self.block(from).await?.header;
+            if self.light.knows(&self.light.block_ref(&h).hash) {
+                break;
+            }
+            from -= 1;
+        }
+        let to = head.min(from + PER_CALL);
+        let mut headers = Vec::new();
+        for n in from + 1..=to {
+            headers.push(self.block(n).await?.header);
+        }
+        if let Err(e) = self.light.extend(&headers) {
+            tracing::warn!(network = %self.network(), "light client header sync stopped: {e}");
+        }
+        if to < head {
+            return Err(AdapterError::Unavailable {
+                network: self.network(),
+                reason: format!("light client headers synced to {to} of {head}"),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) async fn head_height(&self) -> Result<u64, AdapterError> {
@@ -652,6 +688,9 @@ impl Adapter for NativeAdapter {
         let id = Hash32::from_hex(&tx.0).map_err(|_| AdapterError::InvalidEvidence {
             reason: format!("`{}` is not a native transaction id", tx.0),
         })?;
+        if matches!(evidence, Evidence::PowConfirmations { .. }) {
+            self.sync_light_headers().await?;
+        }
         self.light
             .verify(id, evidence)
             .map_err(|reason| AdapterError::InvalidEvidence { reason })

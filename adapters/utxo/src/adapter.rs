@@ -36,6 +36,8 @@ pub struct UtxoAdapter {
     ops: Mutex<()>,
     /// `scantxoutset` runs one at a time on a node.
     scan: Mutex<()>,
+    /// The light client's header chain, from the checkpoint (built on first use).
+    headers: Mutex<Option<proof::HeaderChain>>,
 }
 
 fn invalid(reason: impl Into<String>) -> AdapterError {
@@ -89,6 +91,7 @@ impl UtxoAdapter {
             secp: Secp256k1::new(),
             ops: Mutex::new(()),
             scan: Mutex::new(()),
+            headers: Mutex::new(None),
             cfg,
         })
     }
@@ -256,6 +259,77 @@ impl UtxoAdapter {
             network: self.network(),
             reason: "the chain kept reorganising while being read".to_owned(),
         })
+    }
+
+    /// The light client's header chain, brought up to the node's tip: anchored at the
+    /// configured checkpoint (or the node's genesis), extended with the node's headers from
+    /// the highest one it knows. The node is not trusted: its headers pass the same checks
+    /// as a relayer's, and one that does not link is only logged. While the chain is still
+    /// catching up (a bounded stretch per call), evidence is unavailable, not refused.
+    async fn synced_headers(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<proof::HeaderChain>>, AdapterError> {
+        const PER_CALL: u64 = 20_000;
+        const MAX_BACK: u64 = 10_000;
+        let mut guard = self.headers.lock().await;
+        if guard.is_none() {
+            let (height, hash) = match &self.cfg.checkpoint {
+                Some(c) => (c.height, c.hash.clone()),
+                None => {
+                    let h: String = self.rpc.call("getblockhash", vec![json!(0)]).await?;
+                    (0, h)
+                }
+            };
+            let hash = BlockHash::from_str(&hash).map_err(|e| self.misbehaving(e))?;
+            *guard = Some(proof::HeaderChain::new(
+                height,
+                hash,
+                self.cfg.pow,
+                CompactTarget::from_consensus(self.cfg.pow_limit),
+            ));
+        }
+        let Some(chain) = guard.as_mut() else {
+            return Ok(guard);
+        };
+        let count: u64 = self.rpc.call("getblockcount", vec![]).await?;
+        // The highest block of the node's chain the light client holds (a reorg moves it
+        // down), then up from there, a bounded stretch per call.
+        let (best, _) = chain.best();
+        let mut from = best.min(count);
+        let floor = from.saturating_sub(MAX_BACK);
+        while from > floor {
+            let at: String = self.rpc.call("getblockhash", vec![json!(from)]).await?;
+            let hash = BlockHash::from_str(&at).map_err(|e| self.misbehaving(e))?;
+            if chain.knows(&hash) {
+                break;
+            }
+            from -= 1;
+        }
+        let to = count.min(from + PER_CALL);
+        let mut headers = Vec::new();
+        for height in from + 1..=to {
+            let at: String = self.rpc.call("getblockhash", vec![json!(height)]).await?;
+            let raw: String = self
+                .rpc
+                .call("getblockheader", vec![json!(at), json!(false)])
+                .await?;
+            headers.push(
+                deserialize::<bitcoin::block::Header>(
+                    &hex::decode(raw).map_err(|e| self.misbehaving(e))?,
+                )
+                .map_err(|e| self.misbehaving(e))?,
+            );
+        }
+        if let Err(e) = chain.extend(&headers) {
+            tracing::warn!(network = %self.network(), "light client header sync stopped: {e}");
+        }
+        if to < count {
+            return Err(AdapterError::Unavailable {
+                network: self.network(),
+                reason: format!("light client headers synced to {to} of {count}"),
+            });
+        }
+        Ok(guard)
     }
 
     fn misbehaving(&self, e: impl std::fmt::Display) -> AdapterError {
@@ -1080,14 +1154,13 @@ impl Adapter for UtxoAdapter {
         tx: &TxId,
         evidence: &Evidence,
     ) -> Result<Verified, AdapterError> {
-        let checked = proof::verify(
-            evidence,
-            &tx.0,
-            u64::from(self.cfg.confirmations),
-            self.cfg.pow,
-            CompactTarget::from_consensus(self.cfg.pow_limit),
-        )
-        .map_err(|reason| AdapterError::InvalidEvidence { reason })?;
+        let mut headers = self.synced_headers().await?;
+        let Some(chain) = headers.as_mut() else {
+            return Err(self.misbehaving("no header chain after sync"));
+        };
+        let checked =
+            proof::verify_anchored(chain, evidence, &tx.0, u64::from(self.cfg.confirmations))
+                .map_err(|reason| AdapterError::InvalidEvidence { reason })?;
         Ok(Verified {
             block: checked.block,
             confirmations: checked.confirmations,

@@ -30,6 +30,7 @@ pub use proof::PowHash;
 use isthmus_core::{NetworkId, NodeId};
 use isthmus_lock_contracts::{Address, AssetId};
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 /// How to reach and treat one UTXO chain. Plain data, so an out-of-process host can pass it
 /// as is.
@@ -77,6 +78,11 @@ pub struct UtxoConfig {
     pub bump_after_blocks: u64,
     /// The first block to read; `None`: the tip at start.
     pub start_height: Option<u64>,
+    /// The block the light client's header chain starts from, trusted as given; evidence
+    /// counts only on the branch of most work above it. `None`: the node's genesis block
+    /// (height 0), read once when evidence is first verified.
+    #[serde(default)]
+    pub checkpoint: Option<proof::Checkpoint>,
 }
 
 fn default_bump_after() -> u64 {
@@ -119,6 +125,7 @@ impl UtxoConfig {
             min_fee_reserve: default_fee_reserve(),
             bump_after_blocks: default_bump_after(),
             start_height: None,
+            checkpoint: None,
         }
     }
 
@@ -140,6 +147,11 @@ impl UtxoConfig {
                 self.threshold,
                 self.attesters.len()
             ));
+        }
+        if let Some(c) = &self.checkpoint {
+            if bitcoin::BlockHash::from_str(&c.hash).is_err() {
+                out.push(format!("checkpoint hash `{}` is not a block hash", c.hash));
+            }
         }
         if self.fallback_fee_rate == 0 || self.fallback_fee_rate > self.max_fee_rate {
             out.push(format!(

@@ -4,9 +4,9 @@
 
 use crate::net::{pos, pow, TestNet};
 use isthmus_adapter_api::{Adapter, AdapterError, BlockRef, Evidence, SignedTx};
-use isthmus_adapter_native::light::encode_header;
+use isthmus_adapter_native::light::{api_proof, encode_header};
 use isthmus_adapter_native::NativeAdapter;
-use isthmus_chain::block::{meets_target, BlockHeader};
+use isthmus_chain::block::{meets_target, Block, BlockHeader};
 use isthmus_chain::tx::Transaction;
 use isthmus_core::Keypair;
 use isthmus_lock_contracts::TxId;
@@ -125,6 +125,106 @@ async fn pow_evidence_needs_linked_headers_with_work_and_depth() {
     refused(
         adapter.verify_evidence(&id, &with(vec![])).await,
         "no headers",
+    );
+}
+
+/// Mine `n` headers on `parent` (the first carrying `txs`), each at `difficulty`, signed by
+/// `key`: linked and truly worked, as a relayer can forge them cheaply off the real chain.
+fn forge(
+    net: &TestNet,
+    parent: &BlockHeader,
+    txs: Vec<Transaction>,
+    n: usize,
+    difficulty: u64,
+) -> Vec<Block> {
+    let algo = isthmus_core::HashAlgo::Sha256;
+    let key = Keypair::dev("mallory");
+    let mut out: Vec<Block> = Vec::new();
+    let mut txs = Some(txs);
+    for _ in 0..n {
+        let p = out.last().map_or(parent, |b| &b.header);
+        let template = BlockHeader {
+            number: p.number + 1,
+            prev_hash: p.hash(algo),
+            timestamp_ms: p.timestamp_ms + 1,
+            difficulty,
+            nonce: 0,
+            ..p.clone()
+        };
+        let mut b = Block::seal(
+            template,
+            txs.take().unwrap_or_default(),
+            algo,
+            net.cfg.network(),
+            &key,
+        );
+        while !meets_target(&b.hash(algo), b.header.difficulty) {
+            b.header.nonce += 1;
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pow_light_client_follows_the_heaviest_chain_from_its_anchor_and_refuses_forged_headers() {
+    let net = TestNet::start(pow("gamma", 203, &["alice", "bob"])).await;
+    let adapter = net.adapter(&[], 3);
+    let (id, ev) = final_transfer(&net, &adapter).await;
+    // The honest chain goes on a few blocks past where the forger branches off.
+    net.mine(6).await.unwrap();
+    let head = net.node.status().await.unwrap().height;
+    let fork_parent = net.node.block_at(head - 5).await.unwrap().unwrap().header;
+    let bob = Keypair::dev("bob");
+    let algo = isthmus_core::HashAlgo::Sha256;
+    // A transfer that never happened on the real chain: bob pays mallory most of his funds.
+    let fake = Transaction::transfer(
+        &bob,
+        net.cfg.network(),
+        0,
+        Keypair::dev("mallory").id(),
+        9_000_000,
+    );
+    let fake_id = fake.id(algo);
+    let tx = TxId(fake_id.to_hex());
+    let evidence_of = |blocks: &[Block]| {
+        let first = &blocks[0];
+        Evidence::PowConfirmations {
+            block: BlockRef {
+                height: first.header.number,
+                hash: first.hash(algo),
+            },
+            headers: blocks
+                .iter()
+                .map(|b| serde_bytes::ByteBuf::from(encode_header(&b.header)))
+                .collect(),
+            tx_proof: api_proof(
+                &first.tx_proof(algo, 0).unwrap(),
+                fake_id,
+                first.header.tx_root,
+            ),
+        }
+    };
+    // Cheap: above the floor (256 / 16), far below the 256 the chain requires.
+    let cheap = forge(&net, &fork_parent, vec![fake.clone()], 4, 16);
+    refused(
+        adapter.verify_evidence(&tx, &evidence_of(&cheap)).await,
+        "headers at the floor, under the required difficulty",
+    );
+    // Full difficulty, linked to a block the light client knows, three confirmations
+    // shown: valid headers, but a side branch with less work than the real chain.
+    let side = forge(&net, &fork_parent, vec![fake], 4, 256);
+    let Err(AdapterError::InvalidEvidence { reason }) =
+        adapter.verify_evidence(&tx, &evidence_of(&side)).await
+    else {
+        panic!("a side branch with less work was accepted");
+    };
+    assert!(reason.contains("most work"), "{reason}");
+    // The real chain's evidence still verifies, and bob kept his funds.
+    adapter.verify_evidence(&id, &ev).await.unwrap();
+    assert_eq!(
+        net.node.account(bob.id()).await.unwrap().balance,
+        crate::net::FUNDS + 5
     );
 }
 

@@ -59,6 +59,20 @@ pub fn status_call(addr: SocketAddr, req: &Value) -> Result<Value, String> {
     }
 }
 
+/// Start `n` nodes, each dialing the ones before it, and wait for their first blocks.
+pub fn start_mesh(cfgp: &Path, n: usize, dir: &Path) -> Vec<NodeProc> {
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for i in 0..n {
+        let peers: Vec<_> = nodes.iter().map(|n| n.listen).collect();
+        let data = dir.join(format!("n{i}"));
+        nodes.push(NodeProc::start(cfgp, i, &data, &peers, &[]));
+    }
+    wait_for(90, "first blocks on every node", || {
+        nodes.iter().all(|n| n.height() >= 2).then_some(())
+    });
+    nodes
+}
+
 pub struct NodeProc {
     pub index: usize,
     pub config: PathBuf,

@@ -19,6 +19,7 @@ mod tamper;
 mod up;
 mod upcrash;
 mod uphub;
+mod wal;
 
 /// A PoS network of `n` validators (`dev:NAME/node-i`), fast timeouts.
 pub fn pos_toml(name: &str, n: usize, interval_ms: u64, extra: &str) -> String {

@@ -1,9 +1,8 @@
 //! I.3 end to end on PoS and PoW networks, liveness with a validator down, PoW fork choice.
 
-use crate::harness::{wait_for, write_config, NodeProc};
+use crate::harness::{start_mesh, wait_for, write_config, NodeProc};
 use crate::{pos_toml, pow_toml};
 use serde_json::json;
-use std::path::Path;
 
 /// The transaction is in the same block (same number and hash) on every node.
 fn same_block_everywhere(nodes: &[&NodeProc], id: &str) -> u64 {
@@ -20,20 +19,6 @@ fn same_block_everywhere(nodes: &[&NodeProc], id: &str) -> u64 {
         }
         at.map(|(b, _)| b)
     })
-}
-
-/// Start `n` nodes, each dialing the ones before it, and wait for their first blocks.
-fn start_mesh(cfgp: &Path, n: usize, dir: &Path) -> Vec<NodeProc> {
-    let mut nodes: Vec<NodeProc> = Vec::new();
-    for i in 0..n {
-        let peers: Vec<_> = nodes.iter().map(|n| n.listen).collect();
-        let data = dir.join(format!("n{i}"));
-        nodes.push(NodeProc::start(cfgp, i, &data, &peers, &[]));
-    }
-    wait_for(90, "first blocks on every node", || {
-        nodes.iter().all(|n| n.height() >= 2).then_some(())
-    });
-    nodes
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Tampered blocks and transactions from a rogue peer are refused with their reason, the
 //! peer is disconnected and banned, and the honest chain is untouched: a bad Merkle root, a
-//! bad transaction signature, a replayed nonce.
+//! bad transaction signature, a replayed nonce. A miner's far-future block (an early refund
+//! of its own escrow lock) is refused too, without a ban: its time may still come.
 
 use crate::harness::{wait_for, write_config, NodeProc};
 use crate::pow_toml;
@@ -17,14 +18,12 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Connect as `label`, copy the node's chain, and send the block `make` builds on its head.
-/// Returns whether the node closed the connection afterwards.
-async fn rogue_sends(
+/// Connect as `label` and copy the node's chain (with the network's modules).
+async fn rogue_connect(
     cfg: &NetworkConfig,
     node: &NodeProc,
     label: &str,
-    make: impl FnOnce(&Chain, &Keypair) -> Block,
-) -> bool {
+) -> (Endpoint, isthmus_transport::Connection, Chain) {
     let key = Keypair::dev(label);
     let tcfg = TransportConfig {
         network: cfg.network(),
@@ -39,7 +38,7 @@ async fn rogue_sends(
     let mut chain = Chain::open(
         Arc::new(cfg.clone()),
         Box::new(SledStore::temporary(1 << 30).unwrap()),
-        Modules::builtin(),
+        Modules::for_network(cfg),
     )
     .unwrap();
     conn.send_msg(&PeerMsg::GetBlocks { from: 1, max: 128 })
@@ -54,6 +53,19 @@ async fn rogue_sends(
             break;
         }
     }
+    (ep, conn, chain)
+}
+
+/// Connect as `label`, copy the node's chain, and send the block `make` builds on its head.
+/// Returns whether the node closed the connection afterwards.
+async fn rogue_sends(
+    cfg: &NetworkConfig,
+    node: &NodeProc,
+    label: &str,
+    make: impl FnOnce(&Chain, &Keypair) -> Block,
+) -> bool {
+    let key = Keypair::dev(label);
+    let (ep, mut conn, chain) = rogue_connect(cfg, node, label).await;
     let b = make(&chain, &key);
     conn.send_msg(&PeerMsg::Block(b)).await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
@@ -172,4 +184,79 @@ fn tampered_blocks_and_transactions_are_refused_and_the_peer_banned() {
         "{}",
         r[2]
     );
+}
+
+#[test]
+fn a_far_future_block_refunding_the_miners_own_lock_is_refused_and_the_lock_stays() {
+    use isthmus_chain::escrow::{EscrowCall, EscrowTerms, LockArgs, RefundArgs};
+    const HOUR: u64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let funded = "[[genesis.allocation]]\naccount = \"dev:mallory\"\nbalance = 1000\n";
+    let (cfgp, cfg) = write_config(dir.path(), "future", &pow_toml("future", 2, "", funded));
+    let node = NodeProc::start(&cfgp, 0, &dir.path().join("n0"), &[], &[]);
+    let mallory = Keypair::dev("mallory");
+    let lock_id = Hash32([42; 32]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Mallory locks 100 for bob until an hour from now (the hub would release the other
+    // leg to her meanwhile).
+    let lock = EscrowCall::Lock(LockArgs {
+        lock_id,
+        beneficiary: Keypair::dev("bob").id(),
+        amount: 100,
+        timeout_ms: now + HOUR,
+        terms: EscrowTerms::TwoPhase,
+    });
+    let r = node.submit(&[Transaction::sign(
+        &mallory,
+        cfg.network(),
+        0,
+        lock.to_kind(),
+    )]);
+    let id = r[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", r[0]))
+        .to_owned();
+    wait_for(60, "lock committed", || node.tx_block(&id));
+    node.call(json!({"cmd": "mine", "on": false}));
+    let escrow = || node.call(json!({"cmd": "escrow", "lock_id": lock_id.to_hex()}));
+    assert_eq!(escrow()["status"], "locked");
+    assert_eq!(node.balance("dev:mallory"), 900);
+    let head = node.status()["head_hash"].as_str().unwrap().to_owned();
+    // Her own miner stamps a block an hour ahead, with a refund by timeout in it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (ep, conn, chain) = rogue_connect(&cfg, &node, "mallory-miner").await;
+        let key = Keypair::dev("mallory-miner");
+        let refund = EscrowCall::Refund(RefundArgs {
+            lock_id,
+            attestation: None,
+        });
+        let tx = Transaction::sign(&mallory, cfg.network(), 1, refund.to_kind());
+        let algo = chain.head_algo();
+        let (b, skipped) = chain.build_block(vec![(tx.id(algo), tx)], &key, now + HOUR);
+        assert!(skipped.is_empty(), "the refund executes at that time");
+        assert_eq!(b.header.timestamp_ms, now + HOUR);
+        conn.send_msg(&PeerMsg::Block(mined(&chain, &key, b)))
+            .await
+            .unwrap();
+        wait_for(30, "the far-future block refused", || {
+            (node.status()["rejected_blocks"] == 1).then_some(())
+        });
+        ep.shutdown().await;
+    });
+    let s = node.status();
+    let last = s["last_rejection"].as_str().unwrap_or_default();
+    assert!(last.contains("past this node's clock"), "{last}");
+    assert_eq!(
+        s["head_hash"].as_str(),
+        Some(head.as_str()),
+        "head untouched"
+    );
+    assert_eq!(s["banned"], json!([]), "refused, not banned: {s}");
+    // Nothing was refunded early.
+    assert_eq!(escrow()["status"], "locked");
+    assert_eq!(node.balance("dev:mallory"), 900);
 }
