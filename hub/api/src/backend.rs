@@ -27,6 +27,13 @@ pub enum BackendError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    /// The request clashes with the state of an object (a name in use, a network still in
+    /// use); `details` names what it clashes with. Not retryable as is.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        details: Vec<String>,
+    },
     /// The caller may not do this (e.g. move a wallet account of another tenant); nothing
     /// changed. Not retryable.
     #[error("forbidden: {0}")]
@@ -196,6 +203,7 @@ pub struct Backends {
     pub operations: Arc<dyn Operations>,
     pub messages: Arc<dyn Messages>,
     pub adapters: Arc<dyn Adapters>,
+    pub provisioning: Arc<dyn crate::networks::Provisioning>,
 }
 
 impl Backends {
@@ -207,7 +215,16 @@ impl Backends {
             operations,
             messages: Arc::new(NoMessages),
             adapters: Arc::new(NoRegistry),
+            provisioning: Arc::new(crate::networks::NoProvisioning),
         }
+    }
+
+    pub fn with_provisioning(
+        mut self,
+        provisioning: Arc<dyn crate::networks::Provisioning>,
+    ) -> Backends {
+        self.provisioning = provisioning;
+        self
     }
 
     pub fn with_messages(mut self, messages: Arc<dyn Messages>) -> Backends {

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod error;
 pub mod keys;
 pub mod model;
+pub mod networks;
 pub mod openapi;
 pub mod server;
 pub mod store;

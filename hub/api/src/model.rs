@@ -32,6 +32,42 @@ pub struct NetworkInfo {
     pub reason: Option<String>,
 }
 
+/// A provisioned network: its spec, where it stands, and its node processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkResource {
+    pub name: String,
+    pub platform: String,
+    /// `provisioning`, `up`, `degraded` (some nodes down), `down`, `stopping`, `stopped`,
+    /// `failed`.
+    pub status: String,
+    pub network_id: u64,
+    /// The spec it was ordered with.
+    pub spec: serde_json::Value,
+    pub nodes: Vec<NodeResource>,
+    /// Why it is `failed`, `down` or `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The tenant of the provider that ordered it.
+    pub tenant: String,
+}
+
+/// One node process of a provisioned network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResource {
+    pub index: usize,
+    /// The node's identity (`isth_…`).
+    pub id: String,
+    /// Its authenticated RPC address and peer-to-peer address.
+    pub rpc: String,
+    pub p2p: String,
+    /// `starting`, `up`, `down` or `stopped`.
+    pub process: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Restarts after the process died.
+    pub restarts: u32,
+}
+
 /// One page of a list; pass `next` back as `after` for the following page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

@@ -343,7 +343,99 @@ pub fn document() -> Value {
     });
     add_adapter_routes(&mut doc);
     add_tenant_routes(&mut doc);
+    add_network_routes(&mut doc);
     doc
+}
+
+/// `POST /v1/networks`, `GET` and `DELETE /v1/networks/{id}` (provisioned networks).
+fn add_network_routes(doc: &mut Value) {
+    let schemas = json!({
+        "NetworkSpec": {
+            "type": "object",
+            "required": ["name", "consensus"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"},
+                "platform": {"type": "string", "enum": ["native"]},
+                "network_id": {"type": "integer", "minimum": 1},
+                "consensus": {"type": "string", "enum": ["pow", "pos"]},
+                "nodes": {"type": "integer", "minimum": 1, "maximum": 16},
+                "visibility": {"type": "string", "enum": ["public", "private"]},
+                "allow": {"type": "array", "items": {"type": "string"}, "description": "isth_ identities (private networks)"},
+                "block_interval_ms": {"type": "integer", "minimum": 20, "maximum": 600000},
+                "max_block_bytes": {"type": "integer", "minimum": 1024, "maximum": 67108864},
+                "max_block_txs": {"type": "integer", "minimum": 1},
+                "hash": {"type": "string", "enum": ["sha256", "keccak256", "blake3"]},
+                "hardware": {"type": "object", "additionalProperties": false, "properties": {
+                    "cpus": {"type": "integer", "minimum": 1},
+                    "memory_mb": {"type": "integer", "minimum": 32},
+                    "storage_mb": {"type": "integer", "minimum": 64}}},
+                "alloc": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9]+$"},
+                          "description": "genesis funds: isth_ account -> amount"},
+                "pow_difficulty": {"type": "integer", "minimum": 1},
+                "pow_window": {"type": "integer", "minimum": 1},
+                "pos_timeout_ms": {"type": "integer", "minimum": 10}
+            }
+        },
+        "NetworkResource": {
+            "type": "object",
+            "required": ["name", "platform", "status", "network_id", "spec", "nodes", "tenant"],
+            "properties": {
+                "name": {"type": "string"}, "platform": {"type": "string"},
+                "status": {"type": "string", "enum": ["provisioning", "up", "degraded", "down", "stopping", "stopped", "failed"]},
+                "network_id": {"type": "integer"},
+                "spec": {"$ref": "#/components/schemas/NetworkSpec"},
+                "reason": {"type": "string"},
+                "tenant": {"type": "string"},
+                "nodes": {"type": "array", "items": {"type": "object",
+                    "required": ["index", "id", "rpc", "p2p", "process", "restarts"],
+                    "properties": {
+                        "index": {"type": "integer"}, "id": {"type": "string"},
+                        "rpc": {"type": "string"}, "p2p": {"type": "string"},
+                        "process": {"type": "string", "enum": ["starting", "up", "down", "stopped"]},
+                        "pid": {"type": "integer"}, "restarts": {"type": "integer"}}}}
+            }
+        }
+    });
+    let network =
+        json!({"application/json": {"schema": {"$ref": "#/components/schemas/NetworkResource"}}});
+    let paths = json!({
+        "/v1/networks/{id}": {
+            "get": {
+                "tags": ["networks"],
+                "summary": "a provisioned network: spec, status and node processes",
+                "security": [{"apiKey": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with_errors(json!({"200": {"description": "the network", "content": network}}), &["401", "404"])
+            },
+            "delete": {
+                "tags": ["networks"],
+                "summary": "stop a provisioned network (provider role); its data stays unless purge=true; 409 while open operations use it",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "purge", "in": "query", "schema": {"type": "boolean"}}
+                ],
+                "responses": with_errors(json!({"200": {"description": "stopped", "content": network}}), &["400", "401", "403", "404", "409"])
+            }
+        }
+    });
+    if let Some(p) = doc
+        .pointer_mut("/paths/~1v1~1networks")
+        .and_then(Value::as_object_mut)
+    {
+        p.insert(
+            "post".into(),
+            json!({
+                "tags": ["networks"],
+                "summary": "order a native network (provider role): 202 with the network while it is provisioned; progress as `network` events",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkSpec"}}}},
+                "responses": with_errors(json!({"202": {"description": "provisioning", "content": network}}), &["400", "401", "403", "409", "413"])
+            }),
+        );
+    }
+    merge(doc, schemas, paths);
 }
 
 /// `POST/GET /v1/adapters` and `DELETE /v1/adapters/{id}` (out-of-process adapters).

@@ -68,6 +68,9 @@ impl From<BackendError> for ApiError {
             BackendError::NotFound(what) => {
                 ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
             }
+            BackendError::Conflict { message, details } => {
+                ApiError::new(ErrorCode::Conflict, message).with_details(details)
+            }
             BackendError::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why),
             BackendError::Unavailable(why) => ApiError::new(ErrorCode::Unavailable, why),
             BackendError::Internal(cause) => ApiError::internal(&cause),
@@ -274,6 +277,7 @@ pub fn routes(
     };
 
     let keys = crate::keys::routes(with.clone());
+    let provisioned = crate::networks::routes(with.clone());
     let grants = {
         let list = warp::path!("v1" / "grants")
             .and(warp::get())
@@ -336,6 +340,8 @@ pub fn routes(
         .or(adapters)
         .unify()
         .or(keys)
+        .unify()
+        .or(provisioned)
         .unify()
         .or(grants)
         .unify()

@@ -111,6 +111,14 @@ impl Contract {
         }
     }
 
+    /// The networks of its two legs.
+    pub fn networks(&self) -> [isthmus_core::NetworkId; 2] {
+        match self {
+            Contract::TwoPhase(m) => [m.spec.a.network, m.spec.b.network],
+            Contract::Htlc(m) => [m.spec.initiator.network, m.spec.participant.network],
+        }
+    }
+
     pub fn status(&self) -> Status {
         match self {
             Contract::TwoPhase(m) => m.status(),

@@ -472,7 +472,7 @@ impl HubBuilder {
         if let Some((r, _)) = &relay {
             backends = backends.with_messages(Arc::new(RelayMessages {
                 relay: r.clone(),
-                directory: api_names,
+                directory: api_names.clone(),
                 clock: clock.clone(),
                 owners,
             }));
@@ -492,6 +492,7 @@ impl HubBuilder {
             stop,
             tasks,
             failures,
+            names: api_names,
         };
         if let Some((addr, keys)) = api {
             if let Err(e) = hub.serve(addr, keys) {
@@ -537,6 +538,8 @@ pub struct Hub {
     tasks: JoinSet<()>,
     /// What went wrong in the hub's own tasks, reported by [`Hub::stop`].
     failures: Arc<std::sync::Mutex<Vec<String>>>,
+    /// How names resolve, registered adapters included.
+    names: Arc<dyn NetworkDirectory>,
 }
 
 /// A hub that stopped, but not cleanly: each failure of its tasks (a panic, the driver
@@ -590,6 +593,16 @@ impl Hub {
     /// Every API resource over this hub.
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// Serve provisioned networks through `p` (before [`serve`](Self::serve)).
+    pub fn set_provisioning(&mut self, p: Arc<dyn isthmus_hub_api::networks::Provisioning>) {
+        self.backends = self.backends.clone().with_provisioning(p);
+    }
+
+    /// How network names resolve (configured and registered networks).
+    pub fn names(&self) -> &Arc<dyn NetworkDirectory> {
+        &self.names
     }
 
     pub fn bus(&self) -> &EventBus {

@@ -630,7 +630,7 @@ async fn openapi_documents_exactly_the_served_paths() {
     assert_eq!(st, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     let paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(paths.len(), 18, "{paths:?}");
+    assert_eq!(paths.len(), 19, "{paths:?}");
     for p in &paths {
         let concrete = p
             .replace("{id}", "some-id")

@@ -157,12 +157,8 @@ impl ProvisionedNetwork {
         key: &Keypair,
         deadline: Duration,
     ) -> anyhow::Result<Arc<dyn NodeApi>> {
-        let mut nodes: Vec<Arc<dyn NodeApi>> = Vec::new();
-        for n in &self.record.nodes {
-            let cfg = RemoteNodeConfig::new(self.config.clone(), n.rpc, n.id);
-            nodes.push(Arc::new(RemoteNode::new(cfg, key.clone()).await?));
-        }
-        let all: Arc<dyn NodeApi> = Arc::new(Failover::new(nodes)?);
+        let nodes: Vec<_> = self.record.nodes.iter().map(|n| (n.rpc, n.id)).collect();
+        let all = link_nodes(self.config.clone(), &nodes, key).await?;
         if let Err(reason) = wait_for_block(&all, self.name(), deadline).await {
             let states: Vec<String> = self
                 .nodes()
@@ -221,6 +217,21 @@ fn create(dir: &Path, spec: &NetworkSpec, network_id: u64) -> anyhow::Result<Net
         serde_json::to_string_pretty(&record)?.as_bytes(),
     )?;
     Ok(record)
+}
+
+/// A client of every node at `(rpc, identity)` of the network `config`, calls failing over
+/// between them; nothing is sent yet.
+pub async fn link_nodes(
+    config: Arc<NetworkConfig>,
+    nodes: &[(SocketAddr, NodeId)],
+    key: &Keypair,
+) -> anyhow::Result<Arc<dyn NodeApi>> {
+    let mut all: Vec<Arc<dyn NodeApi>> = Vec::new();
+    for (rpc, id) in nodes {
+        let cfg = RemoteNodeConfig::new(config.clone(), *rpc, *id);
+        all.push(Arc::new(RemoteNode::new(cfg, key.clone()).await?));
+    }
+    Ok(Arc::new(Failover::new(all)?))
 }
 
 /// Wait until `node` answers with a chain past genesis, or say why not after `deadline`.

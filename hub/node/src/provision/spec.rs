@@ -85,6 +85,9 @@ pub struct NetworkSpec {
     /// The network id its transactions are signed for; by default derived from the name.
     #[serde(default)]
     pub network_id: Option<u64>,
+    /// `native` (the default; the only platform the hub provisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub consensus: Consensus,
     #[serde(default = "d_nodes")]
     pub nodes: usize,
@@ -153,6 +156,7 @@ impl NetworkSpec {
         NetworkSpec {
             name: "hub".into(),
             network_id: Some(crate::up::nets::HUB_NETWORK_ID),
+            platform: None,
             consensus: Consensus::Pos,
             nodes: validators,
             visibility: Visibility::Public,
@@ -183,6 +187,11 @@ impl NetworkSpec {
             p.push(format!(
                 "name `{}`: use 1 to 32 lowercase letters, digits or `-`, starting with a letter",
                 self.name
+            ));
+        }
+        if let Some(other) = self.platform.as_deref().filter(|p| *p != "native") {
+            p.push(format!(
+                "platform `{other}`: the hub provisions `native` networks only"
             ));
         }
         if self.network_id == Some(0) {

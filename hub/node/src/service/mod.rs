@@ -7,6 +7,7 @@
 //! | `Operations` | [`InteropOperations`] | the [`InteropService`] |
 //! | `Messages` | [`RelayMessages`] | the [`MessageRelay`] |
 //! | `Adapters` | [`RegistryAdapters`] | the [`AdapterRegistry`] |
+//! | `Provisioning` | [`provisioner::Provisioner`] | provisioned networks, linked through the registry |
 //!
 //! This is where API request and response bodies are mapped to and from the interop
 //! core's domain types, and its typed errors to the API's; the interop core itself knows
@@ -24,6 +25,7 @@ pub mod directory;
 pub mod messages;
 pub mod notifier;
 pub mod operations;
+pub mod provisioner;
 pub mod status;
 
 pub use accounts::{AccountOwners, SingleTenant};

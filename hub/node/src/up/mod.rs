@@ -26,6 +26,7 @@ use crate::builder::{self, Hub, HubBuilder, StopError};
 use crate::ledger::{ChainLedger, ChainTransitionLog};
 use crate::provision::network::{wait_for_block, HubIdentities, ProvisionedNetwork};
 use crate::provision::spec::NetworkSpec;
+use crate::service::provisioner::{NativeLinks, Provisioner, ProvisionerApi, ProvisionerParts};
 use anyhow::{bail, Context as _};
 use datadir::{DataDir, Secrets};
 use isthmus_adapter_api::{Adapter, SecretKey, Wallet};
@@ -149,6 +150,8 @@ pub struct RunningHub {
     pub relay_links: BTreeMap<String, Arc<isthmus_relayer::RelayerStats>>,
     /// Networks whose nodes the hub runs as processes, by name.
     pub provisioned: BTreeMap<String, ProvisionedNetwork>,
+    /// Networks providers ordered through the API.
+    pub provisioner: Arc<Provisioner>,
     /// The hub over the chains: every task of `hub up` runs in it.
     hub: Hub,
     nodes: Vec<RunningNode>,
@@ -319,6 +322,67 @@ impl Plan {
             opts,
         }
     }
+}
+
+/// The provisioner of networks ordered through the API, over the hub's registry.
+async fn open_provisioner(
+    plan: &Plan,
+    dir: &DataDir,
+    secrets: &Secrets,
+    attester: &Keypair,
+    hub: &Hub,
+    links: Arc<NativeLinks>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<Provisioner>> {
+    let rpc_key = secrets.derived_key("node-rpc-client")?;
+    Provisioner::open(ProvisionerParts {
+        root: dir.root.join("networks"),
+        exe: std::env::current_exe().context("cannot locate the hub binary")?,
+        hub: HubIdentities {
+            attesters: vec![attester.id()],
+            threshold: 1,
+            rpc_client: rpc_key.id(),
+        },
+        rpc_key,
+        links,
+        registry: hub
+            .registry()
+            .cloned()
+            .context("the hub has no adapter registry")?,
+        names: hub.names().clone(),
+        journal: hub.driver().journal().clone(),
+        relay: hub.relay().cloned(),
+        bus: hub.bus().clone(),
+        deadline: plan.link_deadline,
+        stop: stop.clone(),
+    })
+    .await
+}
+
+/// The registry's way to attach: a provisioned network (`native:NAME`) through its linked
+/// nodes, anything else as a remote adapter.
+fn connect_any(
+    remote: Connect,
+    links: Arc<NativeLinks>,
+    wallet: Arc<dyn Wallet>,
+    attester: Keypair,
+) -> Connect {
+    Arc::new(move |rec| match rec.endpoint.strip_prefix("native:") {
+        Some(name) => {
+            let attached = match links.get(name) {
+                Some(node) => {
+                    let network = NativeNetwork::new(node.config().clone());
+                    let a = NativeAdapter::new(node, network, wallet.clone(), attester.clone());
+                    Ok(Arc::new(a) as Arc<dyn Adapter>)
+                }
+                None => Err(ConnectError::Unreachable(format!(
+                    "network `{name}` is not linked yet"
+                ))),
+            };
+            Box::pin(async move { attached })
+        }
+        None => remote(rec),
+    })
 }
 
 /// How the hub reaches an adapter a provider registered: Noise-TCP to its endpoint,
@@ -492,6 +556,7 @@ pub async fn start_plan(plan: Plan) -> anyhow::Result<RunningHub> {
                 hub: parts.hub,
                 nodes: std::mem::take(&mut started.nodes),
                 provisioned: std::mem::take(&mut started.provisioned),
+                provisioner: parts.provisioner,
                 relay_links: parts.relay.links,
                 relayer_db: parts.relay.db,
                 _dir: parts.dir,
@@ -583,6 +648,7 @@ async fn link_networks(
 struct Wired {
     api: SocketAddr,
     hub: Hub,
+    provisioner: Arc<Provisioner>,
     adapters: BTreeMap<String, Arc<dyn Adapter>>,
     hub_chain: Arc<dyn NodeApi>,
     ledger: Arc<dyn HubLedger>,
@@ -635,6 +701,7 @@ async fn wire(
         vec![attester.clone()],
     ));
     let every_block = Duration::from_millis(opts.block_ms.max(50));
+    let links = Arc::new(NativeLinks::default());
     let mut builder = HubBuilder::new(db.clone())
         .ledger(ledger.clone())
         .attesters(vec![attester.clone()])
@@ -668,9 +735,15 @@ async fn wire(
             Duration::from_millis((opts.block_ms / 10).clamp(5, 100)),
             256,
         )
-        // Providers may add platforms at run time (`POST /v1/adapters`).
+        // Providers may add platforms at run time (`POST /v1/adapters`), and networks the
+        // hub provisions for them (`POST /v1/networks`) are attached the same way.
         .registry(
-            remote_connect(secrets.derived_key("adapter-client")?),
+            connect_any(
+                remote_connect(secrets.derived_key("adapter-client")?),
+                links.clone(),
+                wallet.clone(),
+                attester.clone(),
+            ),
             Duration::from_secs(2),
         )
         .stop(stop.clone());
@@ -712,6 +785,17 @@ async fn wire(
             return Err(e);
         }
     };
+    let provisioner =
+        match open_provisioner(plan, &dir, secrets, &attester, &hub, links, &stop).await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Err(stop) = hub.shutdown().await {
+                    tracing::warn!(%stop, "while giving up on starting");
+                }
+                return Err(e);
+            }
+        };
+    hub.set_provisioning(Arc::new(ProvisionerApi(provisioner.clone())));
     let keys = match &plan.keys {
         ApiKeys::Dev => KeyRing::new(&[
             ApiKeyConfig::from_plaintext("dev-customer", Role::Customer, &secrets.customer_key)
@@ -736,6 +820,7 @@ async fn wire(
     Ok(Wired {
         api,
         hub,
+        provisioner,
         adapters: named,
         hub_chain,
         ledger,
@@ -771,6 +856,7 @@ impl RunningHub {
         for n in self.provisioned.values_mut() {
             n.stop().await;
         }
+        self.provisioner.shutdown().await;
         if let Err(e) = self.relayer_db.flush_async().await {
             tracing::error!(%e, "relayer database flush at shutdown failed");
         }

@@ -13,6 +13,7 @@ mod ledger;
 #[path = "../../../../adapters/native/tests/it/net.rs"]
 mod net;
 mod network;
+mod provisioning;
 mod serve;
 mod service;
 mod tamper;

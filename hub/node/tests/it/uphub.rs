@@ -212,6 +212,29 @@ impl HubUp {
         (code, r.json().unwrap_or(Value::Null))
     }
 
+    /// The names `GET /v1/networks` lists.
+    pub fn network_names(&self) -> Vec<String> {
+        let (code, nets) = self.get("/v1/networks");
+        assert_eq!(code, 200, "{nets}");
+        nets.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// DELETE with `key`; (status, body).
+    pub fn delete_as(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.api()))
+            .bearer_auth(key)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+
     pub fn provider_key(&self) -> String {
         self.info["provider_key"].as_str().unwrap().to_owned()
     }
