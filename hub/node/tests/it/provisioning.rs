@@ -156,3 +156,92 @@ fn providers_order_link_and_delete_networks_through_the_api() {
     assert_eq!(h.get("/v1/networks/gamma").1["status"], "stopped");
     assert_eq!(h.get("/v1/networks/delta").0, 404);
 }
+
+/// Node pids recorded in the `node.json` files of network `name`.
+fn recorded_pids(h: &HubUp, name: &str) -> Vec<u64> {
+    let dir = h.data.join("networks").join(name);
+    (0..16)
+        .filter_map(|i| std::fs::read_to_string(dir.join(format!("node-{i}/node.json"))).ok())
+        .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
+        .filter_map(|v| v["pid"].as_u64())
+        .collect()
+}
+
+#[test]
+fn a_hub_killed_while_provisioning_completes_or_rolls_back_and_leaves_no_orphan() {
+    let trials: u64 = std::env::var("ISTHMUS_PROVISION_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(20);
+    let d = tempfile::tempdir().unwrap();
+    let mut h = HubUp::start(&d.path().join("hub"), &[]);
+    let (mut completed, mut never_ordered) = (0, 0);
+    for i in 0..trials {
+        let name = format!("n{i}");
+        let provider = h.provider_key();
+        let body = json!({"name": name, "consensus": if i % 2 == 0 { "pos" } else { "pow" },
+                          "nodes": 2, "block_interval_ms": 200});
+        // The kill lands anywhere from before the order is answered to after the link.
+        let delay = std::time::Duration::from_millis((i * 397) % 2_500);
+        let killer = {
+            let pid = h.pid().unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .unwrap();
+            })
+        };
+        let answered = h.try_post_as(&provider, "/v1/networks", &format!("p{i}"), &body);
+        killer.join().unwrap();
+        h.kill9();
+        // No node process outlives the hub that started it.
+        let pids = recorded_pids(&h, &name);
+        wait_for(30, "node processes ended with the hub", || {
+            pids.iter().all(|p| !alive(*p)).then_some(())
+        });
+        h.restart();
+        let (code, v) = h.get(&format!("/v1/networks/{name}"));
+        match code {
+            // The order was recorded: the new hub finishes it.
+            200 => {
+                wait_status(&h, &name, "up", 120);
+                completed += 1;
+            }
+            // Never recorded: nothing of it exists.
+            404 => {
+                assert!(
+                    answered.is_none(),
+                    "an answered order was lost: {answered:?}"
+                );
+                assert!(!h
+                    .data
+                    .join("networks")
+                    .join(&name)
+                    .join("network.json")
+                    .exists());
+                never_ordered += 1;
+            }
+            other => panic!("{other}: {v}"),
+        }
+        let pids = recorded_pids(&h, &name);
+        let (code, v) = h.delete_as(
+            &h.provider_key(),
+            &format!("/v1/networks/{name}?purge=true"),
+        );
+        if code == 200 {
+            wait_for(30, "the deleted network's processes ended", || {
+                pids.iter().all(|p| !alive(*p)).then_some(())
+            });
+        } else {
+            assert_eq!(code, 404, "{v}");
+        }
+    }
+    eprintln!("{trials} kill -9 trials: {completed} completed after restart, {never_ordered} never ordered");
+    assert_eq!(completed + never_ordered, trials);
+    assert!(
+        completed > 0,
+        "no trial killed the hub after the order was recorded"
+    );
+}

@@ -262,18 +262,29 @@ impl HubUp {
         (code, r.json().unwrap_or(Value::Null))
     }
 
-    /// POST with the customer key; `None` if the hub did not answer (killed meanwhile).
-    pub fn try_post(&self, path: &str, idem: &str, body: &Value) -> Option<(u16, Value)> {
+    /// POST with `key`; `None` if the hub did not answer (killed meanwhile).
+    pub fn try_post_as(
+        &self,
+        key: &str,
+        path: &str,
+        idem: &str,
+        body: &Value,
+    ) -> Option<(u16, Value)> {
         let r = self
             .http
             .post(format!("{}{path}", self.api()))
-            .bearer_auth(self.key())
+            .bearer_auth(key)
             .header("Idempotency-Key", idem)
             .json(body)
             .send()
             .ok()?;
         let code = r.status().as_u16();
         Some((code, r.json().ok()?))
+    }
+
+    /// POST with the customer key; `None` if the hub did not answer (killed meanwhile).
+    pub fn try_post(&self, path: &str, idem: &str, body: &Value) -> Option<(u16, Value)> {
+        self.try_post_as(&self.key(), path, idem, body)
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
