@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct NativePacketPort {
-    nodes: BTreeMap<NetworkId, Arc<dyn NodeApi>>,
+    /// Networks linked at start and those linked later ([`link`](Self::link)).
+    nodes: std::sync::RwLock<BTreeMap<NetworkId, Arc<dyn NodeApi>>>,
     wallet: Arc<dyn Wallet>,
     submitter: Keypair,
     attesters: Vec<Keypair>,
@@ -49,10 +50,12 @@ impl NativePacketPort {
         attesters: Vec<Keypair>,
     ) -> NativePacketPort {
         NativePacketPort {
-            nodes: nodes
-                .into_iter()
-                .map(|n| (n.config().network(), n))
-                .collect(),
+            nodes: std::sync::RwLock::new(
+                nodes
+                    .into_iter()
+                    .map(|n| (n.config().network(), n))
+                    .collect(),
+            ),
             wallet,
             submitter,
             attesters,
@@ -60,8 +63,21 @@ impl NativePacketPort {
         }
     }
 
-    fn node(&self, net: NetworkId) -> Result<&Arc<dyn NodeApi>, PortError> {
-        self.nodes.get(&net).ok_or_else(|| {
+    /// Carry messages of one more network (a network provisioned while the hub runs).
+    pub fn link(&self, node: Arc<dyn NodeApi>) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.insert(node.config().network(), node);
+    }
+
+    /// Stop carrying messages of `net` (its network was deleted).
+    pub fn unlink(&self, net: NetworkId) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.remove(&net);
+    }
+
+    fn node(&self, net: NetworkId) -> Result<Arc<dyn NodeApi>, PortError> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        nodes.get(&net).cloned().ok_or_else(|| {
             PortError::Refused(format!("network {net} is not a linked native network"))
         })
     }

@@ -91,6 +91,8 @@ pub struct ProvisionerParts {
     pub names: Arc<dyn NetworkDirectory>,
     pub journal: Arc<dyn isthmus_interop::Journal>,
     pub relay: Option<Arc<MessageRelay>>,
+    /// Where messages to and from provisioned networks are carried.
+    pub port: Option<Arc<isthmus_adapter_native::NativePacketPort>>,
     pub bus: EventBus,
     pub deadline: Duration,
     pub stop: CancellationToken,
@@ -253,7 +255,10 @@ impl Provisioner {
             crate::provision::network::wait_for_block(&node, name, self.parts.deadline)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            self.parts.links.insert(name, node);
+            self.parts.links.insert(name, node.clone());
+            if let Some(port) = &self.parts.port {
+                port.link(node);
+            }
             let (tenant, by, network, identity) = {
                 let nets = self.nets.lock().await;
                 let m = nets
@@ -525,6 +530,9 @@ impl Provisioning for ProvisionerApi {
                 .map_err(internal)?;
         }
         self.0.parts.links.remove(name);
+        if let Some(port) = &self.0.parts.port {
+            port.unlink(NetworkId(m.order.network_id));
+        }
         if let Some(mut net) = m.net.take() {
             net.stop().await;
         }

@@ -325,6 +325,7 @@ impl Plan {
 }
 
 /// The provisioner of networks ordered through the API, over the hub's registry.
+#[allow(clippy::too_many_arguments)] // one call site, in `wire`
 async fn open_provisioner(
     plan: &Plan,
     dir: &DataDir,
@@ -332,6 +333,7 @@ async fn open_provisioner(
     attester: &Keypair,
     hub: &Hub,
     links: Arc<NativeLinks>,
+    port: Arc<NativePacketPort>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Arc<Provisioner>> {
     let rpc_key = secrets.derived_key("node-rpc-client")?;
@@ -352,6 +354,7 @@ async fn open_provisioner(
         names: hub.names().clone(),
         journal: hub.driver().journal().clone(),
         relay: hub.relay().cloned(),
+        port: Some(port),
         bus: hub.bus().clone(),
         deadline: plan.link_deadline,
         stop: stop.clone(),
@@ -717,7 +720,7 @@ async fn wire(
             )),
             every_block,
         )
-        .messages(port, every_block)
+        .messages(port.clone(), every_block)
         .relayer_grace(opts.relay.fallback_secs)
         .driver_config(DriverConfig {
             sweep_interval: opts.sweep,
@@ -786,7 +789,7 @@ async fn wire(
         }
     };
     let provisioner =
-        match open_provisioner(plan, &dir, secrets, &attester, &hub, links, &stop).await {
+        match open_provisioner(plan, &dir, secrets, &attester, &hub, links, port, &stop).await {
             Ok(p) => p,
             Err(e) => {
                 if let Err(stop) = hub.shutdown().await {

@@ -44,7 +44,12 @@ fn pids(v: &Value) -> Vec<u64> {
 #[test]
 fn providers_order_link_and_delete_networks_through_the_api() {
     let d = tempfile::tempdir().unwrap();
-    let h = HubUp::start(&d.path().join("hub"), &["--release-window-secs", "2"]);
+    // Networks ordered at run time have no relayer: the hub delivers their messages itself,
+    // here after 1 s.
+    let h = HubUp::start(
+        &d.path().join("hub"),
+        &["--release-window-secs", "2", "--relay-fallback-secs", "1"],
+    );
     let provider = h.provider_key();
 
     // A bad spec: every problem at once, nothing started.
@@ -95,6 +100,18 @@ fn providers_order_link_and_delete_networks_through_the_api() {
     assert_eq!(code, 202, "{v}");
     let done = h.wait_terminal("transfers", v["id"].as_str().unwrap(), 120);
     assert_eq!(done["state"], "released", "{done}");
+    // And a message from gamma to delta, delivered once and acknowledged back on gamma.
+    let (code, v) = h.post(
+        "/v1/messages",
+        "m1",
+        &json!({"source": "gamma", "destination": "delta",
+                "sender": h.account("alice"), "recipient": h.account("bob"),
+                "payload_hex": "68656c6c6f", "timeout_secs": 300}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let done = h.wait_terminal("messages", v["id"].as_str().unwrap(), 120);
+    assert_eq!(done["state"], "acknowledged", "{done}");
+    assert_eq!(done["legs"][1]["state"], "delivered", "{done}");
 
     // kill -9 one node process: `degraded` (the node `down`) until the supervisor has
     // started it again, then `up` with a new pid.
