@@ -230,7 +230,9 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Wait for the first block, then register the adapter; roll back on failure.
+    /// Wait for the first block, then register the adapter; roll back on failure. A network
+    /// deleted meanwhile is left alone: the decision and the registration happen under the
+    /// lock that deletion takes.
     async fn link(self: &Arc<Self>, name: &str) {
         let linked = {
             let nets = self.nets.lock().await;
@@ -249,58 +251,25 @@ impl Provisioner {
         let Some((config, nodes)) = linked else {
             return;
         };
-        let result = async {
+        let reached = async {
             let node =
                 crate::provision::network::link_nodes(config, &nodes, &self.parts.rpc_key).await?;
             crate::provision::network::wait_for_block(&node, name, self.parts.deadline)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            self.parts.links.insert(name, node.clone());
-            if let Some(port) = &self.parts.port {
-                port.link(node);
-            }
-            let (tenant, by, network, identity) = {
-                let nets = self.nets.lock().await;
-                let m = nets
-                    .get(name)
-                    .ok_or_else(|| anyhow::anyhow!("network `{name}` was deleted"))?;
-                (
-                    m.order.tenant.clone(),
-                    m.order.by.clone(),
-                    NetworkId(m.order.network_id),
-                    nodes
-                        .first()
-                        .map(|(_, id)| id.to_string())
-                        .unwrap_or_default(),
-                )
-            };
-            let registered = self
-                .parts
-                .registry
-                .list()
-                .iter()
-                .any(|r| r.record.name == name);
-            if !registered {
-                self.parts
-                    .registry
-                    .register_for(
-                        &tenant,
-                        &by,
-                        Registration {
-                            name: name.to_owned(),
-                            network,
-                            endpoint: native_endpoint(name),
-                            identity,
-                        },
-                    )
-                    .await?;
-            }
-            anyhow::Ok(())
+            anyhow::Ok(node)
         }
         .await;
         let mut nets = self.nets.lock().await;
-        let Some(m) = nets.get_mut(name) else {
+        let Some(m) = nets
+            .get_mut(name)
+            .filter(|m| m.order.state == OrderState::Active && m.net.is_some())
+        else {
             return;
+        };
+        let result = match reached {
+            Ok(node) => self.register(m, &nodes, node).await,
+            Err(e) => Err(e),
         };
         match result {
             Ok(()) => {
@@ -315,12 +284,56 @@ impl Provisioner {
                     net.stop().await;
                 }
                 self.parts.links.remove(name);
+                if let Some(port) = &self.parts.port {
+                    port.unlink(NetworkId(m.order.network_id));
+                }
                 let _ = std::fs::remove_dir_all(self.dir(name));
                 m.phase = "failed";
                 m.reason = Some(e.to_string());
                 self.event(&m.order, "failed", Some(&e.to_string()));
             }
         }
+    }
+
+    /// Make the linked network reachable: its nodes for the registry's attach and the packet
+    /// port, then its adapter's registration (kept from an earlier hub if there is one).
+    async fn register(
+        &self,
+        m: &Managed,
+        nodes: &[(std::net::SocketAddr, isthmus_core::NodeId)],
+        node: Arc<dyn NodeApi>,
+    ) -> anyhow::Result<()> {
+        let name = &m.order.spec.name;
+        self.parts.links.insert(name, node.clone());
+        if let Some(port) = &self.parts.port {
+            port.link(node);
+        }
+        if self
+            .parts
+            .registry
+            .list()
+            .iter()
+            .any(|r| &r.record.name == name)
+        {
+            return Ok(());
+        }
+        self.parts
+            .registry
+            .register_for(
+                &m.order.tenant,
+                &m.order.by,
+                Registration {
+                    name: name.clone(),
+                    network: NetworkId(m.order.network_id),
+                    endpoint: native_endpoint(name),
+                    identity: nodes
+                        .first()
+                        .map(|(_, id)| id.to_string())
+                        .unwrap_or_default(),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     fn resource(m: &Managed) -> NetworkResource {
