@@ -15,6 +15,7 @@ use isthmus_chain::{NetworkConfig, Transaction};
 use isthmus_core::{Keypair, NodeId};
 use isthmus_hub::serve::HubConfig;
 use isthmus_hub::{status, up};
+use isthmus_logs::LogFormat;
 use isthmus_transport::TransportKind;
 
 mod keys_cmd;
@@ -42,6 +43,9 @@ use std::time::{Duration, Instant};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as human text or JSON (one object per line, for log shippers); to stderr
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -228,7 +232,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Up(args) => {
-            init_logs_quiet();
+            init_logs_quiet(cli.log_format);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(hub_up(args))
         }
@@ -240,7 +244,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Serve { config } => {
-            init_logs();
+            init_logs(cli.log_format);
             let plan = hub_plan(&config)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(hub_serve(plan))
@@ -300,7 +304,7 @@ fn main() -> anyhow::Result<()> {
                     parent_pid,
                 },
         } => {
-            init_logs();
+            init_logs(cli.log_format);
             if let Some(parent) = parent_pid {
                 exit_with_parent(parent)?;
             }
@@ -353,25 +357,19 @@ fn load(file: &Path) -> anyhow::Result<NetworkConfig> {
 
 /// Logs of long-running commands: info, but not every consensus step (`RUST_LOG`
 /// overrides).
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,informalsystems_malachitebft_core_consensus=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+fn init_logs(format: LogFormat) {
+    isthmus_logs::init(
+        format,
+        "info,informalsystems_malachitebft_core_consensus=warn",
+    );
 }
 
 /// Logs for `hub up`: warnings only by default, so the printed tour stays readable.
-fn init_logs_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,informalsystems_malachitebft_core_consensus=off")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+fn init_logs_quiet(format: LogFormat) {
+    isthmus_logs::init(
+        format,
+        "warn,informalsystems_malachitebft_core_consensus=off",
+    );
 }
 
 async fn hub_up(args: UpArgs) -> anyhow::Result<()> {

@@ -30,6 +30,9 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as human text or JSON (one object per line, for log shippers); to stderr
+    #[arg(long, global = true, default_value = "text")]
+    log_format: isthmus_logs::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -146,12 +149,9 @@ async fn native_source(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    isthmus_logs::init(cli.log_format, "info");
+    match cli.cmd {
         Cmd::Check { config } => {
             load(&config)?;
             tracing::info!(config = %config.display(), "config is valid");

@@ -25,6 +25,9 @@ use zeroize::Zeroizing;
 #[derive(Parser, Debug)]
 #[command(about = "Serve a platform adapter out of process over the Isthmus adapter protocol")]
 struct Args {
+    /// Log lines as human text or JSON (one object per line, for log shippers); to stderr
+    #[arg(long, default_value = "text")]
+    log_format: isthmus_logs::LogFormat,
     /// Address to listen on (port 0: any free port; the ready line says which).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -167,14 +170,8 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    isthmus_logs::init(args.log_format, "warn");
     let key = identity(&args)?;
     let (adapter, control): (Arc<dyn Adapter>, Option<Arc<dyn ControlHandler>>) =
         if let Some(path) = &args.litecoind {

@@ -23,6 +23,9 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as human text or JSON (one object per line, for log shippers); to stderr
+    #[arg(long, global = true, default_value = "text")]
+    log_format: isthmus_logs::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,14 +187,9 @@ async fn send(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    isthmus_logs::init(cli.log_format, "warn");
+    match cli.cmd {
         Cmd::Id { key_seed } => say(Keypair::dev(&key_seed).id().to_string()),
         Cmd::Listen {
             transport,

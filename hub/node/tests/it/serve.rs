@@ -516,3 +516,57 @@ fn a_transfer_completes_with_a_hub_chain_validator_killed_mid_transfer() {
             .filter(|p| *p != victim && alive(*p))
     });
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("solo.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"solo\"\nnetwork_id = 4343\nnodes = 1\nblock_interval_ms = 100\n\
+         [consensus]\ntype = \"pos\"\n[[genesis.validator]]\nid = \"dev:solo/node-0\"\nstake = 1\n",
+    )
+    .unwrap();
+    let log = d.path().join("node.log");
+    let data = d.path().join("data");
+    let mut node = Reaped(
+        Command::new(HUB)
+            .args(["--log-format", "json", "node", "run", "--config"])
+            .arg(&cfg)
+            .args(["--index", "0", "--data"])
+            .arg(&data)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(30, "node.json", || {
+        data.join("node.json").exists().then_some(())
+    });
+    wait_for(30, "a few log lines", || {
+        (std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 3)
+            .then_some(())
+    });
+    node.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut started = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["target"].is_string(), "{line}");
+        started |= v["fields"]["message"] == "node started";
+    }
+    assert!(started, "no `node started` line in:\n{text}");
+    // A format nobody knows is refused before anything runs.
+    let out = Command::new(HUB)
+        .args(["--log-format", "yaml", "config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("text or json"));
+}
