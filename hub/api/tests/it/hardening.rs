@@ -1,0 +1,253 @@
+//! The API's hardening over a real socket: 405 with `Allow`, per-key rate limits, CORS,
+//! WebSocket limits and grouped ack flushes.
+
+use super::*;
+
+async fn raw(s: &Server, method: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            s.url(path),
+        )
+        .bearer_auth(CUSTOMER)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn wrong_method_answers_405_with_allow_and_unknown_path_404() {
+    let s = start().await;
+    for (method, path, allow) in [
+        ("POST", "/v1/health", "GET"),
+        ("DELETE", "/v1/transfers", "GET, POST"),
+        ("PUT", "/v1/swaps/sw_1", "GET"),
+        ("GET", "/v1/grants/audit", "PUT, DELETE"),
+        ("GET", "/v1/keys/key_1/rotate", "POST"),
+        ("PATCH", "/v1/adapters", "GET, POST"),
+    ] {
+        let resp = raw(&s, method, path).await;
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            resp.headers()["allow"].to_str().unwrap(),
+            allow,
+            "{method} {path}"
+        );
+        let v: Value = resp.json().await.unwrap();
+        assert_error_shape(&v, "method_not_allowed");
+    }
+    for (method, path) in [("GET", "/v1/nowhere"), ("POST", "/v1/transfers/a/b")] {
+        let resp = raw(&s, method, path).await;
+        assert_eq!(resp.status().as_u16(), 404, "{method} {path}");
+        assert!(resp.headers().get("allow").is_none());
+        let v: Value = resp.json().await.unwrap();
+        assert_error_shape(&v, "not_found");
+    }
+    // A supported method is still served.
+    assert_eq!(raw(&s, "GET", "/v1/health").await.status().as_u16(), 200);
+    s.stop().await;
+}
+
+fn limited(per_second: u32, burst: u32) -> ApiSettings {
+    ApiSettings {
+        rate_limit: RateLimit { per_second, burst },
+        ..ApiSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn a_burst_over_the_limit_gets_429_per_key_and_recovers() {
+    let s = start_with(limited(1, 3)).await;
+    // The burst is served; the bucket refills one a second, so a slow machine may get one
+    // more through, never many.
+    let mut served = 0;
+    loop {
+        let (st, _) = get(&s, "/v1/platforms", Some(CUSTOMER)).await;
+        if st == 429 {
+            break;
+        }
+        assert_eq!(st, 200);
+        served += 1;
+        assert!(served <= 6, "the limit never refused");
+    }
+    assert!(served >= 3, "only {served} of the burst of 3 served");
+    // Over the limit: a POST creates nothing.
+    let resp = reqwest::Client::new()
+        .post(s.url("/v1/transfers"))
+        .bearer_auth(CUSTOMER)
+        .header("Idempotency-Key", "limited-1")
+        .json(&transfer_body("10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let v: Value = resp.json().await.unwrap();
+    assert_error_shape(&v, "rate_limited");
+    assert_eq!(s.backend.creates.load(Ordering::SeqCst), 0);
+
+    // Another key has its own bucket.
+    let (st, _) = get(&s, "/v1/platforms", Some(OTHER)).await;
+    assert_eq!(st, 200);
+
+    // After the advertised wait the key works again, and the refused write can be made.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let (st, v) = post(
+        &s,
+        "/v1/transfers",
+        Some(CUSTOMER),
+        Some("limited-1"),
+        &transfer_body("10"),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(s.backend.creates.load(Ordering::SeqCst), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_are_limited_per_ip_and_zero_disables() {
+    let s = start_with(limited(1, 2)).await;
+    let codes: Vec<u16> =
+        futures::future::join_all((0..4).map(|_| async { get(&s, "/v1/health", None).await.0 }))
+            .await;
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 2, "{codes:?}");
+    // An unknown key is no way around the IP's bucket.
+    let (st, _) = get(&s, "/v1/health", Some("made-up-key")).await;
+    assert_eq!(st, 429);
+    // A valid key has its own bucket.
+    let (st, _) = get(&s, "/v1/health", Some(CUSTOMER)).await;
+    assert_eq!(st, 200);
+    s.stop().await;
+
+    let s = start_with(limited(0, 0)).await;
+    for _ in 0..300 {
+        assert_eq!(get(&s, "/v1/health", Some(CUSTOMER)).await.0, 200);
+    }
+    s.stop().await;
+}
+
+fn with_cors(origins: &[&str]) -> ApiSettings {
+    ApiSettings {
+        cors: CorsSettings {
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..CorsSettings::default()
+        },
+        ..ApiSettings::default()
+    }
+}
+
+async fn preflight(s: &Server, origin: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, s.url("/v1/transfers"))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, idempotency-key, content-type",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn from_origin(s: &Server, origin: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(s.url("/v1/platforms"))
+        .header("Origin", origin)
+        .header("X-Api-Key", CUSTOMER)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_and_refuses_others() {
+    let app = "https://app.example";
+    let s = start_with(with_cors(&[app])).await;
+    let resp = preflight(&s, app).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], app);
+    let methods = h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in [
+        "authorization",
+        "idempotency-key",
+        "content-type",
+        "x-api-key",
+    ] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+    let resp = from_origin(&s, app).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], app);
+
+    let evil = "https://evil.example";
+    let resp = preflight(&s, evil).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let resp = from_origin(&s, evil).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let v: Value = resp.json().await.unwrap();
+    assert_error_shape(&v, "forbidden");
+    // Without an Origin it is no CORS request at all.
+    assert_eq!(get(&s, "/v1/platforms", Some(CUSTOMER)).await.0, 200);
+    s.stop().await;
+
+    // The default: no CORS headers at all.
+    let s = start().await;
+    let resp = from_origin(&s, app).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    s.stop().await;
+
+    // `*` answers any origin.
+    let s = start_with(with_cors(&["*"])).await;
+    let resp = from_origin(&s, evil).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().get("access-control-allow-origin").is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn settings_that_do_not_validate_are_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledApiStore::open(sled::open(dir.path()).unwrap()).unwrap());
+    let bus = EventBus::new(store);
+    let backend = Arc::new(MemBackend::default());
+    let state = ApiState::new(
+        Backends::new(backend.clone(), backend),
+        KeyRing::new(&[]).unwrap(),
+        bus,
+    );
+    let mut bad = with_cors(&["*"]);
+    bad.cors.credentials = true;
+    bad.rate_limit = RateLimit {
+        per_second: 10,
+        burst: 0,
+    };
+    let err = serve_with("127.0.0.1:0".parse().unwrap(), state, bad, async {})
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("2 problem(s)"), "{msg}");
+    assert!(
+        msg.contains("credentials") && msg.contains("burst"),
+        "{msg}"
+    );
+}
