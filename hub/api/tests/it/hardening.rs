@@ -251,3 +251,102 @@ async fn settings_that_do_not_validate_are_refused_with_every_problem() {
         "{msg}"
     );
 }
+
+fn publish(s: &Server, n: usize) {
+    for i in 0..n {
+        s.bus
+            .publish_for(
+                Some(DEFAULT_TENANT),
+                "transfer.updated",
+                &format!("t{i}"),
+                vec![],
+                json!({"i": i}),
+            )
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_the_event_stream_with_a_reason() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start().await;
+    let mut ws = ws_connect(&s, "subscription=big").await;
+    let limit = WsSettings::default().max_frame;
+    // Within the limit, a bad message is answered and the stream stays open.
+    ws.send(Message::text("x".repeat(1000))).await.unwrap();
+    let v = next_event(&mut ws).await;
+    assert_error_shape(&v, "invalid_request");
+    let _ = ws.send(Message::text("x".repeat(limit + 1))).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let frame = loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("closed within the deadline")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let frame = frame.expect("a close frame with a code and reason");
+    assert_eq!(frame.code, CloseCode::Size);
+    assert!(
+        frame.reason.contains(&limit.to_string()),
+        "{}",
+        frame.reason
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn grouped_acks_are_durable_after_the_window_and_on_close_across_a_restart() {
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ApiSettings {
+        ws: WsSettings {
+            ack_flush_batch: 1000,
+            ack_flush_interval: Duration::from_millis(100),
+            ..WsSettings::default()
+        },
+        ..ApiSettings::default()
+    };
+    let s = start_at_with(dir.path(), settings.clone()).await;
+    publish(&s, 6);
+    let mut ws = ws_connect(&s, "subscription=grp&from=1").await;
+    for seq in 1..=3u64 {
+        assert_eq!(next_event(&mut ws).await["seq"], seq);
+        ws.send(Message::text(json!({ "ack": seq }).to_string()))
+            .await
+            .unwrap();
+    }
+    // Flushed within the window although the batch is far from full.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.bus.store().get_cursor("default/grp").unwrap() != Some(3) {
+        assert!(tokio::time::Instant::now() < deadline, "acks not flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The last ack before a close is flushed on close.
+    for seq in 4..=5u64 {
+        assert_eq!(next_event(&mut ws).await["seq"], seq);
+        ws.send(Message::text(json!({ "ack": seq }).to_string()))
+            .await
+            .unwrap();
+    }
+    ws.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.bus.store().get_cursor("default/grp").unwrap() != Some(5) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ack not flushed on close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.stop().await;
+
+    // A restarted hub resumes the subscription after the last acked event.
+    let s = start_at_with(dir.path(), settings).await;
+    let mut ws = ws_connect(&s, "subscription=grp").await;
+    assert_eq!(next_event(&mut ws).await["seq"], 6);
+    s.stop().await;
+}
