@@ -32,6 +32,7 @@ pub use store::{ApiStore, Event, EventBus, KeyRecord, SledApiStore};
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +53,9 @@ pub fn serve(
 /// Bind the API on `addr` (use port 0 for any free port) with `settings` and serve until
 /// `shutdown` resolves; requests in flight then get [`SHUTDOWN_DRAIN`] to finish. Returns
 /// the bound address and the server future to await. Settings that do not
-/// [`validate`](ApiSettings::validate) are refused with every problem.
+/// [`validate`](ApiSettings::validate) are refused with every problem. With
+/// [`ApiSettings::tls`] it speaks HTTPS only (rustls; a plain HTTP request fails the
+/// handshake).
 pub fn serve_with(
     addr: SocketAddr,
     state: Arc<ApiState>,
@@ -75,9 +78,28 @@ pub fn serve_with(
         shutdown.await;
         let _ = asked.send(());
     };
-    let (bound, server) = warp::serve(routes_with(state, &settings))
-        .try_bind_with_graceful_shutdown(addr, signal)
-        .map_err(|e| std::io::Error::other(format!("cannot bind the api on {addr}: {e}")))?;
+    let filter = routes_with(state, &settings);
+    let cannot =
+        |e: warp::Error| std::io::Error::other(format!("cannot bind the api on {addr}: {e}"));
+    let (bound, server): (SocketAddr, Pin<Box<dyn Future<Output = ()> + Send>>) =
+        match &settings.tls {
+            None => {
+                let (bound, server) = warp::serve(filter)
+                    .try_bind_with_graceful_shutdown(addr, signal)
+                    .map_err(cannot)?;
+                (bound, Box::pin(server))
+            }
+            // A bad certificate or key is refused here, before anything listens.
+            Some(tls) => {
+                let (bound, server) = warp::serve(filter)
+                    .tls()
+                    .cert_path(&tls.cert)
+                    .key_path(&tls.key)
+                    .try_bind_with_graceful_shutdown(addr, signal)
+                    .map_err(cannot)?;
+                (bound, Box::pin(server))
+            }
+        };
     let bounded = async move {
         tokio::pin!(server);
         let drain_over = async move {

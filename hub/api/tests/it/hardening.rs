@@ -350,3 +350,78 @@ async fn grouped_acks_are_durable_after_the_window_and_on_close_across_a_restart
     assert_eq!(next_event(&mut ws).await["seq"], 6);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn tls_serves_https_with_a_trusted_cert_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("api.crt");
+    let key_path = dir.path().join("api.key");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let s = start_with(ApiSettings {
+        tls: Some(ApiTls {
+            cert: cert_path,
+            key: key_path,
+        }),
+        ..ApiSettings::default()
+    })
+    .await;
+    let port = s.addr.port();
+    let trusted = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", s.addr)
+        .build()
+        .unwrap();
+    let resp = trusted
+        .get(format!("https://localhost:{port}/v1/platforms"))
+        .header("X-Api-Key", CUSTOMER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v[0]["name"], "alpha");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    // A client that does not trust the certificate is refused by the handshake.
+    let untrusting = reqwest::Client::builder()
+        .use_rustls_tls()
+        .resolve("localhost", s.addr)
+        .build()
+        .unwrap();
+    let refused = untrusting
+        .get(format!("https://localhost:{port}/v1/health"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_key_that_is_not_pem_is_refused_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("api.crt");
+    let key = dir.path().join("api.key");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let store = Arc::new(SledApiStore::open(sled::open(dir.path().join("db")).unwrap()).unwrap());
+    let backend = Arc::new(MemBackend::default());
+    let state = ApiState::new(
+        Backends::new(backend.clone(), backend),
+        KeyRing::new(&[]).unwrap(),
+        EventBus::new(store),
+    );
+    let settings = ApiSettings {
+        tls: Some(ApiTls { cert, key }),
+        ..ApiSettings::default()
+    };
+    let refused = serve_with("127.0.0.1:0".parse().unwrap(), state, settings, async {});
+    assert!(refused.is_err());
+}
