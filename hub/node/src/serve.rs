@@ -50,6 +50,11 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     #[serde(default, rename = "key")]
     pub keys: Vec<ApiKeySection>,
+    /// HTTPS: a PEM certificate chain and its PEM key, both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiSection {
@@ -57,6 +62,8 @@ impl Default for ApiSection {
         ApiSection {
             listen: d_listen(),
             keys: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -241,6 +248,12 @@ impl HubConfig {
             }
         };
         rebase(&mut cfg.data);
+        for f in [&mut cfg.api.tls_cert, &mut cfg.api.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            rebase(f);
+        }
         for k in &mut cfg.api.keys {
             if let Some(f) = &mut k.key_file {
                 rebase(f);
@@ -275,6 +288,7 @@ impl HubConfig {
         let wallet = self.wallet(&mut p);
         let accounts = self.accounts(&mut p);
         let networks = self.networks(&mut p);
+        let api_settings = self.api_settings(&mut p);
         let mut relayers = Vec::new();
         for r in &self.interop.relayers {
             match parse_identity(r) {
@@ -309,6 +323,7 @@ impl HubConfig {
         opts.block_ms = self.hub_chain.block_interval_ms;
         opts.htlc_delta_secs = self.interop.htlc_delta_secs;
         opts.release_window_secs = self.interop.release_window_secs;
+        opts.api_settings = api_settings;
         opts.relay = up::relay::RelayOptions {
             listen: self.interop.relay_listen,
             metrics: self.interop.metrics,
@@ -328,6 +343,23 @@ impl HubConfig {
             }),
             None => Err(vec!["wallet: no passphrase".into()]),
         }
+    }
+
+    /// `[api]`'s serving settings (TLS), checked like the rest.
+    fn api_settings(&self, p: &mut Vec<String>) -> isthmus_hub_api::ApiSettings {
+        let mut s = isthmus_hub_api::ApiSettings::default();
+        match (&self.api.tls_cert, &self.api.tls_key) {
+            (Some(cert), Some(key)) => {
+                s.tls = Some(isthmus_hub_api::ApiTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (None, None) => {}
+            _ => p.push("api: give both tls_cert and tls_key, or neither".into()),
+        }
+        p.extend(s.validate().into_iter().map(|e| format!("api: {e}")));
+        s
     }
 
     fn api_keys(&self, p: &mut Vec<String>) -> Vec<ApiKeyConfig> {

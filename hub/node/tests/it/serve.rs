@@ -262,6 +262,9 @@ fn config_check_lists_every_problem_of_a_hub_config_at_once() {
     )
     .unwrap();
     let bad = r#"data = "data"
+[api]
+tls_cert = "missing.crt"
+tls_key = "missing.key"
 [[api.key]]
 name = "a"
 role = "customer"
@@ -310,6 +313,9 @@ id = "isth_notanid"
         "pos_timeout_ms applies to consensus = pos only",
         "attach `far`",
         "missing.toml",
+        "api: tls certificate",
+        "missing.crt` is not a readable file",
+        "missing.key` is not a readable file",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
