@@ -55,6 +55,15 @@ pub struct ApiSection {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Requests a second per API key (per client IP without one); 0 turns the limit off.
+    /// Unset: `ApiSettings`' default, like `rate_burst`.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    #[serde(default)]
+    pub rate_burst: Option<u32>,
+    /// Browser origins allowed to call the API (CORS); empty: no CORS headers.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSection {
@@ -64,6 +73,9 @@ impl Default for ApiSection {
             keys: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            rate_limit: None,
+            rate_burst: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -358,6 +370,13 @@ impl HubConfig {
             (None, None) => {}
             _ => p.push("api: give both tls_cert and tls_key, or neither".into()),
         }
+        if let Some(r) = self.api.rate_limit {
+            s.rate_limit.per_second = r;
+        }
+        if let Some(b) = self.api.rate_burst {
+            s.rate_limit.burst = b;
+        }
+        s.cors.origins = self.api.cors_origins.clone();
         p.extend(s.validate().into_iter().map(|e| format!("api: {e}")));
         s
     }

@@ -265,6 +265,9 @@ fn config_check_lists_every_problem_of_a_hub_config_at_once() {
 [api]
 tls_cert = "missing.crt"
 tls_key = "missing.key"
+rate_limit = 10
+rate_burst = 0
+cors_origins = ["*", "app.example"]
 [[api.key]]
 name = "a"
 role = "customer"
@@ -316,6 +319,8 @@ id = "isth_notanid"
         "api: tls certificate",
         "missing.crt` is not a readable file",
         "missing.key` is not a readable file",
+        "api: rate limit burst must be at least 1",
+        "api: cors origin `app.example`",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
