@@ -425,3 +425,35 @@ async fn a_tls_key_that_is_not_pem_is_refused_before_listening() {
     let refused = serve_with("127.0.0.1:0".parse().unwrap(), state, settings, async {});
     assert!(refused.is_err());
 }
+
+/// The table behind 405 and `Allow` names exactly the methods the OpenAPI document gives
+/// each path (which `openapi_documents_exactly_the_served_paths` ties to the routes), so a
+/// route added without its entry fails here.
+#[test]
+fn allow_table_agrees_with_the_openapi_document() {
+    let doc = isthmus_hub_api::openapi::document();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(!paths.is_empty());
+    for (path, item) in paths {
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "some-id" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| ["get", "post", "put", "delete", "patch"].contains(&k.as_str()))
+            .map(|k| k.to_ascii_uppercase())
+            .collect();
+        documented.sort();
+        let mut allowed: Vec<String> = isthmus_hub_api::server::allowed_methods(&concrete)
+            .unwrap_or_else(|| panic!("{path} is missing from the Allow table"))
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "{path}");
+    }
+}
