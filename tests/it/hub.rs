@@ -7,7 +7,7 @@ use crate::ltc_node::{self, LtcFixture};
 use isthmus_adapter_evm::anvil::{AnvilFixture, FixtureOptions};
 use isthmus_core::NetworkId;
 use isthmus_hub::builder::HubBuilder;
-use isthmus_hub_api::{ApiKeyConfig, KeyRing, Role};
+use isthmus_hub_api::{ApiKeyConfig, ApiSettings, KeyRing, RateLimit, Role};
 use isthmus_interop::{Driver, DriverConfig, StoredInstance};
 use isthmus_lock_contracts::{HtlcConfig, TwoPhaseConfig};
 use serde_json::{json, Value};
@@ -116,6 +116,12 @@ pub fn hub_builder(db: &sled::Db) -> HubBuilder {
             )])
             .expect("key ring"),
         )
+        // These tests poll many operations at once on one key, faster than a client
+        // should; the limit itself is tested in hub/api.
+        .api_settings(ApiSettings {
+            rate_limit: RateLimit::OFF,
+            ..ApiSettings::default()
+        })
 }
 
 impl Hub {

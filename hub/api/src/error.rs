@@ -16,6 +16,7 @@ pub enum ErrorCode {
     IdempotencyConflict,
     Conflict,
     PayloadTooLarge,
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -32,6 +33,7 @@ impl ErrorCode {
             }
             ErrorCode::IdempotencyConflict | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -255,7 +255,7 @@ pub fn document() -> Value {
                 "Error": {
                     "type": "object", "required": ["code", "message"],
                     "properties": {
-                        "code": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "method_not_allowed", "invalid_request", "idempotency_key_required", "idempotency_conflict", "conflict", "payload_too_large", "unavailable", "internal"]},
+                        "code": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "method_not_allowed", "invalid_request", "idempotency_key_required", "idempotency_conflict", "conflict", "payload_too_large", "rate_limited", "unavailable", "internal"]},
                         "message": {"type": "string"},
                         "details": {"type": "array", "items": {"type": "string"}}
                     }

@@ -5,7 +5,9 @@
 use crate::auth::{key_digest, valid_tenant, KeyRing, Principal, Role};
 use crate::backend::{BackendError, Backends, OpId};
 use crate::error::{ApiError, ErrorCode};
+use crate::limit::{retry_after_secs, RateLimiter};
 use crate::model::*;
+use crate::settings::{ApiSettings, CorsSettings, WsSettings};
 use crate::store::{Event, EventBus, IdempotencyRecord};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -15,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -155,10 +158,16 @@ fn readable(st: &ApiState, who: &Principal) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-/// All routes under `/v1`, with errors mapped to the API's error shape.
-pub fn routes(
-    st: Arc<ApiState>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+/// All routes under `/v1` with the default [`ApiSettings`], errors mapped to the API's
+/// error shape.
+pub fn routes(st: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    routes_with(st, &ApiSettings::default())
+}
+
+/// All routes under `/v1` behind the rate limit and CORS of `settings`, errors mapped to
+/// the API's error shape. TLS is the server's business ([`crate::serve_with`]).
+pub fn routes_with(st: Arc<ApiState>, settings: &ApiSettings) -> BoxedFilter<(Response,)> {
+    let ws_settings = settings.ws;
     let with = {
         let st = st.clone();
         warp::any().map(move || st.clone())
@@ -307,48 +316,192 @@ pub fn routes(
         list.or(put).unify().or(delete).unify()
     };
 
-    let events = warp::path!("v1" / "events")
-        .and(warp::get())
-        .and(warp::ws())
-        .and(with.clone())
-        .and(headers())
-        .and(query)
-        .map(
-            |ws: warp::ws::Ws, st: Arc<ApiState>, h: Headers, q: Query| match open_event_stream(
-                &st, &h, &q,
-            ) {
-                Ok(sub) => ws
-                    .on_upgrade(move |socket| stream_events(st, sub, socket))
-                    .into_response(),
-                Err(e) => error_reply(&e),
-            },
-        );
+    let events =
+        warp::path!("v1" / "events")
+            .and(warp::get())
+            .and(warp::ws())
+            .and(with.clone())
+            .and(headers())
+            .and(query)
+            .map(
+                move |ws: warp::ws::Ws, st: Arc<ApiState>, h: Headers, q: Query| {
+                    match open_event_stream(&st, &h, &q) {
+                        Ok(sub) => ws
+                            .max_frame_size(ws_settings.max_frame)
+                            .max_message_size(ws_settings.max_message)
+                            .on_upgrade(move |socket| stream_events(st, sub, ws_settings, socket))
+                            .into_response(),
+                        Err(e) => error_reply(&e),
+                    }
+                },
+            );
 
-    health
-        .or(openapi)
+    // Each group is boxed before they are joined: the joined type stays shallow, which
+    // keeps compile times sane.
+    let api = health
+        .boxed()
+        .or(openapi.boxed())
         .unify()
-        .or(platforms)
+        .or(platforms.boxed())
         .unify()
-        .or(networks)
+        .or(networks.boxed())
         .unify()
-        .or(ops("transfers", OpKind::Transfer))
+        .or(ops("transfers", OpKind::Transfer).boxed())
         .unify()
-        .or(ops("swaps", OpKind::Swap))
+        .or(ops("swaps", OpKind::Swap).boxed())
         .unify()
-        .or(ops("messages", OpKind::Message))
+        .or(ops("messages", OpKind::Message).boxed())
         .unify()
-        .or(adapters)
+        .or(adapters.boxed())
         .unify()
-        .or(keys)
+        .or(keys.boxed())
         .unify()
-        .or(provisioned)
+        .or(provisioned.boxed())
         .unify()
-        .or(grants)
+        .or(grants.boxed())
         .unify()
-        .or(events)
+        .or(events.boxed())
         .unify()
+        .or(wrong_method().boxed())
+        .unify()
+        .boxed();
+    let limiter = Arc::new(RateLimiter::new(settings.rate_limit));
+    // The limit comes before any route, so a refused request changes nothing.
+    let served = rate_limited(st, limiter).and(api).recover(recover).unify();
+    if !settings.cors.enabled() {
+        return served.boxed();
+    }
+    // CORS wraps the error answers too (a browser must be able to read a 429), and answers
+    // preflights itself; a refused origin is the one rejection left for the outer recover.
+    served
+        .with(cors(&settings.cors))
+        .map(Reply::into_response)
         .recover(recover)
         .unify()
+        .boxed()
+}
+
+fn cors(c: &CorsSettings) -> warp::cors::Builder {
+    let b = warp::cors()
+        .allow_methods(c.methods.iter().map(String::as_str))
+        .allow_headers(c.headers.iter().map(String::as_str))
+        .allow_credentials(c.credentials)
+        .max_age(c.max_age);
+    if c.any_origin() {
+        b.allow_any_origin()
+    } else {
+        b.allow_origins(c.origins.iter().map(String::as_str))
+    }
+}
+
+/// A request over its caller's rate limit.
+#[derive(Debug)]
+struct RateLimited {
+    retry_after_secs: u64,
+}
+
+impl warp::reject::Reject for RateLimited {}
+
+/// Takes one token from the caller's bucket: the key's when it presents a valid one, else
+/// its IP's (so unknown keys cannot mint fresh buckets).
+fn rate_limited(
+    st: Arc<ApiState>,
+    limiter: Arc<RateLimiter>,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::addr::remote()
+        .and(headers())
+        .and_then(move |addr: Option<std::net::SocketAddr>, h: Headers| {
+            let st = st.clone();
+            let limiter = limiter.clone();
+            async move {
+                if !limiter.enabled() {
+                    return Ok(());
+                }
+                let key = KeyRing::presented(h.authorization.as_deref(), h.api_key.as_deref())
+                    .ok()
+                    .filter(|_| authenticate(&st, &h).is_ok())
+                    .map(|k| format!("key:{}", hex::encode(key_digest(k))));
+                let who = key.unwrap_or_else(|| match addr {
+                    Some(a) => format!("ip:{}", a.ip()),
+                    None => "ip:unknown".to_owned(),
+                });
+                limiter
+                    .take(&who, std::time::Instant::now())
+                    .map_err(|wait| {
+                        warp::reject::custom(RateLimited {
+                            retry_after_secs: retry_after_secs(wait),
+                        })
+                    })
+            }
+        })
+        .untuple_one()
+}
+
+/// The methods each path of the API answers, for `405` and its `Allow` header. `*` stands
+/// for one non-empty segment (an id). Kept beside the routes above: a route missing here
+/// only makes a wrong method answer 404 instead of 405.
+const PATHS: &[(&[&str], &[&str])] = &[
+    (&["v1", "health"], &["GET"]),
+    (&["v1", "openapi.json"], &["GET"]),
+    (&["v1", "platforms"], &["GET"]),
+    (&["v1", "networks"], &["GET", "POST"]),
+    (&["v1", "networks", "*"], &["GET", "DELETE"]),
+    (&["v1", "transfers"], &["GET", "POST"]),
+    (&["v1", "transfers", "*"], &["GET"]),
+    (&["v1", "swaps"], &["GET", "POST"]),
+    (&["v1", "swaps", "*"], &["GET"]),
+    (&["v1", "messages"], &["GET", "POST"]),
+    (&["v1", "messages", "*"], &["GET"]),
+    (&["v1", "adapters"], &["GET", "POST"]),
+    (&["v1", "adapters", "*"], &["DELETE"]),
+    (&["v1", "keys"], &["GET", "POST"]),
+    (&["v1", "keys", "*"], &["DELETE"]),
+    (&["v1", "keys", "*", "rotate"], &["POST"]),
+    (&["v1", "grants"], &["GET"]),
+    (&["v1", "grants", "*"], &["PUT", "DELETE"]),
+    (&["v1", "events"], &["GET"]),
+];
+
+/// The methods `path` answers, or `None` when no route has that path.
+pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    PATHS
+        .iter()
+        .find(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| if *p == "*" { !s.is_empty() } else { p == s })
+        })
+        .map(|(_, methods)| *methods)
+}
+
+/// Tried after every route: a known path asked with a method it does not answer gets `405`
+/// with `Allow`; anything else stays a rejection (404 unless a route said more).
+fn wrong_method() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path::full().and(warp::method()).and_then(
+        |path: warp::path::FullPath, method: warp::http::Method| async move {
+            match allowed_methods(path.as_str()) {
+                Some(allowed) if !allowed.contains(&method.as_str()) => {
+                    let e = ApiError::new(
+                        ErrorCode::MethodNotAllowed,
+                        format!(
+                            "{method} is not allowed on {}; allowed: {}",
+                            path.as_str(),
+                            allowed.join(", ")
+                        ),
+                    );
+                    let mut r = error_reply(&e);
+                    if let Ok(v) = warp::http::HeaderValue::from_str(&allowed.join(", ")) {
+                        r.headers_mut().insert(warp::http::header::ALLOW, v);
+                    }
+                    Ok(r)
+                }
+                _ => Err(warp::reject::not_found()),
+            }
+        },
+    )
 }
 
 async fn recover(r: warp::Rejection) -> Result<Response, Infallible> {
@@ -366,6 +519,25 @@ async fn recover(r: warp::Rejection) -> Result<Response, Infallible> {
         ApiError::new(
             ErrorCode::MethodNotAllowed,
             "method not allowed on this path",
+        )
+    } else if let Some(limited) = r.find::<RateLimited>() {
+        let e = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "rate limit exceeded; retry after {} s",
+                limited.retry_after_secs
+            ),
+        );
+        let mut resp = error_reply(&e);
+        resp.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from(limited.retry_after_secs),
+        );
+        return Ok(resp);
+    } else if r.find::<warp::cors::CorsForbidden>().is_some() {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            "cross-origin request refused: origin, method or header not allowed",
         )
     } else if let Some(e) = r.find::<ApiError>() {
         e.clone()
@@ -790,7 +962,29 @@ fn open_event_stream(st: &ApiState, h: &Headers, q: &Query) -> Result<Subscripti
 
 const REPLAY_PAGE: usize = 256;
 
-async fn stream_events(st: Arc<ApiState>, sub: Subscription, socket: warp::ws::WebSocket) {
+/// Acks of a named subscription not yet written: the latest, how many, and when they must
+/// be flushed at the latest.
+struct PendingAck {
+    seq: u64,
+    count: usize,
+    due: tokio::time::Instant,
+}
+
+/// Write (and flush) the latest pending ack, if any.
+fn flush_ack(st: &ApiState, name: Option<&String>, pending: &mut Option<PendingAck>) {
+    if let (Some(p), Some(name)) = (pending.take(), name) {
+        if let Err(e) = st.bus.store().put_cursor(name, p.seq) {
+            tracing::error!(%e, "storing subscription cursor failed");
+        }
+    }
+}
+
+async fn stream_events(
+    st: Arc<ApiState>,
+    sub: Subscription,
+    ws: WsSettings,
+    socket: warp::ws::WebSocket,
+) {
     let (mut tx, mut rx) = socket.split();
     let mut live = st.bus.subscribe();
     let mut next = sub.from.max(1);
@@ -829,18 +1023,28 @@ async fn stream_events(st: Arc<ApiState>, sub: Subscription, socket: warp::ws::W
     if !replay(&st, &sub, &mut next, &mut tx).await {
         return;
     }
+    // Acks are flushed in groups (see `WsSettings`): a crash loses at most the acks of the
+    // last window, whose events a resumed subscription then receives again.
+    let mut pending: Option<PendingAck> = None;
     loop {
+        let due = pending.as_ref().map(|p| p.due);
         tokio::select! {
+            () = async {
+                match due {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => flush_ack(&st, sub.name.as_ref(), &mut pending),
             ev = live.recv() => match ev {
                 Ok(e) if e.seq < next => {}
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Whatever arrived live is also in the log; reading from the log keeps
                     // order and fills any gap.
                     if !replay(&st, &sub, &mut next, &mut tx).await {
-                        return;
+                        break;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             msg = rx.next() => match msg {
                 Some(Ok(m)) if m.is_text() => {
@@ -850,9 +1054,16 @@ async fn stream_events(st: Arc<ApiState>, sub: Subscription, socket: warp::ws::W
                         .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
                         .and_then(|v| v.get("ack").and_then(|a| a.as_u64()));
                     match (ack, &sub.name) {
-                        (Some(seq), Some(name)) => {
-                            if let Err(e) = st.bus.store().put_cursor(name, seq) {
-                                tracing::error!(%e, "storing subscription cursor failed");
+                        (Some(seq), Some(_)) => {
+                            let p = pending.get_or_insert(PendingAck {
+                                seq,
+                                count: 0,
+                                due: tokio::time::Instant::now() + ws.ack_flush_interval,
+                            });
+                            p.seq = seq;
+                            p.count += 1;
+                            if p.count >= ws.ack_flush_batch {
+                                flush_ack(&st, sub.name.as_ref(), &mut pending);
                             }
                         }
                         _ => {
@@ -864,10 +1075,23 @@ async fn stream_events(st: Arc<ApiState>, sub: Subscription, socket: warp::ws::W
                         }
                     }
                 }
-                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(m)) if m.is_close() => break,
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
+                Some(Err(e)) => {
+                    // Most likely a frame or message over the limit: say so before closing.
+                    tracing::debug!(%e, "event stream read failed; closing it");
+                    let reason = format!(
+                        "closing: inbound frames and messages are limited to {} bytes ({e})",
+                        ws.max_message
+                    );
+                    // A close reason is at most 123 bytes.
+                    let reason: String = reason.chars().take(120).collect();
+                    let _ = tx.send(warp::ws::Message::close_with(1009u16, reason)).await;
+                    break;
+                }
+                None => break,
             }
         }
     }
+    flush_ack(&st, sub.name.as_ref(), &mut pending);
 }

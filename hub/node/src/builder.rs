@@ -21,7 +21,7 @@ use isthmus_adapter_api::port::PacketPort;
 use isthmus_adapter_api::Adapter;
 use isthmus_core::{Keypair, NetworkId};
 use isthmus_hub_api::{
-    ApiState, Backends, Directory as ApiDirectory, EventBus, KeyRing, SledApiStore,
+    ApiSettings, ApiState, Backends, Directory as ApiDirectory, EventBus, KeyRing, SledApiStore,
 };
 use isthmus_interop::{
     ActionExecutor, AdapterExecutor, AdapterLookup, AdapterRegistry, Anchorer, Clock, Connect,
@@ -89,6 +89,7 @@ pub struct HubBuilder {
     registry: Option<(Connect, Duration)>,
     executor: Executor,
     api: Option<(SocketAddr, KeyRing)>,
+    api_settings: ApiSettings,
     owners: Option<Arc<dyn AccountOwners>>,
     stop: CancellationToken,
 }
@@ -119,6 +120,7 @@ impl HubBuilder {
             registry: None,
             executor: Executor::Adapters(None),
             api: None,
+            api_settings: ApiSettings::default(),
             owners: None,
             stop: CancellationToken::new(),
         }
@@ -262,6 +264,12 @@ impl HubBuilder {
         self
     }
 
+    /// How the API is served: TLS, rate limits, CORS, WebSocket limits (defaults otherwise).
+    pub fn api_settings(mut self, settings: ApiSettings) -> Self {
+        self.api_settings = settings;
+        self
+    }
+
     /// Stop the hub when `stop` is cancelled (a fresh token by default).
     pub fn stop(mut self, stop: CancellationToken) -> Self {
         self.stop = stop;
@@ -293,6 +301,7 @@ impl HubBuilder {
             registry,
             executor,
             api,
+            api_settings,
             owners,
             stop,
         } = self;
@@ -495,7 +504,7 @@ impl HubBuilder {
             names: api_names,
         };
         if let Some((addr, keys)) = api {
-            if let Err(e) = hub.serve(addr, keys) {
+            if let Err(e) = hub.serve(addr, keys, api_settings) {
                 hub.stop.cancel();
                 return Err(e);
             }
@@ -552,10 +561,15 @@ impl Hub {
     /// Serve the HTTP API on `addr` over this hub (done by [`HubBuilder::start`] when
     /// [`HubBuilder::api`] was set; a caller that starts parts of its own first serves
     /// afterwards). Returns where it listens.
-    pub fn serve(&mut self, addr: SocketAddr, keys: KeyRing) -> anyhow::Result<SocketAddr> {
+    pub fn serve(
+        &mut self,
+        addr: SocketAddr,
+        keys: KeyRing,
+        settings: ApiSettings,
+    ) -> anyhow::Result<SocketAddr> {
         let state = ApiState::new(self.backends.clone(), keys, self.bus.clone());
         let (bound, server) =
-            isthmus_hub_api::serve(addr, state, self.stop.clone().cancelled_owned())
+            isthmus_hub_api::serve_with(addr, state, settings, self.stop.clone().cancelled_owned())
                 .with_context(|| format!("cannot serve the api on {addr}"))?;
         self.tasks.spawn(server);
         self.api = Some(bound);

@@ -123,6 +123,12 @@ struct UpArgs {
     /// Seconds a message waits for the relayer before the hub delivers it itself
     #[arg(long, default_value_t = 10)]
     relay_fallback_secs: u64,
+    /// Serve the API over HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -383,6 +389,16 @@ async fn hub_up(args: UpArgs) -> anyhow::Result<()> {
         fallback_secs: args.relay_fallback_secs,
         ..up::relay::RelayOptions::default()
     };
+    if args.demo && args.tls_cert.is_some() {
+        anyhow::bail!("--demo speaks plain HTTP to the API: run it without --tls-cert");
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        opts.api_settings.tls = Some(isthmus_hub_api::ApiTls { cert, key });
+    }
+    let problems = opts.api_settings.validate();
+    if !problems.is_empty() {
+        anyhow::bail!("api settings: {}", problems.join("; "));
+    }
     let hub = up::start(opts).await?;
     hub.publish()?;
     println!("{}", up::demo::banner(&hub, args.htlc_delta_secs));
@@ -417,10 +433,15 @@ fn hub_plan(file: &Path) -> anyhow::Result<up::Plan> {
 
 async fn hub_serve(plan: up::Plan) -> anyhow::Result<()> {
     let names: Vec<String> = plan.networks.iter().map(|(n, _)| n.clone()).collect();
+    let scheme = if plan.opts.api_settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let hub = up::start_plan(plan).await?;
     hub.publish()?;
     println!(
-        "hub serving: api http://{}  networks: hub, {}  metrics http://{}/metrics",
+        "hub serving: api {scheme}://{}  networks: hub, {}  metrics http://{}/metrics",
         hub.info.api,
         names.join(", "),
         hub.info.metrics

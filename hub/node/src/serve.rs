@@ -50,6 +50,20 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     #[serde(default, rename = "key")]
     pub keys: Vec<ApiKeySection>,
+    /// HTTPS: a PEM certificate chain and its PEM key, both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Requests a second per API key (per client IP without one); 0 turns the limit off.
+    /// Unset: `ApiSettings`' default, like `rate_burst`.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    #[serde(default)]
+    pub rate_burst: Option<u32>,
+    /// Browser origins allowed to call the API (CORS); empty: no CORS headers.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSection {
@@ -57,6 +71,11 @@ impl Default for ApiSection {
         ApiSection {
             listen: d_listen(),
             keys: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            rate_limit: None,
+            rate_burst: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -241,6 +260,12 @@ impl HubConfig {
             }
         };
         rebase(&mut cfg.data);
+        for f in [&mut cfg.api.tls_cert, &mut cfg.api.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            rebase(f);
+        }
         for k in &mut cfg.api.keys {
             if let Some(f) = &mut k.key_file {
                 rebase(f);
@@ -275,6 +300,7 @@ impl HubConfig {
         let wallet = self.wallet(&mut p);
         let accounts = self.accounts(&mut p);
         let networks = self.networks(&mut p);
+        let api_settings = self.api_settings(&mut p);
         let mut relayers = Vec::new();
         for r in &self.interop.relayers {
             match parse_identity(r) {
@@ -309,6 +335,7 @@ impl HubConfig {
         opts.block_ms = self.hub_chain.block_interval_ms;
         opts.htlc_delta_secs = self.interop.htlc_delta_secs;
         opts.release_window_secs = self.interop.release_window_secs;
+        opts.api_settings = api_settings;
         opts.relay = up::relay::RelayOptions {
             listen: self.interop.relay_listen,
             metrics: self.interop.metrics,
@@ -328,6 +355,30 @@ impl HubConfig {
             }),
             None => Err(vec!["wallet: no passphrase".into()]),
         }
+    }
+
+    /// `[api]`'s serving settings (TLS), checked like the rest.
+    fn api_settings(&self, p: &mut Vec<String>) -> isthmus_hub_api::ApiSettings {
+        let mut s = isthmus_hub_api::ApiSettings::default();
+        match (&self.api.tls_cert, &self.api.tls_key) {
+            (Some(cert), Some(key)) => {
+                s.tls = Some(isthmus_hub_api::ApiTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (None, None) => {}
+            _ => p.push("api: give both tls_cert and tls_key, or neither".into()),
+        }
+        if let Some(r) = self.api.rate_limit {
+            s.rate_limit.per_second = r;
+        }
+        if let Some(b) = self.api.rate_burst {
+            s.rate_limit.burst = b;
+        }
+        s.cors.origins = self.api.cors_origins.clone();
+        p.extend(s.validate().into_iter().map(|e| format!("api: {e}")));
+        s
     }
 
     fn api_keys(&self, p: &mut Vec<String>) -> Vec<ApiKeyConfig> {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod hardening;
 mod tenants;
 
 type OpResult = Result<OperationStatus, BackendError>;
@@ -176,6 +177,10 @@ const OTHER: &str = "other-key-1";
 const ADMIN: &str = "admin-key-1";
 
 async fn start_at(dir: &std::path::Path) -> Server {
+    start_at_with(dir, ApiSettings::default()).await
+}
+
+async fn start_at_with(dir: &std::path::Path, settings: ApiSettings) -> Server {
     let keys = KeyRing::new(&[
         ApiKeyConfig::from_plaintext("dapp", Role::Customer, CUSTOMER),
         ApiKeyConfig::from_plaintext("builder", Role::Partner, PARTNER).in_tenant("audit"),
@@ -202,7 +207,7 @@ async fn start_at(dir: &std::path::Path) -> Server {
     let backends = Backends::new(backend.clone(), backend.clone()).with_messages(backend.clone());
     let state = ApiState::new(backends, keys, bus.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, fut) = serve("127.0.0.1:0".parse().unwrap(), state, async {
+    let (addr, fut) = serve_with("127.0.0.1:0".parse().unwrap(), state, settings, async {
         let _ = rx.await;
     })
     .unwrap();
@@ -218,8 +223,12 @@ async fn start_at(dir: &std::path::Path) -> Server {
 }
 
 async fn start() -> Server {
+    start_with(ApiSettings::default()).await
+}
+
+async fn start_with(settings: ApiSettings) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = start_at(dir.path()).await;
+    let mut s = start_at_with(dir.path(), settings).await;
     s._dir = Some(dir);
     s
 }

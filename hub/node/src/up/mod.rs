@@ -75,6 +75,8 @@ pub struct UpOptions {
     pub sweep: Duration,
     /// The relayer path: QUIC ingress and metrics addresses, fallback grace.
     pub relay: relay::RelayOptions,
+    /// How the API is served: TLS, rate limits, CORS, WebSocket limits.
+    pub api_settings: isthmus_hub_api::ApiSettings,
 }
 
 impl UpOptions {
@@ -87,6 +89,7 @@ impl UpOptions {
             release_window_secs: 60,
             sweep: Duration::from_millis(500),
             relay: relay::RelayOptions::default(),
+            api_settings: isthmus_hub_api::ApiSettings::default(),
         }
     }
 }
@@ -811,7 +814,7 @@ async fn wire(
         ApiKeys::Configured(keys) => KeyRing::new(keys),
     }
     .map_err(|p| anyhow::anyhow!("api keys: {}", p.join("; ")));
-    let api = match keys.and_then(|keys| hub.serve(opts.api, keys)) {
+    let api = match keys.and_then(|keys| hub.serve(opts.api, keys, opts.api_settings.clone())) {
         Ok(api) => api,
         Err(e) => {
             if let Err(stop) = hub.shutdown().await {

@@ -255,6 +255,12 @@ fn config_check_lists_every_problem_of_a_hub_config_at_once() {
     )
     .unwrap();
     let bad = r#"data = "data"
+[api]
+tls_cert = "missing.crt"
+tls_key = "missing.key"
+rate_limit = 10
+rate_burst = 0
+cors_origins = ["*", "app.example"]
 [[api.key]]
 name = "a"
 role = "customer"
@@ -303,6 +309,11 @@ id = "isth_notanid"
         "pos_timeout_ms applies to consensus = pos only",
         "attach `far`",
         "missing.toml",
+        "api: tls certificate",
+        "missing.crt` is not a readable file",
+        "missing.key` is not a readable file",
+        "api: rate limit burst must be at least 1",
+        "api: cors origin `app.example`",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
