@@ -154,6 +154,31 @@ fn providers_order_link_and_delete_networks_through_the_api() {
     let done = h.wait_terminal("transfers", &open_id, 120);
     assert_eq!(done["state"], "refunded", "{done}");
 
+    // A provider of another tenant neither deletes nor sees as its own what demo ordered:
+    // 404, as for a network that does not exist, and gamma keeps running.
+    let (code, other) = h.post_as(
+        Some(&h.admin_key()),
+        "/v1/keys",
+        "k-other",
+        &json!({"tenant": "other", "role": "provider"}),
+    );
+    assert_eq!(code, 201, "{other}");
+    let other = other["key"].as_str().unwrap().to_owned();
+    let (code, v) = h.delete_as(&other, "/v1/networks/gamma");
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(
+        h.get("/v1/networks/gamma").1["status"],
+        "up",
+        "nothing changed"
+    );
+    let (code, v) = h.post_as(
+        Some(&other),
+        "/v1/networks",
+        "o1",
+        &spec(&h, "gamma", "pos", 1),
+    );
+    assert_eq!(code, 409, "the name is taken across tenants: {v}");
+
     // Delete both: processes stop; gamma's data is kept, delta's purged.
     let all: Vec<u64> = pids(&h.get("/v1/networks/gamma").1)
         .into_iter()
